@@ -1,0 +1,78 @@
+//! Errors that tell a user which file, field and line is wrong, and what would be valid.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where a configuration value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The built-in default.
+    Default,
+    /// A command-line flag, e.g. `--listen`.
+    Flag(&'static str),
+    /// A YAML file, at a 1-based line and column.
+    File { path: PathBuf, line: u64, column: u64 },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => f.write_str("the default"),
+            Origin::Flag(flag) => write!(f, "flag {flag}"),
+            Origin::File { path, line, column } => write!(f, "{}:{line}:{column}", path.display()),
+        }
+    }
+}
+
+/// One invalid value: where it came from, which field, and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub origin: Origin,
+    /// The field's path in the YAML file, e.g. `routes[2]` or `timeouts.upstream`.
+    pub field: String,
+    /// What is wrong and what would be valid.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.origin, self.field, self.message)
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The file is not YAML of the expected shape (syntax, unknown field, wrong type).
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Syntax { path: PathBuf, line: u64, column: u64, message: String },
+    /// The file parsed, but one or more values are invalid; every one is listed.
+    #[error("{}", render(problems))]
+    Invalid { problems: Vec<Problem> },
+}
+
+fn render(problems: &[Problem]) -> String {
+    let mut out = format!("{} invalid configuration value(s):", problems.len());
+    for p in problems {
+        out.push_str("\n  ");
+        out.push_str(&p.to_string());
+    }
+    out
+}
+
+impl ConfigError {
+    /// Turns a serde-saphyr error into one that names the file and the line.
+    pub fn from_yaml(path: PathBuf, err: &serde_saphyr::Error) -> Self {
+        let (line, column) = err.location().map_or((0, 0), |l| (l.line(), l.column()));
+        let message = err.without_snippet().to_string();
+        // serde-saphyr appends its own " at line X column Y"; we print the location in front.
+        let message = match message.rfind(" at line ") {
+            Some(i) => message[..i].to_string(),
+            None => message,
+        };
+        ConfigError::Syntax { path, line, column, message }
+    }
+}

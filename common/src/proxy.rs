@@ -1,0 +1,436 @@
+//! The sidecar's configuration: where it listens, which loopback app it forwards to, the exact
+//! route table, its deadlines and limits. Read from the YAML file the ConfigMap mounts, then
+//! overridden by flags, then validated as a whole so every bad value is reported at once.
+
+mod url;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_saphyr::{Location, Spanned};
+
+use crate::duration;
+use crate::error::{ConfigError, Origin, Problem};
+
+pub use url::check_path;
+
+/// The path prefix of the sidecar's own endpoints; no route may live under it.
+pub const RESERVED_PREFIX: &str = "/-/";
+
+/// The seed wiki's nginx `location` blocks, as `PUBLIC=TARGET`.
+pub const SEED_ROUTES: [&str; 4] = [
+    "/=/prometheus",
+    "/prometheus=/prometheus",
+    "/readiness=/ready",
+    "/liveness=/alive",
+];
+
+/// Built-in defaults, chosen for a sidecar serving one app to one Prometheus.
+pub mod defaults {
+    use std::time::Duration;
+    pub const LISTEN: &str = "0.0.0.0:9090";
+    pub const UPSTREAM: &str = "http://127.0.0.1:8080";
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Prometheus's own default scrape timeout.
+    pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+    pub const MAX_IN_FLIGHT: u64 = 32;
+    pub const MAX_CONNECTIONS: u64 = 256;
+    pub const MAX_REQUEST_HEAD_BYTES: u64 = 8192;
+}
+
+/// A validated sidecar configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// The plaintext address Prometheus scrapes.
+    pub listen: SocketAddr,
+    /// The app's loopback address that path-only route targets resolve against.
+    pub upstream: SocketAddr,
+    /// Exact public paths and where they go, in the order given.
+    pub routes: Vec<Route>,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub log_format: LogFormat,
+}
+
+/// One exact public path and its loopback target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub public: String,
+    pub target: Target,
+}
+
+/// Where a route forwards to: an address on loopback and a path there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub path: String,
+}
+
+/// Deadlines, each bounding one thing a peer could otherwise stretch forever.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Connecting to the app.
+    pub connect: Duration,
+    /// A client sending its whole request head (slow-client defence).
+    pub request_head: Duration,
+    /// The whole upstream response, head and body; shortened by Prometheus's scrape timeout header.
+    pub upstream: Duration,
+    /// How long in-flight responses may run after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// Bounds on what clients can make the sidecar hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Forwarded requests at once; more get 503.
+    pub max_in_flight: u64,
+    /// Open client connections at once; more wait in the listen backlog.
+    pub max_connections: u64,
+    /// Bytes in a request head (request line and headers); more get 431.
+    pub max_request_head_bytes: u64,
+}
+
+/// The format of the sidecar's logs on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// Values given on the command line; each replaces the file's key of the same meaning.
+#[derive(Clone, Debug, Default)]
+pub struct ProxyOverrides {
+    pub listen: Option<String>,
+    pub upstream: Option<String>,
+    /// `PUBLIC=TARGET`; when any is given, they replace the file's `routes` entirely.
+    pub routes: Vec<String>,
+    pub connect_timeout: Option<String>,
+    pub request_head_timeout: Option<String>,
+    pub upstream_timeout: Option<String>,
+    pub shutdown_grace: Option<String>,
+    pub max_in_flight: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub max_request_head_bytes: Option<u64>,
+    pub log_format: Option<String>,
+}
+
+/// The YAML file's shape. Unknown keys are errors, so a misspelt key is never silently ignored.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ProxyFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    listen: Option<Spanned<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    upstream: Option<Spanned<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    routes: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeouts: Option<TimeoutsFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    limits: Option<LimitsFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    log_format: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TimeoutsFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    connect: Option<Spanned<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request_head: Option<Spanned<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    upstream: Option<Spanned<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shutdown_grace: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct LimitsFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_in_flight: Option<Spanned<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_connections: Option<Spanned<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_request_head_bytes: Option<Spanned<u64>>,
+}
+
+/// A raw value and where it came from, before validation.
+struct Raw<T> {
+    value: T,
+    origin: Origin,
+}
+
+/// Collects problems so that all of them are reported together.
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn check<T, U>(&mut self, field: &str, raw: Raw<T>, f: impl FnOnce(T) -> Result<U, String>) -> Option<U> {
+        match f(raw.value) {
+            Ok(v) => Some(v),
+            Err(message) => {
+                self.problems.push(Problem { origin: raw.origin, field: field.to_string(), message });
+                None
+            }
+        }
+    }
+}
+
+/// Picks the flag if given, else the file's value, else the default.
+fn pick<T>(flag: Option<T>, flag_name: &'static str, file: Option<Spanned<T>>, path: Option<&Path>, default: T) -> Raw<T> {
+    if let Some(value) = flag {
+        return Raw { value, origin: Origin::Flag(flag_name) };
+    }
+    match file {
+        Some(s) => Raw { origin: file_origin(path, &s.referenced), value: s.value },
+        None => Raw { value: default, origin: Origin::Default },
+    }
+}
+
+fn file_origin(path: Option<&Path>, loc: &Location) -> Origin {
+    match path {
+        Some(p) => Origin::File { path: p.to_path_buf(), line: loc.line(), column: loc.column() },
+        None => Origin::Default,
+    }
+}
+
+fn in_range(lo: u64, hi: u64, what: &'static str) -> impl FnOnce(u64) -> Result<u64, String> {
+    move |v| {
+        if (lo..=hi).contains(&v) {
+            Ok(v)
+        } else {
+            Err(format!("{v} is out of range; {what} must be between {lo} and {hi}"))
+        }
+    }
+}
+
+fn timeout(text: String) -> Result<Duration, String> {
+    let d = duration::parse(&text)?;
+    if d.is_zero() || d > Duration::from_secs(3600) {
+        return Err(format!("`{text}` is out of range; use a duration above 0 and at most 60m"));
+    }
+    Ok(d)
+}
+
+impl ProxyConfig {
+    /// Reads `file` (if any), applies `overrides`, and validates the result.
+    pub fn load(file: Option<&Path>, overrides: &ProxyOverrides) -> Result<Self, ConfigError> {
+        let parsed = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+                Some(parse_file(path, &text)?)
+            }
+            None => None,
+        };
+        Self::resolve(file, parsed.unwrap_or_default(), overrides)
+    }
+
+    /// Parses YAML text as if it were the file at `path` (used by tests and the generator).
+    pub fn from_yaml(path: &Path, text: &str, overrides: &ProxyOverrides) -> Result<Self, ConfigError> {
+        Self::resolve(Some(path), parse_file(path, text)?, overrides)
+    }
+
+    fn resolve(path: Option<&Path>, file: ProxyFile, o: &ProxyOverrides) -> Result<Self, ConfigError> {
+        let mut c = Checker { problems: Vec::new() };
+        let t = file.timeouts.unwrap_or_default();
+        let l = file.limits.unwrap_or_default();
+        let dur = |d: Duration| duration::format(d);
+
+        let listen = pick(o.listen.clone(), "--listen", file.listen, path, defaults::LISTEN.into());
+        let listen = c.check("listen", listen, |s| {
+            s.parse::<SocketAddr>()
+                .map_err(|_| format!("`{s}` is not an address; write IP:PORT such as 0.0.0.0:9090"))
+        });
+        let upstream = pick(o.upstream.clone(), "--upstream", file.upstream, path, defaults::UPSTREAM.into());
+        let upstream = c.check("upstream", upstream, |s| url::parse_upstream(&s));
+
+        let connect = pick(o.connect_timeout.clone(), "--connect-timeout", t.connect, path, dur(defaults::CONNECT_TIMEOUT));
+        let request_head = pick(o.request_head_timeout.clone(), "--request-head-timeout", t.request_head, path, dur(defaults::REQUEST_HEAD_TIMEOUT));
+        let upstream_t = pick(o.upstream_timeout.clone(), "--upstream-timeout", t.upstream, path, dur(defaults::UPSTREAM_TIMEOUT));
+        let grace = pick(o.shutdown_grace.clone(), "--shutdown-grace", t.shutdown_grace, path, dur(defaults::SHUTDOWN_GRACE));
+        let timeouts = (
+            c.check("timeouts.connect", connect, timeout),
+            c.check("timeouts.requestHead", request_head, timeout),
+            c.check("timeouts.upstream", upstream_t, timeout),
+            c.check("timeouts.shutdownGrace", grace, timeout),
+        );
+
+        let in_flight = pick(o.max_in_flight, "--max-in-flight", l.max_in_flight, path, defaults::MAX_IN_FLIGHT);
+        let conns = pick(o.max_connections, "--max-connections", l.max_connections, path, defaults::MAX_CONNECTIONS);
+        let head = pick(o.max_request_head_bytes, "--max-request-head-bytes", l.max_request_head_bytes, path, defaults::MAX_REQUEST_HEAD_BYTES);
+        let limits = (
+            c.check("limits.maxInFlight", in_flight, in_range(1, 10_000, "maxInFlight")),
+            c.check("limits.maxConnections", conns, in_range(1, 100_000, "maxConnections")),
+            c.check("limits.maxRequestHeadBytes", head, in_range(1024, 1 << 20, "maxRequestHeadBytes")),
+        );
+
+        let log_format = pick(o.log_format.clone(), "--log-format", file.log_format, path, "text".into());
+        let log_format = c.check("logFormat", log_format, |s| match s.as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("`{s}` is not a log format; use text or json")),
+        });
+
+        let routes = resolve_routes(&mut c, path, file.routes, &o.routes, upstream);
+
+        match (listen, upstream, timeouts, limits, log_format, routes) {
+            (
+                Some(listen),
+                Some(upstream),
+                (Some(connect), Some(request_head), Some(upstream_timeout), Some(shutdown_grace)),
+                (Some(max_in_flight), Some(max_connections), Some(max_request_head_bytes)),
+                Some(log_format),
+                Some(routes),
+            ) if c.problems.is_empty() => Ok(ProxyConfig {
+                listen,
+                upstream,
+                routes,
+                timeouts: Timeouts { connect, request_head, upstream: upstream_timeout, shutdown_grace },
+                limits: Limits { max_in_flight, max_connections, max_request_head_bytes },
+                log_format,
+            }),
+            _ => Err(ConfigError::Invalid { problems: c.problems }),
+        }
+    }
+
+    /// The YAML that [`ProxyConfig::load`] reads back into this same configuration; this is what
+    /// the generator writes into the sidecar's ConfigMap.
+    pub fn to_yaml(&self) -> String {
+        let s = |v: String| Some(Spanned::new(v, Location::UNKNOWN, Location::UNKNOWN));
+        let n = |v: u64| Some(Spanned::new(v, Location::UNKNOWN, Location::UNKNOWN));
+        let dur = |d: Duration| s(duration::format(d));
+        let routes = self
+            .routes
+            .iter()
+            .map(|r| Spanned::new(r.to_flag(self.upstream), Location::UNKNOWN, Location::UNKNOWN))
+            .collect();
+        let file = ProxyFile {
+            listen: s(self.listen.to_string()),
+            upstream: s(format!("http://{}", self.upstream)),
+            routes: Some(Spanned::new(routes, Location::UNKNOWN, Location::UNKNOWN)),
+            timeouts: Some(TimeoutsFile {
+                connect: dur(self.timeouts.connect),
+                request_head: dur(self.timeouts.request_head),
+                upstream: dur(self.timeouts.upstream),
+                shutdown_grace: dur(self.timeouts.shutdown_grace),
+            }),
+            limits: Some(LimitsFile {
+                max_in_flight: n(self.limits.max_in_flight),
+                max_connections: n(self.limits.max_connections),
+                max_request_head_bytes: n(self.limits.max_request_head_bytes),
+            }),
+            log_format: s(self.log_format.as_str().to_string()),
+        };
+        // Serializing plain strings, numbers and sequences cannot fail.
+        serde_saphyr::to_string(&file).unwrap_or_default()
+    }
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        // The defaults are valid by construction; a test guards that.
+        ProxyConfig::load(None, &ProxyOverrides::default()).unwrap_or_else(|e| unreachable!("built-in defaults are invalid: {e}"))
+    }
+}
+
+impl Route {
+    /// The `PUBLIC=TARGET` form, with a path-only target where it goes to `upstream`.
+    pub fn to_flag(&self, upstream: SocketAddr) -> String {
+        if self.target.addr == upstream {
+            format!("{}={}", self.public, self.target.path)
+        } else {
+            format!("{}=http://{}{}", self.public, self.target.addr, self.target.path)
+        }
+    }
+}
+
+fn parse_file(path: &Path, text: &str) -> Result<ProxyFile, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(ProxyFile::default());
+    }
+    serde_saphyr::from_str(text).map_err(|e| ConfigError::from_yaml(path.to_path_buf(), &e))
+}
+
+fn resolve_routes(
+    c: &mut Checker,
+    path: Option<&Path>,
+    file: Option<Spanned<Vec<Spanned<String>>>>,
+    flags: &[String],
+    upstream: Option<SocketAddr>,
+) -> Option<Vec<Route>> {
+    let entries: Vec<(String, Raw<String>)> = if !flags.is_empty() {
+        flags
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (format!("--route #{}", i + 1), Raw { value: f.clone(), origin: Origin::Flag("--route") }))
+            .collect()
+    } else if let Some(list) = file {
+        if list.value.is_empty() {
+            c.problems.push(Problem {
+                origin: file_origin(path, &list.referenced),
+                field: "routes".into(),
+                message: "the route list is empty; give at least one PUBLIC=TARGET such as /metrics=/metrics, or leave routes out for the seed's map".into(),
+            });
+            return None;
+        }
+        list.value
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| (format!("routes[{i}]"), Raw { origin: file_origin(path, &s.referenced), value: s.value }))
+            .collect()
+    } else {
+        SEED_ROUTES
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("routes[{i}]"), Raw { value: (*r).to_string(), origin: Origin::Default }))
+            .collect()
+    };
+
+    // Without a valid upstream, path-only targets cannot resolve; still check their syntax.
+    let base = upstream.unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0));
+    let mut routes: Vec<(Route, Origin)> = Vec::new();
+    let mut ok = true;
+    for (field, raw) in entries {
+        let origin = raw.origin.clone();
+        match c.check(&field, raw, |s| url::parse_route(&s, base)) {
+            Some(route) => {
+                if let Some((_, first)) = routes.iter().find(|(r, _)| r.public == route.public) {
+                    c.problems.push(Problem {
+                        origin,
+                        field,
+                        message: format!(
+                            "public path `{}` is already routed (at {first}); each public path may appear once",
+                            route.public
+                        ),
+                    });
+                    ok = false;
+                } else {
+                    routes.push((route, origin));
+                }
+            }
+            None => ok = false,
+        }
+    }
+    ok.then(|| routes.into_iter().map(|(r, _)| r).collect())
+}
+
+#[cfg(test)]
+mod tests;
