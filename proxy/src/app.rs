@@ -1,0 +1,301 @@
+//! Request handling: the exact route table, the sidecar's own endpoints, and forwarding to the app.
+//!
+//! `App::handle` takes a request and returns a response without touching a socket of its own,
+//! so tests drive it directly; `server` puts it behind a listener.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::error::Error as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use meshscrape_common::ProxyConfig;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::body::{ProxyBody, Stream};
+use crate::headers::strip_hop_by_hop;
+use crate::metrics::{Metrics, UNMATCHED, UpstreamError};
+
+/// Prometheus sends its scrape timeout in this header (seconds, may be fractional).
+const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
+/// Our deadline ends this much before Prometheus's, so Prometheus sees our 504 and its reason
+/// instead of its own "context deadline exceeded".
+const SCRAPE_TIMEOUT_MARGIN: Duration = Duration::from_millis(250);
+
+const HEALTHY: &str = "/-/healthy";
+const READY: &str = "/-/ready";
+const METRICS: &str = "/-/metrics";
+const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD");
+
+/// One public path's resolved target.
+struct Entry {
+    label: usize,
+    authority: Authority,
+    path: String,
+}
+
+/// The sidecar's request handler, shared by every connection.
+pub struct App {
+    routes: HashMap<String, Entry>,
+    /// Label indices of the reserved paths, after the routes.
+    reserved: [usize; 3],
+    client: Client<HttpConnector, Empty<Bytes>>,
+    in_flight: Arc<Semaphore>,
+    max_in_flight: u64,
+    upstream_timeout: Duration,
+    draining: AtomicBool,
+    metrics: Arc<Metrics>,
+}
+
+impl App {
+    pub fn new(config: &ProxyConfig) -> Self {
+        let mut labels = vec!["unmatched".to_string()];
+        let mut routes = HashMap::new();
+        for route in &config.routes {
+            labels.push(route.public.clone());
+            // Validated as IP:port in meshscrape-common, so this always parses.
+            let authority = Authority::try_from(route.target.addr.to_string())
+                .unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
+            routes.insert(route.public.clone(), Entry { label: labels.len() - 1, authority, path: route.target.path.clone() });
+        }
+        let reserved = [labels.len(), labels.len() + 1, labels.len() + 2];
+        labels.extend([HEALTHY, READY, METRICS].map(String::from));
+
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.timeouts.connect));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(usize::try_from(config.limits.max_in_flight).unwrap_or(usize::MAX))
+            // Bounds each upstream read, and so the memory a streamed scrape holds per connection.
+            .http1_max_buf_size(64 * 1024)
+            .set_host(false)
+            .build(connector);
+
+        let max_in_flight = config.limits.max_in_flight;
+        App {
+            routes,
+            reserved,
+            client,
+            in_flight: Arc::new(Semaphore::new(usize::try_from(max_in_flight).unwrap_or(usize::MAX))),
+            max_in_flight,
+            upstream_timeout: config.timeouts.upstream,
+            draining: AtomicBool::new(false),
+            metrics: Arc::new(Metrics::new(labels)),
+        }
+    }
+
+    /// From now on `/-/ready` answers 503, so the kubelet stops sending new work during a drain.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Answers one request. Never fails: every problem becomes a status and a one-line reason.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<ProxyBody> {
+        let label = self.label_of(req.uri().path());
+        let resp = self.route(req).await;
+        self.metrics.request(label, resp.status().as_u16());
+        resp
+    }
+
+    /// Adapter for hyper's `service_fn`.
+    pub async fn serve<B>(self: Arc<Self>, req: Request<B>) -> Result<Response<ProxyBody>, Infallible> {
+        Ok(self.handle(req).await)
+    }
+
+    fn label_of(&self, path: &str) -> usize {
+        match path {
+            HEALTHY => self.reserved[0],
+            READY => self.reserved[1],
+            METRICS => self.reserved[2],
+            _ => self.routes.get(path).map_or(UNMATCHED, |e| e.label),
+        }
+    }
+
+    async fn route<B>(&self, req: Request<B>) -> Response<ProxyBody> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            let mut resp = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("method {} is not allowed; the sidecar answers GET and HEAD only", req.method()),
+            );
+            resp.headers_mut().insert(header::ALLOW, ALLOW);
+            return resp;
+        }
+        // Absolute-form (`GET http://host/path`) is how clients talk to forward proxies; this is
+        // not one, and honouring the authority would invite confusion about where a request goes.
+        if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "absolute-form request targets are not accepted; send an origin-form request such as GET /metrics",
+            );
+        }
+        match req.uri().path() {
+            HEALTHY => text(StatusCode::OK, "ok"),
+            READY if self.draining.load(Ordering::Relaxed) => {
+                text(StatusCode::SERVICE_UNAVAILABLE, "draining: the sidecar is shutting down")
+            }
+            READY => text(StatusCode::OK, "ready"),
+            METRICS => {
+                let mut resp = Response::new(ProxyBody::text(self.metrics.render()));
+                resp.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+                resp
+            }
+            path => match self.routes.get(path) {
+                Some(entry) => self.forward(entry, req).await,
+                None => text(StatusCode::NOT_FOUND, "no route for this path; only the configured exact paths are forwarded"),
+            },
+        }
+    }
+
+    /// The deadline for one forwarded request: the configured upstream timeout, shortened to end
+    /// just before Prometheus gives up on the scrape.
+    fn deadline(&self, headers: &HeaderMap) -> Duration {
+        let scrape = headers
+            .get(SCRAPE_TIMEOUT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok());
+        match scrape {
+            Some(s) => {
+                let ours = if s > SCRAPE_TIMEOUT_MARGIN * 2 { s - SCRAPE_TIMEOUT_MARGIN } else { s / 2 };
+                ours.min(self.upstream_timeout)
+            }
+            None => self.upstream_timeout,
+        }
+    }
+
+    async fn forward<B>(&self, entry: &Entry, req: Request<B>) -> Response<ProxyBody> {
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("too many requests in flight (limit {}); retry later", self.max_in_flight),
+            );
+        };
+        let budget = self.deadline(req.headers());
+        let deadline = Instant::now() + budget;
+
+        let (parts, _body) = req.into_parts();
+        let path_and_query = match parts.uri.query() {
+            Some(q) => PathAndQuery::try_from(format!("{}?{q}", entry.path)),
+            None => PathAndQuery::try_from(entry.path.as_str()),
+        };
+        let uri = path_and_query.ok().and_then(|pq| {
+            Uri::builder().scheme(Scheme::HTTP).authority(entry.authority.clone()).path_and_query(pq).build().ok()
+        });
+        let Some(uri) = uri else {
+            return text(StatusCode::BAD_REQUEST, "the query string is not valid in a request target");
+        };
+        let mut headers = parts.headers;
+        strip_hop_by_hop(&mut headers);
+        if let Ok(host) = HeaderValue::from_str(entry.authority.as_str()) {
+            headers.insert(header::HOST, host);
+        }
+        let mut upstream_req = Request::new(Empty::new());
+        *upstream_req.method_mut() = parts.method;
+        *upstream_req.uri_mut() = uri;
+        *upstream_req.version_mut() = Version::HTTP_11;
+        *upstream_req.headers_mut() = headers;
+
+        let started = Instant::now();
+        self.metrics.in_flight(1);
+        let stream = Stream { metrics: self.metrics.clone(), route: entry.label, bytes: 0, _permit: permit };
+        let result = tokio::time::timeout_at(deadline, self.client.request(upstream_req)).await;
+        let resp = match result {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(err)) => {
+                let (kind, reason) = classify(&err);
+                self.metrics.upstream_error(kind);
+                tracing::warn!(route = %entry.path, upstream = %entry.authority, error = %error_chain(&err), "{reason}");
+                return text(StatusCode::BAD_GATEWAY, &format!("{reason} ({})", entry.authority));
+            }
+            Err(_) => {
+                self.metrics.upstream_error(UpstreamError::Timeout);
+                tracing::warn!(route = %entry.path, upstream = %entry.authority, ?budget, "the app did not answer in time");
+                return text(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &format!("the app did not answer within {}ms ({})", budget.as_millis(), entry.authority),
+                );
+            }
+        };
+        self.metrics.upstream_latency(entry.label, started.elapsed());
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        parts.version = Version::HTTP_11;
+        let body = ProxyBody::Upstream { inner: body, deadline: tokio::time::sleep_until(deadline), stream };
+        Response::from_parts(parts, body)
+    }
+}
+
+/// Sorts a client error into a metric kind and a reason a person can act on.
+fn classify(err: &hyper_util::client::legacy::Error) -> (UpstreamError, &'static str) {
+    if err.is_connect() {
+        let io = find_io_error(err);
+        return match io.map(std::io::Error::kind) {
+            Some(std::io::ErrorKind::ConnectionRefused) => {
+                (UpstreamError::Connect, "the app refused the connection; is it listening on this address?")
+            }
+            Some(std::io::ErrorKind::TimedOut) => (UpstreamError::Connect, "connecting to the app timed out"),
+            _ => (UpstreamError::Connect, "cannot connect to the app"),
+        };
+    }
+    let hyper_err = err.source().and_then(|s| s.downcast_ref::<hyper::Error>());
+    match hyper_err {
+        Some(e) if e.is_parse() || e.is_parse_status() => {
+            (UpstreamError::Protocol, "the app answered with something that is not a valid HTTP/1 response")
+        }
+        Some(e) if e.is_incomplete_message() => {
+            (UpstreamError::Protocol, "the app closed the connection before sending a complete response head")
+        }
+        _ => (UpstreamError::Protocol, "the exchange with the app failed"),
+    }
+}
+
+fn find_io_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        cur = e.source();
+    }
+    out
+}
+
+/// A one-line plain-text answer naming the cause.
+fn text(status: StatusCode, reason: &str) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::text(format!("{reason}\n")));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
+
+#[cfg(test)]
+mod tests;

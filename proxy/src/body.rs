@@ -1,0 +1,100 @@
+//! The response body: a short local text, or the app's body streamed frame by frame.
+//!
+//! The upstream variant never buffers more than the frame hyper hands it, holds the in-flight
+//! permit until the body ends, counts bytes, and cuts the stream when the deadline passes, so a
+//! stalled app cannot hang a scrape after the head went out.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Sleep;
+
+use crate::metrics::{Metrics, UpstreamError};
+
+/// Errors that cut a streamed body; hyper then closes the client connection mid-body, which
+/// Prometheus reports as a failed scrape rather than storing half an exposition.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pin_project_lite::pin_project! {
+    /// Either a local one-line answer or the app's streamed body.
+    #[project = Proj]
+    pub enum ProxyBody {
+        Local { data: Option<Bytes> },
+        Upstream {
+            #[pin] inner: Incoming,
+            #[pin] deadline: Sleep,
+            stream: Stream,
+        },
+    }
+}
+
+/// What a forwarded body holds while it streams; releases the in-flight slot when dropped.
+pub struct Stream {
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) route: usize,
+    pub(crate) bytes: u64,
+    pub(crate) _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.metrics.bytes(self.route, self.bytes);
+        self.metrics.in_flight(-1);
+    }
+}
+
+impl ProxyBody {
+    pub fn text(text: impl Into<Bytes>) -> Self {
+        ProxyBody::Local { data: Some(text.into()) }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project() {
+            Proj::Local { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Proj::Upstream { inner, deadline, stream } => match inner.poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        stream.bytes += data.len() as u64;
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    stream.metrics.upstream_error(UpstreamError::Body);
+                    tracing::warn!(route = stream.route, error = %e, "the app's body broke off; cutting the response");
+                    Poll::Ready(Some(Err(e.into())))
+                }
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => {
+                    ready!(deadline.poll(cx));
+                    stream.metrics.upstream_error(UpstreamError::Timeout);
+                    tracing::warn!(route = stream.route, "the app's body did not finish before the deadline; cutting the response");
+                    Poll::Ready(Some(Err("upstream body passed its deadline".into())))
+                }
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Local { data } => data.is_none(),
+            ProxyBody::Upstream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Local { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            ProxyBody::Upstream { inner, .. } => inner.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The command line. Every flag has a key of the same meaning in the `--config` YAML file; flags win.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use meshscrape_common::ProxyOverrides;
+
+/// Lets Prometheus scrape an app behind Istio STRICT mTLS: listens on a plaintext port that the
+/// mesh excludes and forwards exact paths to the app on loopback.
+///
+/// With no routes, the seed's map applies: / and /prometheus to /prometheus, /readiness to
+/// /ready, /liveness to /alive, on http://127.0.0.1:8080, listening on 0.0.0.0:9090.
+/// Only GET and HEAD are forwarded. /-/healthy, /-/ready and /-/metrics are the sidecar's own.
+///
+/// Exit codes: 0 after a clean drain on SIGTERM, 64 on a bad configuration, 1 on any other failure.
+#[derive(Debug, Parser)]
+#[command(name = "meshscrape-proxy", version, max_term_width = 100)]
+#[command(after_help = "Example:\n  meshscrape-proxy --upstream http://127.0.0.1:8080 --route /metrics=/actuator/prometheus\n\n\
+Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to change the level.")]
+pub struct Args {
+    /// YAML file with the same keys as these flags (the ConfigMap that meshscrape-gen renders)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [key: listen] [default: 0.0.0.0:9090]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// The app's loopback URL that path-only targets go to [key: upstream] [default: http://127.0.0.1:8080]
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+    /// Exact public path and where it goes: PUBLIC=/path or PUBLIC=http://127.0.0.1:PORT/path;
+    /// repeat for more; replaces the file's routes [key: routes]
+    #[arg(long = "route", value_name = "PUBLIC=TARGET")]
+    pub routes: Vec<String>,
+    /// Deadline for connecting to the app [key: timeouts.connect] [default: 1s]
+    #[arg(long, value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+    /// Deadline for a client to send its request head; also the keep-alive idle limit
+    /// [key: timeouts.requestHead] [default: 5s]
+    #[arg(long, value_name = "DURATION")]
+    pub request_head_timeout: Option<String>,
+    /// Deadline for the app's whole response, shortened to end before Prometheus's scrape timeout
+    /// [key: timeouts.upstream] [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub upstream_timeout: Option<String>,
+    /// How long in-flight responses may finish after SIGTERM [key: timeouts.shutdownGrace] [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub shutdown_grace: Option<String>,
+    /// Forwarded requests at once; more get 503 [key: limits.maxInFlight] [default: 32]
+    #[arg(long, value_name = "N")]
+    pub max_in_flight: Option<u64>,
+    /// Open client connections at once; more wait to be accepted [key: limits.maxConnections] [default: 256]
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<u64>,
+    /// Largest request head in bytes; larger gets 431 [key: limits.maxRequestHeadBytes] [default: 8192]
+    #[arg(long, value_name = "BYTES")]
+    pub max_request_head_bytes: Option<u64>,
+    /// Log format on stderr: text or json [key: logFormat] [default: text]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}
+
+impl Args {
+    pub fn overrides(&self) -> ProxyOverrides {
+        ProxyOverrides {
+            listen: self.listen.clone(),
+            upstream: self.upstream.clone(),
+            routes: self.routes.clone(),
+            connect_timeout: self.connect_timeout.clone(),
+            request_head_timeout: self.request_head_timeout.clone(),
+            upstream_timeout: self.upstream_timeout.clone(),
+            shutdown_grace: self.shutdown_grace.clone(),
+            max_in_flight: self.max_in_flight,
+            max_connections: self.max_connections,
+            max_request_head_bytes: self.max_request_head_bytes,
+            log_format: self.log_format.clone(),
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The listener: accepts connections up to a limit, serves each with hyper's HTTP/1 server, and
+//! drains on shutdown within a grace period.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use meshscrape_common::ProxyConfig;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::app::App;
+
+/// How the drain ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Drain {
+    /// Every connection finished within the grace period.
+    Complete,
+    /// The grace period ran out with this many connections still open; they were cut.
+    Cut(usize),
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
+/// responses finish for up to the configured grace period, and returns.
+pub async fn serve(listener: TcpListener, app: Arc<App>, config: &ProxyConfig, shutdown: impl Future<Output = ()>) -> Drain {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        // Also bounds how long an idle keep-alive connection may wait for its next request.
+        .header_read_timeout(config.timeouts.request_head)
+        .max_header_size(usize::try_from(config.limits.max_request_head_bytes).unwrap_or(usize::MAX))
+        .keep_alive(true);
+
+    let slots = Arc::new(Semaphore::new(usize::try_from(config.limits.max_connections).unwrap_or(usize::MAX)));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+
+    loop {
+        // Past the connection limit, stop accepting: new clients wait in the kernel's backlog
+        // instead of costing the sidecar memory.
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = slots.clone().acquire_owned() => slot,
+        };
+        let Ok(slot) = slot else { break };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service_app = app.clone();
+        let conn = http.serve_connection(TokioIo::new(stream), service_fn(move |req| service_app.clone().serve(req)));
+        let conn = graceful.watch(conn);
+        let metrics_app = app.clone();
+        metrics_app.metrics().connections(1);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            metrics_app.metrics().connections(-1);
+            drop(slot);
+        });
+    }
+
+    drop(listener);
+    app.start_draining();
+    let grace = config.timeouts.shutdown_grace;
+    tracing::info!(?grace, open = graceful.count(), "stopped accepting; draining");
+    tokio::select! {
+        () = graceful.shutdown() => Drain::Complete,
+        () = tokio::time::sleep(grace) => Drain::Cut(app.metrics().open_connections()),
+    }
+}
