@@ -204,6 +204,10 @@ impl App {
         };
         let mut headers = parts.headers;
         strip_hop_by_hop(&mut headers);
+        // No request body is ever forwarded, so no header may promise one: a stray
+        // Content-Length would leave the app waiting for bytes that never come.
+        headers.remove(header::CONTENT_LENGTH);
+        headers.remove(header::EXPECT);
         if let Ok(host) = HeaderValue::from_str(entry.authority.as_str()) {
             headers.insert(header::HOST, host);
         }

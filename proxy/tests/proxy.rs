@@ -1,0 +1,9 @@
+//! Process- and socket-level tests of the sidecar: real TCP on loopback port 0, scripted upstreams,
+//! raw client bytes. One test binary with topic modules.
+
+mod proxy {
+    pub mod support;
+    mod forwarding;
+    mod hostile;
+    mod lifecycle;
+}

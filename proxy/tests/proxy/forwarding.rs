@@ -1,0 +1,112 @@
+//! What a well-behaved scrape sees through the sidecar.
+
+use std::sync::atomic::Ordering;
+
+use meshscrape_common::ProxyOverrides;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::support::{Script, Sidecar, Upstream, exposition, get, parse_reply};
+
+#[tokio::test]
+async fn seed_default_routes_map_to_the_seed_paths() {
+    let up = Upstream::start(Script::Body("up 1\n")).await;
+    let sidecar = Sidecar::start(ProxyOverrides { upstream: Some(format!("http://{}", up.addr)), ..Default::default() }).await;
+    for path in ["/", "/prometheus", "/readiness", "/liveness"] {
+        let reply = get(sidecar.addr, path, "").await;
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(reply.text(), "up 1\n");
+    }
+    let targets: Vec<String> = up.heads().iter().map(|h| h.split(' ').nth(1).unwrap().to_string()).collect();
+    assert_eq!(targets, ["/prometheus", "/prometheus", "/ready", "/alive"]);
+}
+
+#[tokio::test]
+async fn forwards_query_string_and_prometheus_headers() {
+    let up = Upstream::start(Script::Body("x 1\n")).await;
+    let sidecar = Sidecar::to(up.addr, &["/prometheus=/metrics"]).await;
+    let reply = get(
+        sidecar.addr,
+        "/prometheus?collect[]=jvm&debug=true",
+        "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\nX-Prometheus-Scrape-Timeout-Seconds: 10\r\nAccept-Encoding: gzip\r\n",
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let head = up.heads().remove(0);
+    assert!(head.starts_with("GET /metrics?collect[]=jvm&debug=true HTTP/1.1\r\n"), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("accept: application/openmetrics-text"), "{head}");
+    assert!(lower.contains("x-prometheus-scrape-timeout-seconds: 10"), "{head}");
+    assert!(lower.contains("accept-encoding: gzip"), "{head}");
+    assert!(!lower.contains("connection: close"), "hop-by-hop Connection stripped: {head}");
+}
+
+#[tokio::test]
+async fn head_is_forwarded_as_head_without_a_body() {
+    let up = Upstream::start(Script::Body("x 1\n")).await;
+    let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
+    let mut s = TcpStream::connect(sidecar.addr).await.unwrap();
+    s.write_all(b"HEAD /m HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let reply = parse_reply(&buf).unwrap();
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.is_empty());
+    assert!(up.heads()[0].starts_with("HEAD /m "));
+}
+
+#[tokio::test]
+async fn streams_a_20_mb_body_byte_for_byte() {
+    let n = 20_000_000;
+    let up = Upstream::start(Script::Large(n)).await;
+    let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
+    let reply = get(sidecar.addr, "/m", "").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-length").as_deref(), Some("20000000"));
+    assert_eq!(reply.body.len(), n);
+    let piece = exposition(64 * 1024);
+    assert!(reply.body.chunks(piece.len()).all(|c| c == &piece.as_bytes()[..c.len()]), "body differs from what the app sent");
+    let metrics = get(sidecar.addr, "/-/metrics", "").await.text();
+    assert!(metrics.contains("meshscrape_proxy_response_bytes_total{route=\"/m\"} 20000000"), "{metrics}");
+}
+
+#[tokio::test]
+async fn reuses_pooled_upstream_connections() {
+    let up = Upstream::start(Script::Body("x 1\n")).await;
+    let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
+    for _ in 0..20 {
+        assert_eq!(get(sidecar.addr, "/m", "").await.status, 200);
+    }
+    assert_eq!(up.heads().len(), 20);
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 1, "sequential scrapes share one upstream connection");
+}
+
+#[tokio::test]
+async fn serves_keep_alive_clients_several_requests() {
+    let up = Upstream::start(Script::Body("x 1\n")).await;
+    let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
+    let mut s = TcpStream::connect(sidecar.addr).await.unwrap();
+    s.write_all(b"GET /m HTTP/1.1\r\nHost: s\r\n\r\nGET /-/healthy HTTP/1.1\r\nHost: s\r\n\r\nGET /m HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 3, "{text}");
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_keep_alive_connections_and_drains_completely() {
+    let up = Upstream::start(Script::Body("x 1\n")).await;
+    let mut sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
+    // An idle keep-alive client after one request.
+    let mut s = TcpStream::connect(sidecar.addr).await.unwrap();
+    s.write_all(b"GET /m HTTP/1.1\r\nHost: s\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 512];
+    let _ = s.read(&mut buf).await.unwrap();
+    sidecar.shutdown();
+    let drain = tokio::time::timeout(std::time::Duration::from_secs(5), &mut sidecar.done).await.expect("drained in time").unwrap();
+    assert_eq!(drain, meshscrape_proxy::server::Drain::Complete);
+    assert_eq!(s.read(&mut buf).await.unwrap_or(0), 0, "the idle connection was closed");
+    assert!(TcpStream::connect(sidecar.addr).await.is_err(), "no longer accepting");
+}

@@ -1,0 +1,219 @@
+//! Hostile clients and broken apps: each gets the contract's status and a one-line reason, and
+//! nothing outside the route table ever reaches the app.
+
+use std::time::Duration;
+
+use meshscrape_common::ProxyOverrides;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::support::{Script, Sidecar, Upstream, get, raw};
+
+fn one_line(body: &str) -> bool {
+    body.ends_with('\n') && body.trim_end().lines().count() == 1
+}
+
+#[tokio::test]
+async fn path_tricks_never_reach_the_app() {
+    let up = Upstream::start(Script::Body("secret 1\n")).await;
+    let sidecar = Sidecar::to(up.addr, &["/prometheus=/prometheus"]).await;
+    for target in [
+        "/prometheus/../admin",
+        "/prometheus/",
+        "//prometheus",
+        "/%70rometheus",
+        "/prometheus%2F..%2Fadmin",
+        "/PROMETHEUS",
+        "/prometheus;x=1",
+        "/./prometheus",
+        "/-/../prometheus",
+    ] {
+        let reply = get(sidecar.addr, target, "").await;
+        assert_eq!(reply.status, 404, "{target}");
+        assert!(one_line(&reply.text()), "{target}: {:?}", reply.text());
+    }
+    // Absolute form, with our own upstream's address as the authority.
+    let req = format!("GET http://{}/prometheus HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", up.addr);
+    assert_eq!(raw(sidecar.addr, req.as_bytes()).await.unwrap().status, 400);
+    // CONNECT (authority-form) and OPTIONS * (asterisk-form).
+    let reply = raw(sidecar.addr, b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n").await.unwrap();
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("allow").as_deref(), Some("GET, HEAD"));
+    let reply = raw(sidecar.addr, b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    assert_eq!(reply.status, 405);
+    assert!(up.heads().is_empty(), "reached the app: {:?}", up.heads());
+}
+
+#[tokio::test]
+async fn malformed_heads_get_400_and_are_not_forwarded() {
+    let up = Upstream::start(Script::Body("x 1\n")).await;
+    let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
+    for req in [
+        &b"GET /m HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"[..],
+        b"GET /m HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        b"GET /m HTTP/9.9\r\nHost: x\r\n\r\n",
+        b"GET /m\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 this is a TLS hello\r\n\r\n",
+        b"GET /m HTTP/1.1\r\nBad Header\r\n\r\n",
+    ] {
+        let reply = raw(sidecar.addr, req).await;
+        assert!(reply.as_ref().is_none_or(|r| r.status == 400 || r.status == 505), "{:?} -> {reply:?}", String::from_utf8_lossy(req));
+    }
+    assert!(up.heads().is_empty(), "reached the app: {:?}", up.heads());
+}
+
+#[tokio::test]
+async fn content_length_with_transfer_encoding_closes_the_connection() {
+    // RFC 9112 §6.1: hyper frames by Transfer-Encoding alone and closes after responding, so
+    // nothing after the chunked body can be read as a second request.
+    let up = Upstream::start(Script::Body("x 1\n")).await;
+    let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
+    let req = b"GET /m HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /-/metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+    let reply = raw(sidecar.addr, req).await.expect("an answer");
+    assert_eq!(reply.header("connection").as_deref(), Some("close"));
+    assert_eq!(reply.text(), "x 1\n", "exactly one response, no second one for the trailing request");
+    let heads = up.heads();
+    assert_eq!(heads.len(), 1);
+    let lower = heads[0].to_ascii_lowercase();
+    assert!(!lower.contains("transfer-encoding") && !lower.contains("content-length"), "{lower}");
+}
+
+#[tokio::test]
+async fn request_bodies_and_framing_headers_are_never_forwarded() {
+    let up = Upstream::start(Script::Body("x 1\n")).await;
+    let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
+    // A GET carrying a body that looks like a second request: the body is not a request, and the
+    // app sees one clean GET with no framing headers that would make it wait for a body.
+    let smuggle = b"GET /m HTTP/1.1\r\nHost: x\r\nContent-Length: 33\r\nExpect: 100-continue\r\n\r\nGET /admin HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut s = TcpStream::connect(sidecar.addr).await.unwrap();
+    s.write_all(smuggle).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("answered in time").unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let heads = up.heads();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    let lower = heads[0].to_ascii_lowercase();
+    assert!(!lower.contains("content-length") && !lower.contains("expect"), "{lower}");
+}
+
+#[tokio::test]
+async fn oversized_head_gets_431() {
+    let up = Upstream::start(Script::Body("x 1\n")).await;
+    let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
+    let big = format!("GET /m HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(9000));
+    let reply = raw(sidecar.addr, big.as_bytes()).await.expect("an answer");
+    assert_eq!(reply.status, 431);
+    let many: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let reply = raw(sidecar.addr, format!("GET /m HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes()).await.expect("an answer");
+    assert!(reply.status == 431 || reply.status == 400, "{reply:?}");
+    assert!(up.heads().is_empty());
+}
+
+#[tokio::test]
+async fn slow_clients_are_dropped_and_do_not_starve_a_scrape() {
+    let up = Upstream::start(Script::Body("x 1\n")).await;
+    let sidecar = Sidecar::start(ProxyOverrides {
+        upstream: Some(format!("http://{}", up.addr)),
+        routes: vec!["/m=/m".into()],
+        request_head_timeout: Some("300ms".into()),
+        max_connections: Some(50),
+        ..Default::default()
+    })
+    .await;
+    // 300 clients: each sends half a head and then nothing.
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        let mut s = TcpStream::connect(sidecar.addr).await.unwrap();
+        let _ = s.write_all(b"GET /m HTTP/1.1\r\nHo").await;
+        slow.push(s);
+    }
+    let started = Instant::now();
+    let reply = tokio::time::timeout(Duration::from_secs(20), get(sidecar.addr, "/m", "")).await.expect("the scrape was starved");
+    assert_eq!(reply.status, 200);
+    // The first slow client was cut once its head deadline passed.
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), slow[0].read(&mut buf)).await.expect("slow client still held").unwrap_or(0);
+    let _ = n;
+    assert_eq!(up.heads().len(), 1);
+    eprintln!("scrape behind 300 slow clients answered after {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn upstream_garbage_is_502() {
+    let up = Upstream::start(Script::Garbage).await;
+    let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
+    let reply = get(sidecar.addr, "/m", "").await;
+    assert_eq!(reply.status, 502);
+    assert!(one_line(&reply.text()) && reply.text().contains("not a valid HTTP/1 response"), "{}", reply.text());
+}
+
+#[tokio::test]
+async fn upstream_conflicting_lengths_is_502() {
+    let up = Upstream::start(Script::ConflictingLength).await;
+    let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
+    assert_eq!(get(sidecar.addr, "/m", "").await.status, 502);
+}
+
+#[tokio::test]
+async fn upstream_refusing_is_502() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let sidecar = Sidecar::to(format!("127.0.0.1:{port}").parse().unwrap(), &["/m=/m"]).await;
+    let reply = get(sidecar.addr, "/m", "").await;
+    assert_eq!(reply.status, 502);
+    assert!(reply.text().contains("refused"), "{}", reply.text());
+}
+
+#[tokio::test]
+async fn hanging_upstream_is_504_at_the_scrape_deadline() {
+    let up = Upstream::start(Script::Hang).await;
+    let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
+    // Configured timeout is 10 s; Prometheus's header asks for 1 s, so we answer at 750 ms.
+    let started = Instant::now();
+    let reply = get(sidecar.addr, "/m", "X-Prometheus-Scrape-Timeout-Seconds: 1\r\n").await;
+    let took = started.elapsed();
+    assert_eq!(reply.status, 504);
+    assert!(reply.text().contains("did not answer within 750ms"), "{}", reply.text());
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+#[tokio::test]
+async fn stalled_body_is_cut_at_the_deadline() {
+    let up = Upstream::start(Script::StallBody).await;
+    let sidecar = Sidecar::start(ProxyOverrides {
+        upstream: Some(format!("http://{}", up.addr)),
+        routes: vec!["/m=/m".into()],
+        upstream_timeout: Some("300ms".into()),
+        ..Default::default()
+    })
+    .await;
+    let reply = get(sidecar.addr, "/m", "").await;
+    assert_eq!(reply.status, 200, "the head had already gone out");
+    assert!(reply.body.len() < 1000, "the client must see a truncated body, not a complete one");
+    let metrics = get(sidecar.addr, "/-/metrics", "").await.text();
+    assert!(metrics.contains("meshscrape_proxy_upstream_errors_total{kind=\"timeout\"} 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn over_the_in_flight_limit_is_503() {
+    let up = Upstream::start(Script::Slow(Duration::from_millis(800), "x 1\n")).await;
+    let sidecar = Sidecar::start(ProxyOverrides {
+        upstream: Some(format!("http://{}", up.addr)),
+        routes: vec!["/m=/m".into()],
+        max_in_flight: Some(1),
+        ..Default::default()
+    })
+    .await;
+    let addr = sidecar.addr;
+    let first = tokio::spawn(async move { get(addr, "/m", "").await });
+    // Wait until the first request is at the app.
+    while up.heads().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let second = get(addr, "/m", "").await;
+    assert_eq!(second.status, 503);
+    assert!(second.text().contains("limit 1"), "{}", second.text());
+    assert_eq!(get(addr, "/-/healthy", "").await.status, 200, "own endpoints are not limited");
+    assert_eq!(first.await.unwrap().status, 200);
+    assert_eq!(get(addr, "/m", "").await.status, 200, "the slot is released when the body ends");
+}

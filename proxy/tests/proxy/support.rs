@@ -1,0 +1,232 @@
+//! Test helpers: an in-process sidecar, scripted upstreams and a raw HTTP/1 client.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use meshscrape_common::{ProxyConfig, ProxyOverrides};
+use meshscrape_proxy::{App, server};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+/// A sidecar served in this process on 127.0.0.1:0.
+pub struct Sidecar {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    pub done: tokio::task::JoinHandle<server::Drain>,
+}
+
+impl Sidecar {
+    pub async fn start(mut overrides: ProxyOverrides) -> Sidecar {
+        overrides.listen.get_or_insert("127.0.0.1:0".into());
+        let config = ProxyConfig::load(None, &overrides).expect("test config is valid");
+        let listener = TcpListener::bind(config.listen).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Arc::new(App::new(&config));
+        let (stop, stopped) = oneshot::channel();
+        let served = app.clone();
+        let done = tokio::spawn(async move {
+            server::serve(listener, served, &config, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Sidecar { addr, stop: Some(stop), done }
+    }
+
+    /// A sidecar whose routes all go to `upstream`.
+    pub async fn to(upstream: SocketAddr, routes: &[&str]) -> Sidecar {
+        Sidecar::start(ProxyOverrides {
+            upstream: Some(format!("http://{upstream}")),
+            routes: routes.iter().map(|r| (*r).to_string()).collect(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    pub fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// What a scripted upstream does with each request head it reads.
+#[derive(Clone)]
+pub enum Script {
+    /// 200 with this body and a Content-Length; keeps the connection open for more.
+    Body(&'static str),
+    /// 200 with `n` bytes of exposition-like text, written in 64 KiB pieces.
+    Large(usize),
+    /// Bytes that are not an HTTP response, then close.
+    Garbage,
+    /// Wait this long, then answer like `Body`.
+    Slow(Duration, &'static str),
+    /// Read the request, never answer.
+    Hang,
+    /// Send a head promising 1000 bytes, send 10, then stall.
+    StallBody,
+    /// A response head too large and malformed: 200 with conflicting Content-Length headers.
+    ConflictingLength,
+}
+
+/// A loopback upstream that follows a script and records every request head it read.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub heads: Arc<Mutex<Vec<String>>>,
+    /// Connections accepted so far.
+    pub accepted: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    pub async fn start(script: Script) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (seen, count) = (heads.clone(), accepted.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve_script(stream, script.clone(), seen.clone()));
+            }
+        });
+        Upstream { addr, heads, accepted }
+    }
+
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+async fn serve_script(mut s: TcpStream, script: Script, seen: Arc<Mutex<Vec<String>>>) {
+    loop {
+        let Some(head) = read_head(&mut s).await else { return };
+        seen.lock().unwrap().push(head);
+        let _ = match &script {
+            Script::Body(body) | Script::Slow(_, body) => {
+                if let Script::Slow(delay, _) = &script {
+                    tokio::time::sleep(*delay).await;
+                }
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n", body.len());
+                s.write_all(format!("{head}{body}").as_bytes()).await
+            }
+            Script::Large(n) => {
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {n}\r\n\r\n");
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = exposition(64 * 1024);
+                let mut left = *n;
+                while left > 0 {
+                    let k = left.min(chunk.len());
+                    if s.write_all(&chunk.as_bytes()[..k]).await.is_err() {
+                        return;
+                    }
+                    left -= k;
+                }
+                Ok(())
+            }
+            Script::Garbage => {
+                let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2\r\n\r\nthis is not http\r\n").await;
+                return;
+            }
+            Script::Hang => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                return;
+            }
+            Script::StallBody => {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789").await;
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                return;
+            }
+            Script::ConflictingLength => {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!").await;
+                return;
+            }
+        };
+    }
+}
+
+/// Text shaped like the seed's Dropwizard summaries, exactly `n` bytes.
+pub fn exposition(n: usize) -> String {
+    let line = "com_example_Endpoint_handle{quantile=\"0.99\",} 4.1210555000000096E-4\n";
+    line.repeat(n / line.len() + 1)[..n].to_string()
+}
+
+async fn read_head<R: AsyncRead + Unpin>(r: &mut R) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match r.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    String::from_utf8(head).ok()
+}
+
+/// A parsed response from the raw client.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// Sends raw bytes, reads until the server closes (or 10 s pass), and parses one response.
+/// `None` when the server closed without answering.
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> Option<Reply> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    parse_reply(&buf)
+}
+
+/// A GET with `Connection: close` and extra header lines.
+pub async fn get(addr: SocketAddr, target: &str, headers: &str) -> Reply {
+    let req = format!("GET {target} HTTP/1.1\r\nHost: sidecar\r\nConnection: close\r\n{headers}\r\n");
+    raw(addr, req.as_bytes()).await.expect("the sidecar answered")
+}
+
+pub fn parse_reply(buf: &[u8]) -> Option<Reply> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    let reply = Reply { status, head, body: buf[end + 4..].to_vec() };
+    let body = match reply.header("transfer-encoding") {
+        Some(te) if te.eq_ignore_ascii_case("chunked") => dechunk(&reply.body),
+        _ => reply.body.clone(),
+    };
+    Some(Reply { body, ..reply })
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(i) = b.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..i]).unwrap_or("0").trim(), 16).unwrap_or(0);
+        if size == 0 || b.len() < i + 2 + size {
+            break;
+        }
+        out.extend_from_slice(&b[i + 2..i + 2 + size]);
+        b = &b[(i + 4 + size).min(b.len())..];
+    }
+    out
+}
