@@ -3,9 +3,12 @@
 //!
 //! No I/O happens here beyond reading the one file a caller names.
 
+pub mod app;
 pub mod duration;
 pub mod error;
+pub mod names;
 pub mod proxy;
 
+pub use app::AppConfig;
 pub use error::{ConfigError, Origin, Problem};
 pub use proxy::{LogFormat, ProxyConfig, ProxyOverrides, Route, Target};

@@ -131,43 +131,43 @@ pub struct ProxyOverrides {
 /// The YAML file's shape. Unknown keys are errors, so a misspelt key is never silently ignored.
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ProxyFile {
+pub(crate) struct ProxyFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    listen: Option<Spanned<String>>,
+    pub(crate) listen: Option<Spanned<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    upstream: Option<Spanned<String>>,
+    pub(crate) upstream: Option<Spanned<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    routes: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) routes: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    timeouts: Option<TimeoutsFile>,
+    pub(crate) timeouts: Option<TimeoutsFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    limits: Option<LimitsFile>,
+    pub(crate) limits: Option<LimitsFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    log_format: Option<Spanned<String>>,
+    pub(crate) log_format: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct TimeoutsFile {
+pub(crate) struct TimeoutsFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    connect: Option<Spanned<String>>,
+    pub(crate) connect: Option<Spanned<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    request_head: Option<Spanned<String>>,
+    pub(crate) request_head: Option<Spanned<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    upstream: Option<Spanned<String>>,
+    pub(crate) upstream: Option<Spanned<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    shutdown_grace: Option<Spanned<String>>,
+    pub(crate) shutdown_grace: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct LimitsFile {
+pub(crate) struct LimitsFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    max_in_flight: Option<Spanned<u64>>,
+    pub(crate) max_in_flight: Option<Spanned<u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    max_connections: Option<Spanned<u64>>,
+    pub(crate) max_connections: Option<Spanned<u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    max_request_head_bytes: Option<Spanned<u64>>,
+    pub(crate) max_request_head_bytes: Option<Spanned<u64>>,
 }
 
 /// A raw value and where it came from, before validation.
@@ -248,7 +248,7 @@ impl ProxyConfig {
         Self::resolve(Some(path), parse_file(path, text)?, overrides)
     }
 
-    fn resolve(path: Option<&Path>, file: ProxyFile, o: &ProxyOverrides) -> Result<Self, ConfigError> {
+    pub(crate) fn resolve(path: Option<&Path>, file: ProxyFile, o: &ProxyOverrides) -> Result<Self, ConfigError> {
         let mut c = Checker { problems: Vec::new() };
         let t = file.timeouts.unwrap_or_default();
         let l = file.limits.unwrap_or_default();

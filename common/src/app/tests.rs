@@ -1,0 +1,116 @@
+use super::*;
+
+const MINIMAL: &str = "name: shop\nnamespaces: [tools]\nlabels: {app: shop}\ncontainer: {image: shop:1, port: 8080}\nmonitor: {namespace: monitoring, labels: {release: kube-prometheus-stack}}\n";
+
+fn parse(text: &str) -> Result<AppConfig, ConfigError> {
+    AppConfig::from_yaml(Path::new("app.yaml"), text)
+}
+
+fn problems(text: &str) -> Vec<Problem> {
+    match parse(text) {
+        Err(ConfigError::Invalid { problems }) => problems,
+        other => panic!("expected invalid values, got {other:?}"),
+    }
+}
+
+fn line(p: &Problem) -> u64 {
+    match &p.origin {
+        Origin::File { line, .. } => *line,
+        _ => 0,
+    }
+}
+
+#[test]
+fn minimal_config_takes_the_seed_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.sidecar.port, 9090);
+    assert_eq!(c.sidecar.port_name, "prometheus");
+    assert_eq!(c.sidecar.image, DEFAULT_SIDECAR_IMAGE);
+    assert_eq!(c.sidecar.resources.limits_memory, "15Mi");
+    assert_eq!(c.sidecar.resources.requests_cpu, "50m");
+    assert_eq!(c.sidecar.proxy.listen.port(), 9090);
+    assert_eq!(c.sidecar.proxy.upstream.port(), 8080);
+    assert_eq!(c.sidecar.proxy.routes.len(), 4, "the seed's route map");
+    assert_eq!(c.monitor.kind, MonitorKind::ServiceMonitor);
+    assert_eq!(c.monitor.path, "/prometheus");
+    assert_eq!(c.monitor.interval, "30s");
+    assert_eq!(c.service.name, "shop");
+    assert_eq!(c.service.labels, c.pod_labels);
+    assert_eq!(c.istio, IstioMode::ExcludeAnnotation);
+    assert!(c.network_policy.enabled);
+    assert_eq!(c.network_policy.namespace_labels["kubernetes.io/metadata.name"], "monitoring");
+}
+
+#[test]
+fn misspelt_field_names_the_line() {
+    let err = parse(&MINIMAL.replace("container:", "contaner:")).unwrap_err();
+    let ConfigError::Syntax { line, message, .. } = &err else { panic!("{err}") };
+    assert_eq!(*line, 4);
+    assert!(message.contains("contaner"), "{message}");
+}
+
+#[test]
+fn wrong_type_names_the_line() {
+    let err = parse(&MINIMAL.replace("port: 8080", "port: eighty")).unwrap_err();
+    assert!(matches!(err, ConfigError::Syntax { line: 4, .. }), "{err}");
+}
+
+#[test]
+fn port_out_of_range_names_field_line_and_range() {
+    let p = problems(&MINIMAL.replace("port: 8080", "port: 70000"));
+    assert_eq!(p[0].field, "container.port");
+    assert_eq!(line(&p[0]), 4);
+    assert!(p[0].message.contains("1 to 65535"));
+}
+
+#[test]
+fn names_kubernetes_would_reject() {
+    let p = problems(&MINIMAL.replace("name: shop", "name: Shop_Service").replace("[tools]", "[tools, Tools]"));
+    let fields: Vec<_> = p.iter().map(|p| p.field.as_str()).collect();
+    assert!(fields.contains(&"name") && fields.contains(&"namespaces[1]"), "{fields:?}");
+    assert!(p[0].message.contains("DNS-1123"));
+}
+
+#[test]
+fn scrape_timeout_longer_than_interval() {
+    let text = MINIMAL.replace("labels: {release: kube-prometheus-stack}}", "labels: {release: x}, interval: 15s,\n  scrapeTimeout: 20s}");
+    let p = problems(&text);
+    assert_eq!(p[0].field, "monitor.scrapeTimeout");
+    assert_eq!(line(&p[0]), 6);
+    assert!(p[0].message.contains("drops such a monitor"));
+}
+
+#[test]
+fn monitor_path_must_be_a_sidecar_route() {
+    let p = problems(&MINIMAL.replace("namespace: monitoring", "namespace: monitoring, path: /metrics"));
+    assert_eq!(p[0].field, "monitor.path");
+    assert!(p[0].message.contains("404"), "{}", p[0].message);
+}
+
+#[test]
+fn sidecar_route_problems_are_prefixed_and_located() {
+    let text = format!("{MINIMAL}sidecar:\n  routes:\n    - /-/x=/x\n");
+    let p = problems(&text);
+    assert_eq!(p[0].field, "sidecar.routes[0]");
+    assert_eq!(line(&p[0]), 8);
+}
+
+#[test]
+fn sidecar_port_clashing_with_app_port() {
+    let p = problems(&format!("{MINIMAL}sidecar: {{port: 8080}}\n"));
+    assert!(p.iter().any(|p| p.field == "sidecar.port" && p.message.contains("also the app's port")));
+}
+
+#[test]
+fn https_scheme_and_bad_quantities() {
+    let text = format!("{}sidecar: {{resources: {{limits: {{memory: 15MB}}}}}}\n", MINIMAL.replace("namespace: monitoring", "namespace: monitoring, scheme: https"));
+    let fields: Vec<_> = problems(&text).into_iter().map(|p| p.field).collect();
+    assert!(fields.contains(&"monitor.scheme".to_string()) && fields.contains(&"sidecar.resources.limits.memory".to_string()), "{fields:?}");
+}
+
+#[test]
+fn namespace_override_replaces_and_deduplicates() {
+    let c = parse(MINIMAL).unwrap().with_namespaces(vec!["a".into(), "b".into(), "a".into()]).unwrap();
+    assert_eq!(c.namespaces, ["a", "b"]);
+    assert!(parse(MINIMAL).unwrap().with_namespaces(vec!["Bad".into()]).is_err());
+}

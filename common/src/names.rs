@@ -1,0 +1,199 @@
+//! The syntax Kubernetes and Prometheus accept for names, labels, ports, quantities and
+//! durations, so a bad value fails here with a reason instead of at `kubectl apply`.
+
+/// A DNS-1123 label: what Kubernetes accepts for namespaces, Services and most object names.
+pub fn dns1123_label(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{s}` is not a valid DNS-1123 label: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"
+        ))
+    }
+}
+
+/// A DNS-1123 subdomain: what Kubernetes accepts for ConfigMap and Deployment names.
+pub fn dns1123_subdomain(s: &str) -> Result<(), String> {
+    if s.len() > 253 || s.is_empty() || s.split('.').any(|part| dns1123_label(part).is_err()) {
+        return Err(format!(
+            "`{s}` is not a valid DNS-1123 subdomain: dot-separated lowercase labels of letters, digits and '-', 253 characters at most"
+        ));
+    }
+    Ok(())
+}
+
+/// A label key: an optional DNS subdomain prefix and `/`, then a name of at most 63 characters.
+pub fn label_key(s: &str) -> Result<(), String> {
+    let (prefix, name) = match s.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    if let Some(p) = prefix {
+        dns1123_subdomain(p).map_err(|_| format!("label key `{s}` has an invalid prefix `{p}`; it must be a DNS subdomain such as app.kubernetes.io"))?;
+    }
+    if name.is_empty() || !label_chars(name) {
+        return Err(format!(
+            "label key `{s}` is invalid: the name part must be 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+/// A label value: empty, or at most 63 letters, digits, `-`, `_`, `.`, alphanumeric at both ends.
+pub fn label_value(s: &str) -> Result<(), String> {
+    if s.is_empty() || label_chars(s) {
+        Ok(())
+    } else {
+        Err(format!(
+            "label value `{s}` is invalid: use at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+        ))
+    }
+}
+
+fn label_chars(s: &str) -> bool {
+    s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
+/// An IANA service name: what a container port or Service port `name` must be.
+pub fn port_name(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 15
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().any(|b| b.is_ascii_lowercase())
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && !s.contains("--");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{s}` is not a valid port name: at most 15 lowercase letters, digits and single '-', with at least one letter"
+        ))
+    }
+}
+
+/// A port number, 1 to 65535.
+pub fn port(n: i64) -> Result<u16, String> {
+    u16::try_from(n)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("{n} is not a port; use a number from 1 to 65535"))
+}
+
+/// A Kubernetes resource quantity such as `50m`, `100Mi`, `0.5` or `1e3`.
+pub fn quantity(s: &str) -> Result<(), String> {
+    let digits_end = s
+        .char_indices()
+        .find(|(i, c)| !(c.is_ascii_digit() || *c == '.' || (*i == 0 && (*c == '+' || *c == '-'))))
+        .map_or(s.len(), |(i, _)| i);
+    let (number, suffix) = s.split_at(digits_end);
+    let number_ok = number.trim_start_matches(['+', '-']).parse::<f64>().is_ok();
+    let suffix_ok = matches!(suffix, "" | "m" | "k" | "M" | "G" | "T" | "P" | "E" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei")
+        || suffix.strip_prefix(['e', 'E']).is_some_and(|e| e.trim_start_matches(['+', '-']).parse::<u32>().is_ok());
+    if number_ok && suffix_ok {
+        Ok(())
+    } else {
+        Err(format!("`{s}` is not a Kubernetes quantity; write it as 50m or 0.1 for CPU and 10Mi or 15Mi for memory"))
+    }
+}
+
+/// A Prometheus duration (`30s`, `1m30s`, `500ms`), as prometheus-operator's CRDs accept it.
+/// Returns milliseconds, to compare an interval with a scrape timeout.
+pub fn prometheus_duration(s: &str) -> Result<u64, String> {
+    let bad = || format!("`{s}` is not a Prometheus duration; write it as 30s, 1m or 1m30s (units ms, s, m, h, d, w, y)");
+    if s.is_empty() {
+        return Err(bad());
+    }
+    if s == "0" {
+        return Ok(0);
+    }
+    let units: [(&str, u64); 7] =
+        [("y", 31_536_000_000), ("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)];
+    let mut rest = s;
+    let mut total: u64 = 0;
+    let mut next_unit = 0;
+    while !rest.is_empty() {
+        let n_end = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let n: u64 = rest[..n_end].parse().map_err(|_| bad())?;
+        rest = &rest[n_end..];
+        // Units must come in order, largest first, each at most once; "ms" before "m".
+        let (i, (unit, ms)) = units
+            .iter()
+            .enumerate()
+            .skip(next_unit)
+            .filter(|(_, (u, _))| rest.starts_with(u) && !(*u == "m" && rest.starts_with("ms")))
+            .min_by_key(|(i, _)| *i)
+            .ok_or_else(bad)?;
+        rest = &rest[unit.len()..];
+        total = total.checked_add(n.checked_mul(*ms).ok_or_else(bad)?).ok_or_else(bad)?;
+        next_unit = i + 1;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_labels() {
+        assert!(dns1123_label("identity-service").is_ok());
+        for bad in ["", "Identity", "-a", "a-", "a_b", &"a".repeat(64)] {
+            assert!(dns1123_label(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn label_keys_and_values() {
+        assert!(label_key("app.kubernetes.io/name").is_ok());
+        assert!(label_key("prometheus").is_ok());
+        assert!(label_key("Bad_Prefix/x").is_err());
+        assert!(label_key("a/").is_err());
+        assert!(label_value("").is_ok());
+        assert!(label_value("kube-prometheus").is_ok());
+        assert!(label_value("has space").is_err());
+        assert!(label_value("-x").is_err());
+    }
+
+    #[test]
+    fn port_names_and_numbers() {
+        assert!(port_name("prometheus").is_ok());
+        assert!(port_name("http-metrics").is_ok());
+        assert!(port_name("prometheus-metrics").is_err(), "16 characters");
+        assert!(port_name("9090").is_err());
+        assert!(port_name("a--b").is_err());
+        assert_eq!(port(9090), Ok(9090));
+        assert!(port(0).is_err());
+        assert!(port(70000).unwrap_err().contains("1 to 65535"));
+    }
+
+    #[test]
+    fn quantities() {
+        for ok in ["50m", "100m", "0.1", "10Mi", "15Mi", "1", "1e3", "1.5Gi"] {
+            assert!(quantity(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "10MB", "ten", "1.2.3", "5 Mi"] {
+            assert!(quantity(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn prometheus_durations() {
+        assert_eq!(prometheus_duration("30s"), Ok(30_000));
+        assert_eq!(prometheus_duration("1m30s"), Ok(90_000));
+        assert_eq!(prometheus_duration("500ms"), Ok(500));
+        assert_eq!(prometheus_duration("1h1m1s1ms"), Ok(3_661_001));
+        assert_eq!(prometheus_duration("0"), Ok(0));
+        for bad in ["", "30", "1.5s", "s", "30s1m", "1m1m", "30 s", "-1s"] {
+            assert!(prometheus_duration(bad).is_err(), "{bad}");
+        }
+    }
+}
