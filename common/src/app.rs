@@ -301,7 +301,7 @@ impl AppConfig {
 
     /// Validates YAML text as if it came from `path`.
     pub fn from_yaml(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let file: AppFile = serde_saphyr::from_str(text).map_err(|e| ConfigError::from_yaml(path.to_path_buf(), &e))?;
+        let file: AppFile = serde_saphyr::from_str(text).map_err(|e| ConfigError::from_yaml(path.to_path_buf(), text, &e))?;
         let mut c = Check { path, problems: Vec::new() };
 
         let name = c.value("name", &file.name, |n| names::dns1123_label(n).map(|()| n.clone()));

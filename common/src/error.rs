@@ -64,15 +64,26 @@ fn render(problems: &[Problem]) -> String {
 }
 
 impl ConfigError {
-    /// Turns a serde-saphyr error into one that names the file and the line.
-    pub fn from_yaml(path: PathBuf, err: &serde_saphyr::Error) -> Self {
+    /// Turns a serde-saphyr error into one that names the file, the line and, where the parser
+    /// does not, the key on that line of `source`.
+    pub fn from_yaml(path: PathBuf, source: &str, err: &serde_saphyr::Error) -> Self {
         let (line, column) = err.location().map_or((0, 0), |l| (l.line(), l.column()));
         let message = err.without_snippet().to_string();
         // serde-saphyr appends its own " at line X column Y"; we print the location in front.
-        let message = match message.rfind(" at line ") {
+        let mut message = match message.rfind(" at line ") {
             Some(i) => message[..i].to_string(),
             None => message,
         };
+        // Type errors ("invalid i64") do not say which key; the line does.
+        let key = usize::try_from(line)
+            .ok()
+            .and_then(|l| source.lines().nth(l.checked_sub(1)?))
+            .and_then(|text| text.split_once(':'))
+            .map(|(k, _)| k.trim().trim_start_matches("- ").trim_matches(['"', '\'']))
+            .filter(|k| !k.is_empty() && !k.contains(' ') && !message.contains(&format!("`{k}`")));
+        if let Some(k) = key {
+            message = format!("{k}: {message}");
+        }
         ConfigError::Syntax { path, line, column, message }
     }
 }

@@ -4,10 +4,14 @@
 //! No I/O happens here beyond reading the one file a caller names.
 
 pub mod app;
+#[cfg(feature = "k8s")]
+pub mod crd;
 pub mod duration;
 pub mod error;
 pub mod names;
 pub mod proxy;
+#[cfg(feature = "k8s")]
+pub mod schema;
 
 pub use app::AppConfig;
 pub use error::{ConfigError, Origin, Problem};

@@ -366,7 +366,7 @@ fn parse_file(path: &Path, text: &str) -> Result<ProxyFile, ConfigError> {
     if text.trim().is_empty() {
         return Ok(ProxyFile::default());
     }
-    serde_saphyr::from_str(text).map_err(|e| ConfigError::from_yaml(path.to_path_buf(), &e))
+    serde_saphyr::from_str(text).map_err(|e| ConfigError::from_yaml(path.to_path_buf(), text, &e))
 }
 
 fn resolve_routes(

@@ -1,0 +1,8 @@
+//! Tests of meshscrape-gen: rendering, schemas, the scrape chain, options, and the binary.
+
+mod generator {
+    pub mod support;
+    mod chain;
+    mod cli;
+    mod options;
+}

@@ -1,0 +1,82 @@
+//! The binary: stdout stream, --out folders, --help, and bad configs.
+
+use std::process::{Command, Output};
+
+use super::support::{example, root};
+
+const BIN: &str = env!("CARGO_BIN_EXE_meshscrape-gen");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).current_dir(root()).output().unwrap()
+}
+
+#[test]
+fn renders_the_example_snapshot() {
+    let out = run(&["--config", "examples/identity-service.yaml"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    insta::assert_snapshot!("identity_service", String::from_utf8(out.stdout).unwrap());
+}
+
+#[test]
+fn help_snapshot() {
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    insta::assert_snapshot!("help", String::from_utf8(out.stdout).unwrap());
+}
+
+#[test]
+fn out_writes_one_folder_per_namespace_with_a_kustomization() {
+    let dir = std::env::temp_dir().join(format!("meshscrape-gen-out-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = run(&["--config", "examples/identity-service.yaml", "--namespace", "tools", "--namespace", "staging", "--out", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty());
+    let mut folders: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    folders.sort();
+    assert_eq!(folders, ["monitoring", "staging", "tools"]);
+    let k = std::fs::read_to_string(dir.join("staging/kustomization.yaml")).unwrap();
+    for file in ["configmap-identity-service-meshscrape.yaml", "deployment-identity-service.yaml", "service-identity-service.yaml", "networkpolicy-identity-service-metrics.yaml"] {
+        assert!(k.contains(&format!("  - {file}\n")), "{k}");
+        let text = std::fs::read_to_string(dir.join("staging").join(file)).unwrap();
+        assert!(text.contains("namespace: \"staging\""), "{file}");
+    }
+    assert!(dir.join("monitoring/servicemonitor-argo-monitor.yaml").is_file());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Writes `text` to a temp file and runs the generator on it.
+fn with_config(text: &str) -> (Output, String) {
+    let path = std::env::temp_dir().join(format!("meshscrape-gen-bad-{}-{}.yaml", std::process::id(), text.len()));
+    std::fs::write(&path, text).unwrap();
+    let out = run(&["--config", path.to_str().unwrap()]);
+    std::fs::remove_file(&path).unwrap();
+    (out, path.display().to_string())
+}
+
+#[test]
+fn bad_configs_fail_with_nothing_on_stdout_naming_file_field_and_line() {
+    let good = std::fs::read_to_string(example()).unwrap();
+    for (edit, field, line) in [
+        (good.replace("namespaces: [tools]", "namespace: [tools]"), "namespace", 9),
+        (good.replace("  port: 8080", "  port: \"eighty\""), "port", 15),
+        (good.replace("  port: 8080", "  port: 80800"), "container.port", 15),
+        (good.replace("name: identity-service", "name: Identity_Service"), "name", 8),
+        (good.replace("interval: 30s", "interval: 30s\n  scrapeTimeout: 1m"), "monitor.scrapeTimeout", 45),
+        (good.replace("labels:\n  run: identity-app", "labels:\n  run: [identity-app"), "", 11),
+    ] {
+        let (out, path) = with_config(&edit);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(out.stdout.is_empty(), "stdout must stay empty: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(err.contains(&format!("{path}:{line}:")), "want line {line} in: {err}");
+        assert!(err.contains(field), "want {field} in: {err}");
+    }
+}
+
+#[test]
+fn missing_config_file_exits_2() {
+    let out = run(&["--config", "no/such/file.yaml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read no/such/file.yaml"));
+    assert!(out.stdout.is_empty());
+}
