@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Renders the Kubernetes objects that let Prometheus scrape an app behind Istio STRICT mTLS
 /// through the meshscrape-proxy sidecar: Deployment (app + sidecar), Service, the sidecar's
@@ -15,12 +15,52 @@ use clap::Parser;
 /// Exit codes: 0 rendered, 1 invalid config or template, 2 bad usage or unreadable files.
 #[derive(Debug, Parser)]
 #[command(name = "meshscrape-gen", version, max_term_width = 100)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 #[command(after_help = "Examples:\n  meshscrape-gen --config examples/identity-service.yaml | kubectl apply -f -\n  \
-meshscrape-gen --config app.yaml --namespace tools --namespace staging --out manifests/")]
+meshscrape-gen --config app.yaml --namespace tools --namespace staging --out manifests/\n  \
+meshscrape-gen inject --config app.yaml deployment.yaml | kubectl apply -f -")]
 pub struct Args {
-    /// Application config (YAML); see examples/identity-service.yaml
+    #[command(flatten)]
+    pub render: RenderArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Add the sidecar to existing Deployment, StatefulSet or DaemonSet YAML, like istioctl kube-inject
+    ///
+    /// Reads the files (or stdin), adds the meshscrape-proxy container, its ConfigMap volume and the
+    /// Istio exclusion to every workload, keeps everything else as it was, and prints the result
+    /// followed by the sidecar's ConfigMap. Other documents pass through untouched (noted on
+    /// stderr). Injecting twice changes nothing.
+    Inject(InjectArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InjectArgs {
+    /// Application config (YAML) giving the sidecar's settings and the app's port
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
+    /// Workload YAML files; - or none reads stdin
+    #[arg(value_name = "FILE")]
+    pub inputs: Vec<PathBuf>,
+    /// Also add the named metrics port to input Services that select an injected workload
+    #[arg(long)]
+    pub with_service_port: bool,
+    /// Also emit the ServiceMonitor or PodMonitor from the config
+    #[arg(long)]
+    pub with_monitor: bool,
+    /// Folder of *.yaml.j2 files that replace the embedded templates of the same name
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    /// Application config (YAML); see examples/identity-service.yaml
+    #[arg(long, value_name = "FILE", required = true)]
+    pub config: Option<PathBuf>,
     /// Render for this namespace instead of the config's list; repeat for more
     #[arg(long = "namespace", value_name = "NS")]
     pub namespaces: Vec<String>,

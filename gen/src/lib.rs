@@ -4,6 +4,7 @@
 
 pub mod cli;
 mod context;
+pub mod inject;
 pub mod objects;
 pub mod output;
 pub mod render;

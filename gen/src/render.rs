@@ -51,6 +51,11 @@ pub fn render(config: &AppConfig, templates: &Templates) -> Result<Vec<Rendered>
     Ok(out)
 }
 
+/// Renders and checks one template for `namespace`.
+pub fn render_one(config: &AppConfig, templates: &Templates, name: &str, namespace: &str) -> Result<Rendered, GenError> {
+    one(config, templates, name, &context(config, namespace))
+}
+
 fn one(config: &AppConfig, templates: &Templates, name: &str, ctx: &serde_json::Value) -> Result<Rendered, GenError> {
     let text = templates.render(name, ctx)?;
     let source = templates.source(name);

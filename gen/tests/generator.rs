@@ -4,5 +4,6 @@ mod generator {
     pub mod support;
     mod chain;
     mod cli;
+    mod inject;
     mod options;
 }

@@ -22,6 +22,9 @@ fn help_snapshot() {
     let out = run(&["--help"]);
     assert!(out.status.success());
     insta::assert_snapshot!("help", String::from_utf8(out.stdout).unwrap());
+    let out = run(&["inject", "--help"]);
+    assert!(out.status.success());
+    insta::assert_snapshot!("inject_help", String::from_utf8(out.stdout).unwrap());
 }
 
 #[test]

@@ -1,0 +1,206 @@
+//! `meshscrape-gen inject`: adds the sidecar to workloads you already have, the way
+//! `istioctl kube-inject` adds Envoy. The sidecar container, its volume and the pod annotations
+//! come from the same Deployment template `meshscrape-gen` renders, so both paths agree.
+//!
+//! Everything else in the input is kept as it was (key order included; YAML comments are not
+//! kept). Injecting twice gives the same output as injecting once.
+
+use meshscrape_common::AppConfig;
+use meshscrape_common::app::MonitorKind;
+use serde_json::{Map, Value};
+
+use crate::GenError;
+use crate::objects::Object;
+use crate::render::render_one;
+use crate::templates::Templates;
+
+const WORKLOADS: [&str; 3] = ["Deployment", "StatefulSet", "DaemonSet"];
+const SIDECAR: &str = "meshscrape-proxy";
+const VOLUME: &str = "meshscrape-config";
+const EXCLUDE: &str = "traffic.sidecar.istio.io/excludeInboundPorts";
+
+/// What to emit besides the injected workloads and their ConfigMaps.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Extras {
+    /// Add the named metrics port to input Services that select an injected workload.
+    pub service_port: bool,
+    /// Emit the ServiceMonitor or PodMonitor.
+    pub monitor: bool,
+}
+
+/// The result: documents to print, and notes for stderr.
+#[derive(Debug, Default)]
+pub struct Injected {
+    pub documents: Vec<Value>,
+    pub notes: Vec<String>,
+}
+
+/// Injects into every workload in `docs`; passes every other document through.
+pub fn inject(config: &AppConfig, templates: &Templates, docs: Vec<Value>, extras: Extras) -> Result<Injected, GenError> {
+    let mut out = Injected::default();
+    let mut added: Vec<Value> = Vec::new();
+    let mut pod_labels: Vec<(Option<String>, Map<String, Value>)> = Vec::new();
+    for mut doc in docs {
+        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+        let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+        if !WORKLOADS.contains(&kind.as_str()) || doc.pointer("/spec/template").is_none() {
+            if !is_ours(&doc) && kind != "Service" {
+                out.notes.push(format!("passing {} through untouched: not a Deployment, StatefulSet or DaemonSet", describe(&kind, &name)));
+            }
+            out.documents.push(doc);
+            continue;
+        }
+        let namespace = doc.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
+        let render_ns = namespace.clone().unwrap_or_else(|| config.namespaces[0].clone());
+        let parts = sidecar_parts(config, templates, &render_ns)?;
+        apply(&mut doc, &parts);
+        if let Some(labels) = doc.pointer("/spec/template/metadata/labels").and_then(Value::as_object) {
+            pod_labels.push((namespace.clone(), labels.clone()));
+        }
+        let mut cm = parts.config_map.clone();
+        if namespace.is_none()
+            && let Some(meta) = cm.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            // The workload takes its namespace from kubectl; its ConfigMap must too.
+            meta.remove("namespace");
+        }
+        out.notes.push(format!("injected {} into {}", SIDECAR, describe(&kind, &name)));
+        out.documents.push(doc);
+        added.push(cm);
+    }
+    if extras.service_port {
+        let port = service_port(config);
+        for doc in &mut out.documents {
+            if doc.get("kind").and_then(Value::as_str) == Some("Service") && selects_injected(doc, &pod_labels) {
+                upsert_named(doc, "/spec/ports", port.clone());
+            }
+        }
+    }
+    if extras.monitor {
+        let template = match config.monitor.kind {
+            MonitorKind::ServiceMonitor => "servicemonitor.yaml.j2",
+            MonitorKind::PodMonitor => "podmonitor.yaml.j2",
+        };
+        let monitor = render_one(config, templates, template, &config.namespaces[0])?;
+        added.push(serde_saphyr::from_str(&monitor.text).map_err(|e| GenError::Input { path: monitor.source, message: e.to_string() })?);
+    }
+    // An object we emit that is already in the input (a second injection) replaces it in place.
+    for obj in added {
+        match out.documents.iter_mut().find(|d| same_object(d, &obj)) {
+            Some(existing) => *existing = obj,
+            None => out.documents.push(obj),
+        }
+    }
+    Ok(out)
+}
+
+/// The pieces of the rendered Deployment that make up the sidecar.
+struct Parts {
+    container: Value,
+    volume: Value,
+    annotations: Map<String, Value>,
+    config_map: Value,
+}
+
+fn sidecar_parts(config: &AppConfig, templates: &Templates, namespace: &str) -> Result<Parts, GenError> {
+    let deployment = render_one(config, templates, "deployment.yaml.j2", namespace)?;
+    let config_map = render_one(config, templates, "configmap.yaml.j2", namespace)?;
+    let Object::Deployment(_) = &deployment.object else {
+        return Err(GenError::Input { path: deployment.source, message: "the deployment template did not render a Deployment".into() });
+    };
+    let value: Value = serde_saphyr::from_str(&deployment.text).map_err(|e| GenError::Input { path: deployment.source.clone(), message: e.to_string() })?;
+    let find = |path: &str, name: &str| {
+        value.pointer(path).and_then(Value::as_array).and_then(|a| a.iter().find(|c| c["name"] == name)).cloned()
+    };
+    let missing = |what: &str| GenError::Input { path: deployment.source.clone(), message: format!("the deployment template has no {what}") };
+    Ok(Parts {
+        container: find("/spec/template/spec/containers", SIDECAR).ok_or_else(|| missing("meshscrape-proxy container"))?,
+        volume: find("/spec/template/spec/volumes", VOLUME).ok_or_else(|| missing("meshscrape-config volume"))?,
+        annotations: value.pointer("/spec/template/metadata/annotations").and_then(Value::as_object).cloned().unwrap_or_default(),
+        config_map: serde_saphyr::from_str(&config_map.text).map_err(|e| GenError::Input { path: config_map.source, message: e.to_string() })?,
+    })
+}
+
+fn apply(doc: &mut Value, parts: &Parts) {
+    let template = &mut doc["spec"]["template"];
+    let meta = object_at(template, "metadata");
+    let annotations = object_at(meta, "annotations");
+    for (k, v) in &parts.annotations {
+        let merged = match (k.as_str(), annotations.get(k).and_then(Value::as_str), v.as_str()) {
+            // Keep ports someone else excluded; add ours once.
+            (EXCLUDE, Some(existing), Some(ours)) => {
+                let mut ports: Vec<&str> = existing.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+                if !ports.contains(&ours) {
+                    ports.push(ours);
+                }
+                Value::String(ports.join(","))
+            }
+            _ => v.clone(),
+        };
+        annotations.as_object_mut().map(|a| a.insert(k.clone(), merged));
+    }
+    let spec = object_at(template, "spec");
+    upsert_named(spec, "/containers", parts.container.clone());
+    upsert_named(spec, "/volumes", parts.volume.clone());
+}
+
+/// `v[key]`, made an object if it was absent or null.
+fn object_at<'a>(v: &'a mut Value, key: &str) -> &'a mut Value {
+    let slot = &mut v[key];
+    if !slot.is_object() {
+        *slot = Value::Object(Map::new());
+    }
+    slot
+}
+
+/// Replaces the list item with the same `name`, or appends it.
+fn upsert_named(v: &mut Value, pointer: &str, item: Value) {
+    let key = pointer.trim_start_matches('/');
+    let parent = match pointer.rsplit_once('/') {
+        Some(("", _)) | None => Some(&mut *v),
+        Some((p, _)) => v.pointer_mut(p),
+    };
+    let Some(parent) = parent.and_then(Value::as_object_mut) else { return };
+    let last = key.rsplit('/').next().unwrap_or(key);
+    let list = parent.entry(last).or_insert_with(|| Value::Array(Vec::new()));
+    if !list.is_array() {
+        *list = Value::Array(Vec::new());
+    }
+    let Some(list) = list.as_array_mut() else { return };
+    match list.iter_mut().find(|x| x.get("name") == item.get("name")) {
+        Some(existing) => *existing = item,
+        None => list.push(item),
+    }
+}
+
+fn service_port(config: &AppConfig) -> Value {
+    serde_json::json!({
+        "name": config.sidecar.port_name,
+        "port": config.sidecar.port,
+        "targetPort": config.sidecar.port,
+        "protocol": "TCP",
+    })
+}
+
+fn selects_injected(service: &Value, pods: &[(Option<String>, Map<String, Value>)]) -> bool {
+    let ns = service.pointer("/metadata/namespace").and_then(Value::as_str);
+    let Some(selector) = service.pointer("/spec/selector").and_then(Value::as_object) else { return false };
+    !selector.is_empty()
+        && pods.iter().any(|(pod_ns, labels)| pod_ns.as_deref() == ns && selector.iter().all(|(k, v)| labels.get(k) == Some(v)))
+}
+
+fn is_ours(doc: &Value) -> bool {
+    doc.pointer("/metadata/labels/app.kubernetes.io~1managed-by").and_then(Value::as_str) == Some("meshscrape-gen")
+}
+
+fn same_object(a: &Value, b: &Value) -> bool {
+    ["/kind", "/metadata/name", "/metadata/namespace"].iter().all(|p| a.pointer(p) == b.pointer(p))
+}
+
+fn describe(kind: &str, name: &str) -> String {
+    match (kind, name) {
+        ("", _) => "a document without a kind".into(),
+        (k, "") => k.to_string(),
+        (k, n) => format!("{k}/{n}"),
+    }
+}

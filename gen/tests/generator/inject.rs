@@ -1,0 +1,97 @@
+//! `inject`: the sidecar added to existing workloads, everything else kept, twice = once.
+
+use std::process::{Command, Stdio};
+use std::io::Write as _;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use meshscrape_gen::inject::{Extras, inject};
+use meshscrape_gen::templates::Templates;
+use serde_json::Value;
+
+use super::support::{config_with, root};
+
+fn input() -> Vec<Value> {
+    let text = std::fs::read_to_string(root().join("gen/tests/fixtures/workloads.yaml")).unwrap();
+    serde_saphyr::from_multiple(&text).unwrap()
+}
+
+fn run(docs: Vec<Value>, extras: Extras) -> Vec<Value> {
+    inject(&config_with(|t| t), &Templates::load(None).unwrap(), docs, extras).unwrap().documents
+}
+
+#[test]
+fn adds_the_sidecar_and_keeps_everything_else() {
+    let before = input();
+    let after = run(before.clone(), Extras::default());
+    let deployment: Deployment = serde_json::from_value(after[0].clone()).expect("still a valid Deployment");
+    let pod = deployment.spec.as_ref().unwrap().template.clone();
+    let containers: Vec<&str> = pod.spec.as_ref().unwrap().containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(containers, ["identity-app", "meshscrape-proxy"]);
+    let annotations = pod.metadata.unwrap().annotations.unwrap();
+    assert_eq!(annotations["traffic.sidecar.istio.io/excludeInboundPorts"], "8443,9090", "existing exclusions are kept");
+
+    // Take the injected parts out again: what is left is exactly the input.
+    let mut stripped = after[0].clone();
+    let spec = &mut stripped["spec"]["template"]["spec"];
+    spec["containers"].as_array_mut().unwrap().retain(|c| c["name"] != "meshscrape-proxy");
+    spec.as_object_mut().unwrap().remove("volumes");
+    let ann = stripped["spec"]["template"]["metadata"]["annotations"].as_object_mut().unwrap();
+    ann.remove("meshscrape.io/config-hash");
+    ann.insert("traffic.sidecar.istio.io/excludeInboundPorts".into(), "8443".into());
+    assert_eq!(stripped, before[0]);
+
+    assert_eq!(after[1], before[1], "the Service is untouched without --with-service-port");
+    assert_eq!(after[2], before[2], "the CronJob passes through");
+    assert_eq!(after[3]["kind"], "ConfigMap");
+    assert_eq!(after[3]["metadata"]["namespace"], "tools");
+    assert_eq!(after.len(), 4);
+}
+
+#[test]
+fn injecting_twice_changes_nothing() {
+    let extras = Extras { service_port: true, monitor: true };
+    let once = run(input(), extras);
+    let twice = run(once.clone(), extras);
+    assert_eq!(once, twice);
+}
+
+#[test]
+fn service_port_and_monitor_on_request() {
+    let after = run(input(), Extras { service_port: true, monitor: true });
+    let svc: Service = serde_json::from_value(after[1].clone()).unwrap();
+    let ports = svc.spec.unwrap().ports.unwrap();
+    let metrics = ports.iter().find(|p| p.name.as_deref() == Some("prometheus")).expect("metrics port added");
+    assert_eq!(metrics.port, 9090);
+    assert_eq!(after.last().unwrap()["kind"], "ServiceMonitor");
+}
+
+#[test]
+fn binary_reads_stdin_notes_pass_through_and_rejects_non_yaml() {
+    let bin = env!("CARGO_BIN_EXE_meshscrape-gen");
+    let mut child = Command::new(bin)
+        .args(["inject", "--config", "examples/identity-service.yaml"])
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let text = std::fs::read_to_string(root().join("gen/tests/fixtures/workloads.yaml")).unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("passing CronJob/cleanup through untouched"), "{stderr}");
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    // Annotations must stay strings after the YAML round trip.
+    let _: Deployment = serde_json::from_value(docs[0].clone()).unwrap();
+
+    let bad = std::env::temp_dir().join(format!("meshscrape-inject-bad-{}.yaml", std::process::id()));
+    std::fs::write(&bad, "kind: [Deployment\n").unwrap();
+    let out = Command::new(bin).args(["inject", "--config", "examples/identity-service.yaml"]).arg(&bad).current_dir(root()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&bad.display().to_string()));
+    std::fs::remove_file(bad).unwrap();
+}
