@@ -1,5 +1,10 @@
 //! `meshscrape-verify`: proves, link by link, that Prometheus can scrape an app through the
 //! sidecar: offline from manifests, live against an endpoint, and from Prometheus's own view.
 
+pub mod cli;
+pub mod endpoint;
+pub mod exposition;
+pub mod fetch;
 pub mod manifests;
+pub mod prometheus;
 pub mod report;

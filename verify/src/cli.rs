@@ -1,0 +1,70 @@
+//! The command line: one subcommand per kind of check.
+
+use clap::{Parser, Subcommand};
+
+use crate::report::Format;
+
+/// Proves, link by link, that Prometheus can scrape an app through meshscrape-proxy.
+///
+/// Exit codes: 0 every check passed, 1 a check failed, 2 the tool itself could not run.
+#[derive(Debug, Parser)]
+#[command(name = "meshscrape-verify", version, max_term_width = 100)]
+pub struct Args {
+    /// Output: a checklist for people, JSON, or JUnit XML for CI
+    #[arg(long, value_enum, default_value = "human", global = true)]
+    pub output: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check manifests offline: monitor → Prometheus selection → Service → port → container →
+    /// sidecar route → Istio exclusion → NetworkPolicy, and the operator's validation rules
+    Manifests {
+        /// YAML files, folders (searched for *.yaml, *.yml) or - for stdin
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+        /// Labels the Prometheus object's monitor selector requires, when its YAML is not given
+        #[arg(long, value_name = "K=V")]
+        prometheus_selector: Vec<String>,
+    },
+    /// Scrape a URL as Prometheus does and check status, content type and the exposition
+    Endpoint {
+        /// e.g. http://127.0.0.1:9090/prometheus (after kubectl port-forward)
+        url: String,
+        /// Also require these paths on the same host to answer 200, e.g. --probe /readiness
+        #[arg(long, value_name = "PATH")]
+        probe: Vec<String>,
+        /// The scrape timeout to send and enforce
+        #[arg(long, default_value = "10s", value_name = "DURATION")]
+        timeout: String,
+        /// The largest body to accept
+        #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
+        max_bytes: usize,
+    },
+    /// Ask Prometheus about the job's targets: health, last error, scrape duration, a metric
+    Prometheus {
+        /// Prometheus's base URL, e.g. http://127.0.0.1:9090
+        #[arg(long)]
+        url: String,
+        /// The job label of the targets, e.g. serviceMonitor/monitoring/argo-monitor/0
+        #[arg(long)]
+        job: String,
+        /// Further target labels that must match
+        #[arg(long = "label", value_name = "K=V")]
+        labels: Vec<String>,
+        /// A metric that must have series for the job
+        #[arg(long, value_name = "NAME")]
+        expect_metric: Option<String>,
+    },
+}
+
+/// Splits `K=V` arguments.
+pub fn pairs(values: &[String], flag: &str) -> Result<Vec<(String, String)>, String> {
+    values
+        .iter()
+        .map(|v| v.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{flag} `{v}` is not K=V")))
+        .collect()
+}
+

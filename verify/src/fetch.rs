@@ -1,0 +1,87 @@
+//! A bounded HTTP GET: plain http only, a deadline on the whole exchange, a cap on the body,
+//! gzip decoded within the same cap. Every failure is a sentence, never a panic or a hang.
+
+use std::io::Read as _;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// What came back.
+#[derive(Debug)]
+pub struct Fetched {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub elapsed: Duration,
+}
+
+/// GETs `url` with `headers`, within `timeout`, reading at most `max_bytes` (after decoding).
+pub async fn get(url: &str, headers: &[(&str, String)], timeout: Duration, max_bytes: usize) -> Result<Fetched, String> {
+    let uri: Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => return Err(format!("`{url}` uses https; the sidecar and this check speak plain http")),
+        _ => return Err(format!("`{url}` is not an http:// URL")),
+    }
+    let mut req = Request::get(uri);
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let req = req.body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let started = Instant::now();
+    let exchange = async {
+        let resp = client.request(req).await.map_err(|e| describe(&e))?;
+        let (parts, mut body) = resp.into_parts();
+        let mut raw = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| format!("the body broke off: {e}"))?;
+            if let Some(data) = frame.data_ref() {
+                if raw.len() + data.len() > max_bytes {
+                    return Err(format!("the body is larger than {max_bytes} bytes; stopped reading"));
+                }
+                raw.extend_from_slice(data);
+            }
+        }
+        Ok((parts, raw))
+    };
+    let (parts, raw) = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("no complete answer within {}s", timeout.as_secs_f64()))??;
+    let gzip = parts.headers.get(http::header::CONTENT_ENCODING).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    let body = if gzip {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .take(max_bytes as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| format!("the gzip body does not decode: {e}"))?;
+        if out.len() > max_bytes {
+            return Err(format!("the body decodes to more than {max_bytes} bytes; stopped reading"));
+        }
+        out
+    } else {
+        raw
+    };
+    Ok(Fetched { status: parts.status, headers: parts.headers, body, elapsed: started.elapsed() })
+}
+
+fn describe(e: &hyper_util::client::legacy::Error) -> String {
+    let mut chain = Vec::new();
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = cur {
+        chain.push(err.to_string());
+        cur = err.source();
+    }
+    let text = chain.join(": ");
+    if text.contains("invalid HTTP version") || text.contains("invalid HTTP status") || text.contains("parse") {
+        format!("the server did not answer HTTP/1 (TLS on a plaintext port?): {text}")
+    } else if e.is_connect() {
+        format!("cannot connect: {text}")
+    } else {
+        text
+    }
+}

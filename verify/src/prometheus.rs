@@ -1,0 +1,113 @@
+//! `prometheus`: ask Prometheus itself how the target is doing: `/api/v1/targets` (active and
+//! dropped) and `/api/v1/query` for an expected metric.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::fetch;
+use crate::report::{Check, Report};
+
+/// Options for `prometheus`.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub job: String,
+    /// Further target labels that must match, `K=V`.
+    pub labels: Vec<(String, String)>,
+    pub expect_metric: Option<String>,
+    pub timeout: Duration,
+}
+
+async fn api(base: &str, path_and_query: &str, timeout: Duration) -> Result<Value, String> {
+    let url = format!("{}{path_and_query}", base.trim_end_matches('/'));
+    let f = fetch::get(&url, &[("accept", "application/json".into())], timeout, 32 << 20).await?;
+    let ct = f.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let v: Value = serde_json::from_slice(&f.body).map_err(|_| {
+        format!("{url} answered {} with {ct}, not JSON; is --url the Prometheus server's base URL (e.g. http://127.0.0.1:9090)?", f.status)
+    })?;
+    if v["status"] != "success" {
+        return Err(format!("{url}: {} {}", v["errorType"].as_str().unwrap_or("error"), v["error"].as_str().unwrap_or("")));
+    }
+    Ok(v["data"].clone())
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+fn label_matches(labels: &Value, job: &str, extra: &[(String, String)]) -> bool {
+    labels["job"] == job && extra.iter().all(|(k, v)| labels[k.as_str()] == v.as_str())
+}
+
+fn seconds(d: &str) -> Option<f64> {
+    meshscrape_common::names::prometheus_duration(d).ok().map(|ms| ms as f64 / 1000.0)
+}
+
+pub async fn check(url: &str, o: &Options) -> Report {
+    let mut report = Report::default();
+    let who = format!("job {}", o.job);
+    let data = match api(url, "/api/v1/targets?state=any", o.timeout).await {
+        Ok(d) => d,
+        Err(e) => {
+            report.push(Check::fail("Prometheus API", e, "check --url").on(url));
+            return report;
+        }
+    };
+    let active: Vec<&Value> = data["activeTargets"].as_array().into_iter().flatten().filter(|t| label_matches(&t["labels"], &o.job, &o.labels)).collect();
+    let dropped = data["droppedTargets"].as_array().into_iter().flatten().filter(|t| label_matches(&t["discoveredLabels"], &o.job, &[])).count();
+    if active.is_empty() {
+        let all_jobs: std::collections::BTreeSet<&str> = data["activeTargets"].as_array().into_iter().flatten().filter_map(|t| t["labels"]["job"].as_str()).collect();
+        let msg = if dropped > 0 {
+            format!("no active target, but {dropped} discovered target(s) of this job were dropped by relabeling")
+        } else {
+            format!("Prometheus has no target of this job (jobs: {})", all_jobs.into_iter().collect::<Vec<_>>().join(", "))
+        };
+        report.push(Check::fail("targets", msg, "run `meshscrape-verify manifests` on the monitor and the objects it should select").on(&who));
+        return report;
+    }
+    report.push(Check::pass("targets", format!("{} active target(s)", active.len())).on(&who));
+    if dropped > 0 {
+        report.push(Check::warn("targets", format!("{dropped} discovered target(s) of this job were dropped by relabeling"), "expected for the Service's other ports; otherwise check relabelings").on(&who));
+    }
+    for t in active {
+        let scrape_url = t["scrapeUrl"].as_str().unwrap_or("?").to_string();
+        match t["health"].as_str() {
+            Some("up") => report.push(Check::pass("health", "up").on(&scrape_url)),
+            Some("unknown") => report.push(Check::warn("health", "not scraped yet", "wait one scrape interval and run again").on(&scrape_url)),
+            other => report.push(
+                Check::fail("health", format!("{}: {}", other.unwrap_or("?"), t["lastError"].as_str().unwrap_or("")), "run `meshscrape-verify endpoint` on the scrape URL")
+                    .on(&scrape_url),
+            ),
+        }
+        let duration = t["lastScrapeDuration"].as_f64().unwrap_or(0.0);
+        if let Some(timeout) = t["scrapeTimeout"].as_str().and_then(seconds) {
+            if duration > timeout * 0.8 {
+                report.push(Check::warn("scrape duration", format!("last scrape took {duration:.3}s of a {timeout}s timeout"), "raise scrapeTimeout (not beyond the interval) or make the endpoint faster").on(&scrape_url));
+            } else {
+                report.push(Check::pass("scrape duration", format!("{duration:.3}s of a {timeout}s timeout")).on(&scrape_url));
+            }
+        }
+    }
+    if let Some(metric) = &o.expect_metric {
+        let query = format!("count({metric}{{job=\"{}\"}})", o.job.replace('"', "\\\""));
+        match api(url, &format!("/api/v1/query?query={}", encode(&query)), o.timeout).await {
+            Ok(d) if d["result"].as_array().is_some_and(|r| !r.is_empty()) => {
+                let n = d["result"][0]["value"][1].as_str().unwrap_or("?").to_string();
+                report.push(Check::pass("metric", format!("{metric}: {n} series")).on(&who));
+            }
+            Ok(_) => report.push(Check::fail("metric", format!("{metric} has no series for this job"), "check the metric name, and that the target is up").on(&who)),
+            Err(e) => report.push(Check::fail("metric", e, "check --url").on(&who)),
+        }
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn encodes_promql_for_a_query_string() {
+        assert_eq!(super::encode("count(up{job=\"a b\"})"), "count%28up%7Bjob%3D%22a%20b%22%7D%29");
+    }
+}
