@@ -94,9 +94,12 @@ fn check_name(name: &str) -> Result<(), String> {
 
 /// Parses one sample line; returns its metric name.
 fn sample(line: &str, openmetrics: bool) -> Result<&str, String> {
-    let name_end = line.find(|c: char| c == '{' || c == ' ' || c == '\t').ok_or_else(|| format!("`{line}` has no value"))?;
+    let name_end = line.find(|c: char| c == '{' || c == ' ' || c == '\t').unwrap_or(line.len());
     let name = &line[..name_end];
     check_name(name)?;
+    if name_end == line.len() {
+        return Err(format!("sample `{name}` has no value"));
+    }
     let mut rest = &line[name_end..];
     if let Some(after) = rest.strip_prefix('{') {
         rest = labels(after)?;
