@@ -331,8 +331,8 @@ impl AppConfig {
                 .value("container.portName", &or_default(&f.port_name, "http".into()), |n| names::port_name(n).map(|()| n.clone()))
                 .unwrap_or_default(),
             replicas: or_default(&f.replicas, 1).value,
-            readiness_path: f.probes.readiness.as_ref().and_then(|p| c.value("container.probes.readiness", p, probe_path)),
-            liveness_path: f.probes.liveness.as_ref().and_then(|p| c.value("container.probes.liveness", p, probe_path)),
+            readiness_path: f.probes.readiness.as_ref().and_then(|p| c.value("container.probes.readiness", p, |s| probe_path(s))),
+            liveness_path: f.probes.liveness.as_ref().and_then(|p| c.value("container.probes.liveness", p, |s| probe_path(s))),
         };
 
         // The Service.
@@ -512,8 +512,8 @@ fn image(s: &String) -> Result<String, String> {
     }
 }
 
-fn probe_path(s: &String) -> Result<String, String> {
-    proxy::check_path(s).map(|()| s.clone())
+fn probe_path(s: &str) -> Result<String, String> {
+    proxy::check_path(s).map(|()| s.to_string())
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 /// Formats a duration so that [`parse`] reads it back exactly.
 pub fn format(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         format!("{}s", millis / 1000)
     } else {
         format!("{millis}ms")

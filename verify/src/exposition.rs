@@ -94,7 +94,7 @@ fn check_name(name: &str) -> Result<(), String> {
 
 /// Parses one sample line; returns its metric name.
 fn sample(line: &str, openmetrics: bool) -> Result<&str, String> {
-    let name_end = line.find(|c: char| c == '{' || c == ' ' || c == '\t').unwrap_or(line.len());
+    let name_end = line.find(['{', ' ', '\t']).unwrap_or(line.len());
     let name = &line[..name_end];
     check_name(name)?;
     if name_end == line.len() {

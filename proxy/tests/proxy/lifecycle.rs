@@ -17,7 +17,7 @@ fn free_port() -> u16 {
 async fn spawn(args: &[&str]) -> (Child, SocketAddr) {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .arg("--listen")
         .arg(addr.to_string())
         .args(args)
@@ -31,6 +31,8 @@ async fn spawn(args: &[&str]) -> (Child, SocketAddr) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the sidecar did not listen on {addr}");
 }
 
