@@ -355,11 +355,10 @@ impl AppConfig {
         {
             c.fail("sidecar.port", &sidecar_port_s.referenced, format!("{p} is also the app's port; choose another, e.g. 9090"));
         }
-        let sidecar_port_name = c
-            .value("sidecar.portName", &or_default(&f.port_name, "prometheus".into()), |n| names::port_name(n).map(|()| n.clone()))
-            .unwrap_or_default();
+        let port_name_s = or_default(&f.port_name, "prometheus".into());
+        let sidecar_port_name = c.value("sidecar.portName", &port_name_s, |n| names::port_name(n).map(|()| n.clone())).unwrap_or_default();
         if sidecar_port_name == container.port_name {
-            c.fail("sidecar.portName", &Location::UNKNOWN, format!("`{sidecar_port_name}` is also the app port's name; choose another"));
+            c.fail("sidecar.portName", &port_name_s.referenced, format!("`{sidecar_port_name}` is also the app port's name; choose another"));
         }
         let r = &f.resources;
         let mut quantity = |field: &str, v: &Option<S<String>>, default: &str| {

@@ -199,7 +199,7 @@ fn check_monitor(objects: &Objects, options: &Options, crds: &[Value], m: &Value
 
     let monitor_ns = ns_of(m).to_string();
     let monitor_labels = labels(m, "/metadata/labels");
-    let prom_ns = check_prometheus_selection(objects, options, m, &mid, pod_monitor, &monitor_labels, &monitor_ns, report);
+    let prom_ns = check_prometheus_selection(objects, options, &mid, pod_monitor, &monitor_labels, &monitor_ns, report);
 
     // Which namespaces the monitor looks in.
     let nsel = m.pointer("/spec/namespaceSelector");
@@ -244,7 +244,6 @@ fn check_monitor(objects: &Objects, options: &Options, crds: &[Value], m: &Value
 fn check_prometheus_selection(
     objects: &Objects,
     options: &Options,
-    m: &Value,
     mid: &str,
     pod_monitor: bool,
     monitor_labels: &Map<String, Value>,
@@ -272,7 +271,6 @@ fn check_prometheus_selection(
         }
         return None;
     }
-    let _ = m;
     let mut selected_by = None;
     for p in &proms {
         let pid = id(p);
