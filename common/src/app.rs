@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
-use crate::error::{ConfigError, Origin, Problem};
+use crate::error::{ConfigError, Origin, Problem, Problems, Sourced};
 use crate::names;
 use crate::proxy::{self, LimitsFile, ProxyConfig, ProxyFile, ProxyOverrides, TimeoutsFile};
 
@@ -251,28 +251,18 @@ struct NetworkPolicyFile {
 
 struct Check<'a> {
     path: &'a Path,
-    problems: Vec<Problem>,
+    problems: Problems,
 }
 
 impl Check<'_> {
-    fn origin(&self, loc: &Location) -> Origin {
-        Origin::File { path: self.path.to_path_buf(), line: loc.line(), column: loc.column() }
-    }
-
     fn fail(&mut self, field: &str, loc: &Location, message: String) {
-        let origin = self.origin(loc);
-        self.problems.push(Problem { origin, field: field.to_string(), message });
+        self.problems.push(Origin::at(Some(self.path), loc), field, message);
     }
 
     /// Runs `f` on a spanned value; records a problem at its line on failure.
-    fn value<T: Clone, U>(&mut self, field: &str, v: &S<T>, f: impl FnOnce(&T) -> Result<U, String>) -> Option<U> {
-        match f(&v.value) {
-            Ok(u) => Some(u),
-            Err(m) => {
-                self.fail(field, &v.referenced, m);
-                None
-            }
-        }
+    fn value<T, U>(&mut self, field: &str, v: &S<T>, f: impl FnOnce(&T) -> Result<U, String>) -> Option<U> {
+        let origin = Origin::at(Some(self.path), &v.referenced);
+        self.problems.check(field, Sourced { value: &v.value, origin }, f)
     }
 
     fn labels(&mut self, field: &str, v: &S<Labels>, required: bool) -> Labels {
@@ -302,7 +292,7 @@ impl AppConfig {
     /// Validates YAML text as if it came from `path`.
     pub fn from_yaml(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let file: AppFile = serde_saphyr::from_str(text).map_err(|e| ConfigError::from_yaml(path.to_path_buf(), text, &e))?;
-        let mut c = Check { path, problems: Vec::new() };
+        let mut c = Check { path, problems: Problems::default() };
 
         let name = c.value("name", &file.name, |n| names::dns1123_label(n).map(|()| n.clone()));
         if file.namespaces.value.is_empty() {
@@ -382,7 +372,7 @@ impl AppConfig {
         let proxy = match ProxyConfig::resolve(Some(path), proxy_file, &ProxyOverrides::default()) {
             Ok(p) => Some(p),
             Err(ConfigError::Invalid { problems }) => {
-                c.problems.extend(problems.into_iter().map(|p| Problem { field: format!("sidecar.{}", p.field), ..p }));
+                c.problems.0.extend(problems.into_iter().map(|p| Problem { field: format!("sidecar.{}", p.field), ..p }));
                 None
             }
             Err(other) => return Err(other),
@@ -466,7 +456,7 @@ impl AppConfig {
         };
 
         match (name, proxy, sidecar_port, sidecar_image) {
-            (Some(name), Some(proxy), Some(port), Some(image)) if c.problems.is_empty() => Ok(AppConfig {
+            (Some(name), Some(proxy), Some(port), Some(image)) if c.problems.0.is_empty() => Ok(AppConfig {
                 name,
                 namespaces,
                 pod_labels,
@@ -477,7 +467,7 @@ impl AppConfig {
                 istio,
                 network_policy,
             }),
-            _ => Err(ConfigError::Invalid { problems: c.problems }),
+            _ => Err(ConfigError::Invalid { problems: c.problems.0 }),
         }
     }
 

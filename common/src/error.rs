@@ -1,7 +1,9 @@
 //! Errors that tell a user which file, field and line is wrong, and what would be valid.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use serde_saphyr::Location;
 
 /// Where a configuration value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +22,44 @@ impl fmt::Display for Origin {
             Origin::Default => f.write_str("the default"),
             Origin::Flag(flag) => write!(f, "flag {flag}"),
             Origin::File { path, line, column } => write!(f, "{}:{line}:{column}", path.display()),
+        }
+    }
+}
+
+impl Origin {
+    /// A position in `path`; the default when there is no file or serde-saphyr has no location
+    /// (a value meshscrape filled in rather than read).
+    pub fn at(path: Option<&Path>, loc: &Location) -> Origin {
+        match path {
+            Some(p) if *loc != Location::UNKNOWN => Origin::File { path: p.to_path_buf(), line: loc.line(), column: loc.column() },
+            _ => Origin::Default,
+        }
+    }
+}
+
+/// A value and where it came from, before validation.
+pub(crate) struct Sourced<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+/// Collects problems so that a whole file's mistakes are reported at once.
+#[derive(Default)]
+pub(crate) struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    pub fn push(&mut self, origin: Origin, field: &str, message: String) {
+        self.0.push(Problem { origin, field: field.to_string(), message });
+    }
+
+    /// Runs `f` on the value; records a problem where it came from on failure.
+    pub fn check<T, U>(&mut self, field: &str, v: Sourced<T>, f: impl FnOnce(T) -> Result<U, String>) -> Option<U> {
+        match f(v.value) {
+            Ok(u) => Some(u),
+            Err(message) => {
+                self.push(v.origin, field, message);
+                None
+            }
         }
     }
 }
@@ -86,4 +126,14 @@ impl ConfigError {
         }
         ConfigError::Syntax { path, line, column, message }
     }
+}
+
+/// An error followed by its causes, outermost first.
+pub fn sources<'a>(err: &'a (dyn std::error::Error + 'static)) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| e.source())
+}
+
+/// An error and its causes on one line, `outer: cause: root`, for logs and one-line reasons.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    sources(err).map(ToString::to_string).collect::<Vec<_>>().join(": ")
 }

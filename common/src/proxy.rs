@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_saphyr::{Location, Spanned};
 
 use crate::duration;
-use crate::error::{ConfigError, Origin, Problem};
+use crate::error::{ConfigError, Origin, Problems, Sourced};
 
 pub use url::check_path;
 
@@ -170,44 +170,14 @@ pub(crate) struct LimitsFile {
     pub(crate) max_request_head_bytes: Option<Spanned<u64>>,
 }
 
-/// A raw value and where it came from, before validation.
-struct Raw<T> {
-    value: T,
-    origin: Origin,
-}
-
-/// Collects problems so that all of them are reported together.
-struct Checker {
-    problems: Vec<Problem>,
-}
-
-impl Checker {
-    fn check<T, U>(&mut self, field: &str, raw: Raw<T>, f: impl FnOnce(T) -> Result<U, String>) -> Option<U> {
-        match f(raw.value) {
-            Ok(v) => Some(v),
-            Err(message) => {
-                self.problems.push(Problem { origin: raw.origin, field: field.to_string(), message });
-                None
-            }
-        }
-    }
-}
-
 /// Picks the flag if given, else the file's value, else the default.
-fn pick<T>(flag: Option<T>, flag_name: &'static str, file: Option<Spanned<T>>, path: Option<&Path>, default: T) -> Raw<T> {
+fn pick<T>(flag: Option<T>, flag_name: &'static str, file: Option<Spanned<T>>, path: Option<&Path>, default: T) -> Sourced<T> {
     if let Some(value) = flag {
-        return Raw { value, origin: Origin::Flag(flag_name) };
+        return Sourced { value, origin: Origin::Flag(flag_name) };
     }
     match file {
-        Some(s) => Raw { origin: file_origin(path, &s.referenced), value: s.value },
-        None => Raw { value: default, origin: Origin::Default },
-    }
-}
-
-fn file_origin(path: Option<&Path>, loc: &Location) -> Origin {
-    match path {
-        Some(p) => Origin::File { path: p.to_path_buf(), line: loc.line(), column: loc.column() },
-        None => Origin::Default,
+        Some(s) => Sourced { origin: Origin::at(path, &s.referenced), value: s.value },
+        None => Sourced { value: default, origin: Origin::Default },
     }
 }
 
@@ -249,7 +219,7 @@ impl ProxyConfig {
     }
 
     pub(crate) fn resolve(path: Option<&Path>, file: ProxyFile, o: &ProxyOverrides) -> Result<Self, ConfigError> {
-        let mut c = Checker { problems: Vec::new() };
+        let mut c = Problems::default();
         let t = file.timeouts.unwrap_or_default();
         let l = file.limits.unwrap_or_default();
         let dur = |d: Duration| duration::format(d);
@@ -299,7 +269,7 @@ impl ProxyConfig {
                 (Some(max_in_flight), Some(max_connections), Some(max_request_head_bytes)),
                 Some(log_format),
                 Some(routes),
-            ) if c.problems.is_empty() => Ok(ProxyConfig {
+            ) if c.0.is_empty() => Ok(ProxyConfig {
                 listen,
                 upstream,
                 routes,
@@ -307,7 +277,7 @@ impl ProxyConfig {
                 limits: Limits { max_in_flight, max_connections, max_request_head_bytes },
                 log_format,
             }),
-            _ => Err(ConfigError::Invalid { problems: c.problems }),
+            _ => Err(ConfigError::Invalid { problems: c.0 }),
         }
     }
 
@@ -370,37 +340,37 @@ fn parse_file(path: &Path, text: &str) -> Result<ProxyFile, ConfigError> {
 }
 
 fn resolve_routes(
-    c: &mut Checker,
+    c: &mut Problems,
     path: Option<&Path>,
     file: Option<Spanned<Vec<Spanned<String>>>>,
     flags: &[String],
     upstream: Option<SocketAddr>,
 ) -> Option<Vec<Route>> {
-    let entries: Vec<(String, Raw<String>)> = if !flags.is_empty() {
+    let entries: Vec<(String, Sourced<String>)> = if !flags.is_empty() {
         flags
             .iter()
             .enumerate()
-            .map(|(i, f)| (format!("--route #{}", i + 1), Raw { value: f.clone(), origin: Origin::Flag("--route") }))
+            .map(|(i, f)| (format!("--route #{}", i + 1), Sourced { value: f.clone(), origin: Origin::Flag("--route") }))
             .collect()
     } else if let Some(list) = file {
         if list.value.is_empty() {
-            c.problems.push(Problem {
-                origin: file_origin(path, &list.referenced),
-                field: "routes".into(),
-                message: "the route list is empty; give at least one PUBLIC=TARGET such as /metrics=/metrics, or leave routes out for the seed's map".into(),
-            });
+            c.push(
+                Origin::at(path, &list.referenced),
+                "routes",
+                "the route list is empty; give at least one PUBLIC=TARGET such as /metrics=/metrics, or leave routes out for the seed's map".into(),
+            );
             return None;
         }
         list.value
             .into_iter()
             .enumerate()
-            .map(|(i, s)| (format!("routes[{i}]"), Raw { origin: file_origin(path, &s.referenced), value: s.value }))
+            .map(|(i, s)| (format!("routes[{i}]"), Sourced { origin: Origin::at(path, &s.referenced), value: s.value }))
             .collect()
     } else {
         SEED_ROUTES
             .iter()
             .enumerate()
-            .map(|(i, r)| (format!("routes[{i}]"), Raw { value: (*r).to_string(), origin: Origin::Default }))
+            .map(|(i, r)| (format!("routes[{i}]"), Sourced { value: (*r).to_string(), origin: Origin::Default }))
             .collect()
     };
 
@@ -413,14 +383,8 @@ fn resolve_routes(
         match c.check(&field, raw, |s| url::parse_route(&s, base)) {
             Some(route) => {
                 if let Some((_, first)) = routes.iter().find(|(r, _)| r.public == route.public) {
-                    c.problems.push(Problem {
-                        origin,
-                        field,
-                        message: format!(
-                            "public path `{}` is already routed (at {first}); each public path may appear once",
-                            route.public
-                        ),
-                    });
+                    let message = format!("public path `{}` is already routed (at {first}); each public path may appear once", route.public);
+                    c.push(origin, &field, message);
                     ok = false;
                 } else {
                     routes.push((route, origin));

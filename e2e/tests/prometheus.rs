@@ -161,5 +161,5 @@ async fn prometheus_scrapes_the_app_through_the_generated_sidecar_and_sees_it_re
     let _app = demo_app(TcpListener::bind(app_addr).await.unwrap()).await;
     let report = until(&prom.url, &options, false, Duration::from_secs(30)).await;
     assert!(!report.failed(), "{}", report.render(meshscrape_verify::report::Format::Human, false));
-    assert!(proxy_app.metrics().render().contains("meshscrape_proxy_requests_total{route=\"/prometheus\",status=\"502\"}"));
+    assert!(proxy_app.render_metrics().contains("meshscrape_proxy_requests_total{route=\"/prometheus\",status=\"502\"}"));
 }

@@ -5,6 +5,8 @@
 //! Everything else in the input is kept as it was (key order included; YAML comments are not
 //! kept). Injecting twice gives the same output as injecting once.
 
+use std::collections::BTreeMap;
+
 use meshscrape_common::AppConfig;
 use meshscrape_common::app::MonitorKind;
 use serde_json::{Map, Value};
@@ -40,6 +42,7 @@ pub fn inject(config: &AppConfig, templates: &Templates, docs: Vec<Value>, extra
     let mut out = Injected::default();
     let mut added: Vec<Value> = Vec::new();
     let mut pod_labels: Vec<(Option<String>, Map<String, Value>)> = Vec::new();
+    let mut parts_by_ns: BTreeMap<String, Parts> = BTreeMap::new();
     for mut doc in docs {
         let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
         let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
@@ -52,8 +55,12 @@ pub fn inject(config: &AppConfig, templates: &Templates, docs: Vec<Value>, extra
         }
         let namespace = doc.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
         let render_ns = namespace.clone().unwrap_or_else(|| config.namespaces[0].clone());
-        let parts = sidecar_parts(config, templates, &render_ns)?;
-        apply(&mut doc, &parts);
+        // Rendered once per namespace, however many workloads live there.
+        if !parts_by_ns.contains_key(&render_ns) {
+            parts_by_ns.insert(render_ns.clone(), sidecar_parts(config, templates, &render_ns)?);
+        }
+        let parts = &parts_by_ns[&render_ns];
+        apply(&mut doc, parts);
         if let Some(labels) = doc.pointer("/spec/template/metadata/labels").and_then(Value::as_object) {
             pod_labels.push((namespace.clone(), labels.clone()));
         }

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use minijinja::{Environment, UndefinedBehavior};
 
+use meshscrape_common::error::chain;
+
 use crate::GenError;
 
 /// Every template, by file name, with its embedded text.
@@ -53,7 +55,7 @@ impl Templates {
                 None => (embedded.to_string(), format!("templates/{name}")),
             };
             env.add_template_owned(name.to_string(), text)
-                .map_err(|e| GenError::Template { template: source.clone(), message: describe(&e) })?;
+                .map_err(|e| GenError::Template { template: source.clone(), message: chain(&e) })?;
             sources.push((name.to_string(), source));
         }
         Ok(Templates { env, sources })
@@ -66,23 +68,11 @@ impl Templates {
 
     /// Renders one template with `ctx`.
     pub fn render(&self, name: &str, ctx: &serde_json::Value) -> Result<String, GenError> {
-        let fail = |e: minijinja::Error| GenError::Template { template: self.source(name), message: describe(&e) };
+        let fail = |e: minijinja::Error| GenError::Template { template: self.source(name), message: chain(&e) };
         let template = self.env.get_template(name).map_err(fail)?;
         let mut text = template.render(minijinja::value::Serde(ctx)).map_err(fail)?;
         // minijinja drops the template's final newline; every YAML document ends with one.
         text.push('\n');
         Ok(text)
     }
-}
-
-/// minijinja's error with its line, without the debug dump.
-fn describe(e: &minijinja::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

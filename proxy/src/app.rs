@@ -19,7 +19,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use meshscrape_common::ProxyConfig;
-use tokio::sync::Semaphore;
+use meshscrape_common::error::{chain, sources};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::body::{ProxyBody, Stream};
@@ -50,8 +51,9 @@ pub struct App {
     /// Label indices of the reserved paths, after the routes.
     reserved: [usize; 3],
     client: Client<HttpConnector, Empty<Bytes>>,
-    in_flight: Arc<Semaphore>,
-    max_in_flight: u64,
+    in_flight: Limit,
+    /// Held by the listener, one permit per open client connection.
+    pub(crate) connections: Limit,
     upstream_timeout: Duration,
     draining: AtomicBool,
     metrics: Arc<Metrics>,
@@ -86,13 +88,12 @@ impl App {
             .set_host(false)
             .build(connector);
 
-        let max_in_flight = config.limits.max_in_flight;
         App {
             routes,
             reserved,
             client,
-            in_flight: Arc::new(Semaphore::new(usize::try_from(max_in_flight).unwrap_or(usize::MAX))),
-            max_in_flight,
+            in_flight: Limit::new(config.limits.max_in_flight),
+            connections: Limit::new(config.limits.max_connections),
             upstream_timeout: config.timeouts.upstream,
             draining: AtomicBool::new(false),
             metrics: Arc::new(Metrics::new(labels)),
@@ -106,6 +107,11 @@ impl App {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// What `/-/metrics` serves.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(self.in_flight.in_use(), self.connections.in_use())
     }
 
     /// Answers one request. Never fails: every problem becomes a status and a one-line reason.
@@ -154,7 +160,7 @@ impl App {
             }
             READY => text(StatusCode::OK, "ready"),
             METRICS => {
-                let mut resp = Response::new(ProxyBody::text(self.metrics.render()));
+                let mut resp = Response::new(ProxyBody::text(self.render_metrics()));
                 resp.headers_mut()
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
                 resp
@@ -185,10 +191,10 @@ impl App {
     }
 
     async fn forward<B>(&self, entry: &Entry, req: Request<B>) -> Response<ProxyBody> {
-        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+        let Some(permit) = self.in_flight.try_take() else {
             return text(
                 StatusCode::SERVICE_UNAVAILABLE,
-                &format!("too many requests in flight (limit {}); retry later", self.max_in_flight),
+                &format!("too many requests in flight (limit {}); retry later", self.in_flight.max),
             );
         };
         let budget = self.deadline(req.headers());
@@ -221,7 +227,6 @@ impl App {
         *upstream_req.headers_mut() = headers;
 
         let started = Instant::now();
-        self.metrics.in_flight(1);
         let stream = Stream { metrics: self.metrics.clone(), route: entry.label, bytes: 0, _permit: permit };
         let result = tokio::time::timeout_at(deadline, self.client.request(upstream_req)).await;
         let resp = match result {
@@ -229,7 +234,7 @@ impl App {
             Ok(Err(err)) => {
                 let (kind, reason) = classify(&err);
                 self.metrics.upstream_error(kind);
-                tracing::warn!(route = %entry.path, upstream = %entry.authority, error = %error_chain(&err), "{reason}");
+                tracing::warn!(route = %entry.path, upstream = %entry.authority, error = %chain(&err), "{reason}");
                 return text(StatusCode::BAD_GATEWAY, &format!("{reason} ({})", entry.authority));
             }
             Err(_) => {
@@ -250,10 +255,39 @@ impl App {
     }
 }
 
+/// A bound on something held at once (requests in flight, open connections) that also says
+/// how much of it is taken, so the gauges need no counters of their own.
+pub(crate) struct Limit {
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+impl Limit {
+    fn new(max: u64) -> Self {
+        let max = usize::try_from(max).unwrap_or(Semaphore::MAX_PERMITS).min(Semaphore::MAX_PERMITS);
+        Limit { permits: Arc::new(Semaphore::new(max)), max }
+    }
+
+    /// A slot now, or `None` at the limit.
+    pub fn try_take(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
+    /// A slot, waiting for one at the limit.
+    pub async fn take(&self) -> OwnedSemaphorePermit {
+        // The semaphore is never closed, so acquiring cannot fail.
+        self.permits.clone().acquire_owned().await.unwrap_or_else(|_| unreachable!("the semaphore is never closed"))
+    }
+
+    pub fn in_use(&self) -> usize {
+        self.max - self.permits.available_permits()
+    }
+}
+
 /// Sorts a client error into a metric kind and a reason a person can act on.
 fn classify(err: &hyper_util::client::legacy::Error) -> (UpstreamError, &'static str) {
     if err.is_connect() {
-        let io = find_io_error(err);
+        let io = sources(err).find_map(|e| e.downcast_ref::<std::io::Error>());
         return match io.map(std::io::Error::kind) {
             Some(std::io::ErrorKind::ConnectionRefused) => {
                 (UpstreamError::Connect, "the app refused the connection; is it listening on this address?")
@@ -272,28 +306,6 @@ fn classify(err: &hyper_util::client::legacy::Error) -> (UpstreamError, &'static
         }
         _ => (UpstreamError::Protocol, "the exchange with the app failed"),
     }
-}
-
-fn find_io_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return Some(io);
-        }
-        cur = e.source();
-    }
-    None
-}
-
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        cur = e.source();
-    }
-    out
 }
 
 /// A one-line plain-text answer naming the cause.

@@ -33,7 +33,8 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// What a forwarded body holds while it streams; releases the in-flight slot when dropped.
+/// What a forwarded request holds until its body ends: the in-flight slot, and the byte count
+/// it adds to the route's metric when dropped.
 pub struct Stream {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) route: usize,
@@ -44,7 +45,6 @@ pub struct Stream {
 impl Drop for Stream {
     fn drop(&mut self) {
         self.metrics.bytes(self.route, self.bytes);
-        self.metrics.in_flight(-1);
     }
 }
 

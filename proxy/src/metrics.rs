@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the upstream latency histogram: loopback scrapes, 1 ms to 10 s.
@@ -46,8 +46,6 @@ pub struct Metrics {
     latency: Vec<Histogram>,
     bytes: Vec<AtomicU64>,
     errors: [AtomicU64; 4],
-    in_flight: AtomicI64,
-    connections: AtomicI64,
 }
 
 #[derive(Debug, Default)]
@@ -70,8 +68,6 @@ impl Metrics {
             latency: (0..n).map(|_| Histogram::default()).collect(),
             bytes: (0..n).map(|_| AtomicU64::new(0)).collect(),
             errors: Default::default(),
-            in_flight: AtomicI64::new(0),
-            connections: AtomicI64::new(0),
         }
     }
 
@@ -101,20 +97,9 @@ impl Metrics {
         self.errors[kind as usize].fetch_add(1, Relaxed);
     }
 
-    pub fn in_flight(&self, delta: i64) {
-        self.in_flight.fetch_add(delta, Relaxed);
-    }
-
-    pub fn connections(&self, delta: i64) {
-        self.connections.fetch_add(delta, Relaxed);
-    }
-
-    pub fn open_connections(&self) -> usize {
-        usize::try_from(self.connections.load(Relaxed)).unwrap_or(0)
-    }
-
-    /// Renders every metric in the Prometheus text exposition format 0.0.4.
-    pub fn render(&self) -> String {
+    /// Renders every metric in the Prometheus text exposition format 0.0.4. The two gauges come
+    /// from the limiters, which already count them.
+    pub fn render(&self, in_flight: usize, connections: usize) -> String {
         let mut out = String::with_capacity(4096);
         let label = |i: usize| escape(&self.labels[i]);
 
@@ -156,9 +141,9 @@ impl Metrics {
         }
 
         head(&mut out, "meshscrape_proxy_in_flight_requests", "gauge", "Requests being forwarded to the app now.");
-        let _ = writeln!(out, "meshscrape_proxy_in_flight_requests {}", self.in_flight.load(Relaxed));
+        let _ = writeln!(out, "meshscrape_proxy_in_flight_requests {in_flight}");
         head(&mut out, "meshscrape_proxy_open_connections", "gauge", "Client connections open now.");
-        let _ = writeln!(out, "meshscrape_proxy_open_connections {}", self.connections.load(Relaxed));
+        let _ = writeln!(out, "meshscrape_proxy_open_connections {connections}");
         out
     }
 }
@@ -184,7 +169,7 @@ mod tests {
         m.upstream_latency(1, Duration::from_millis(3));
         m.bytes(1, 1234);
         m.upstream_error(UpstreamError::Timeout);
-        let text = m.render();
+        let text = m.render(3, 2);
         for line in [
             "meshscrape_proxy_requests_total{route=\"/prometheus\",status=\"200\"} 2",
             "meshscrape_proxy_requests_total{route=\"unmatched\",status=\"404\"} 1",
@@ -196,6 +181,8 @@ mod tests {
             "meshscrape_proxy_upstream_errors_total{kind=\"connect\"} 0",
             "meshscrape_proxy_response_bytes_total{route=\"/prometheus\"} 1234",
             "# TYPE meshscrape_proxy_upstream_duration_seconds histogram",
+            "meshscrape_proxy_in_flight_requests 3",
+            "meshscrape_proxy_open_connections 2",
         ] {
             assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
         }

@@ -11,7 +11,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use meshscrape_common::ProxyConfig;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::app::App;
 
@@ -34,7 +33,6 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, config: &ProxyConfig, s
         .max_header_size(usize::try_from(config.limits.max_request_head_bytes).unwrap_or(usize::MAX))
         .keep_alive(true);
 
-    let slots = Arc::new(Semaphore::new(usize::try_from(config.limits.max_connections).unwrap_or(usize::MAX)));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
 
@@ -43,9 +41,8 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, config: &ProxyConfig, s
         // instead of costing the sidecar memory.
         let slot = tokio::select! {
             () = &mut shutdown => break,
-            slot = slots.clone().acquire_owned() => slot,
+            slot = app.connections.take() => slot,
         };
-        let Ok(slot) = slot else { break };
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -62,13 +59,10 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, config: &ProxyConfig, s
         let service_app = app.clone();
         let conn = http.serve_connection(TokioIo::new(stream), service_fn(move |req| service_app.clone().serve(req)));
         let conn = graceful.watch(conn);
-        let metrics_app = app.clone();
-        metrics_app.metrics().connections(1);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
-            metrics_app.metrics().connections(-1);
             drop(slot);
         });
     }
@@ -79,6 +73,6 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, config: &ProxyConfig, s
     tracing::info!(?grace, open = graceful.count(), "stopped accepting; draining");
     tokio::select! {
         () = graceful.shutdown() => Drain::Complete,
-        () = tokio::time::sleep(grace) => Drain::Cut(app.metrics().open_connections()),
+        () = tokio::time::sleep(grace) => Drain::Cut(app.connections.in_use()),
     }
 }

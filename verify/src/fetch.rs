@@ -70,13 +70,7 @@ pub async fn get(url: &str, headers: &[(&str, String)], timeout: Duration, max_b
 }
 
 fn describe(e: &hyper_util::client::legacy::Error) -> String {
-    let mut chain = Vec::new();
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = cur {
-        chain.push(err.to_string());
-        cur = err.source();
-    }
-    let text = chain.join(": ");
+    let text = meshscrape_common::error::chain(e);
     if text.contains("invalid HTTP version") || text.contains("invalid HTTP status") || text.contains("parse") {
         format!("the server did not answer HTTP/1 (TLS on a plaintext port?): {text}")
     } else if e.is_connect() {

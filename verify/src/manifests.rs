@@ -455,7 +455,8 @@ fn check_network_policy(objects: &Objects, wid: &str, w: &Value, port: i64, prom
     let policies: Vec<&Value> = objects
         .of_kind(&["NetworkPolicy"])
         .filter(|p| ns_of(p) == ns_of(w))
-        .filter(|p| selector_matches(p.pointer("/spec/podSelector").unwrap_or(&Value::Null), &pod_labels) || p.pointer("/spec/podSelector").is_some_and(|s| s.as_object().is_some_and(Map::is_empty)))
+        // An empty podSelector selects every pod, which selector_matches already says.
+        .filter(|p| p.pointer("/spec/podSelector").is_some_and(|sel| selector_matches(sel, &pod_labels)))
         .filter(|p| {
             let types = p.pointer("/spec/policyTypes").and_then(Value::as_array);
             types.is_none_or(|t| t.iter().any(|x| x == "Ingress"))

@@ -1,4 +1,5 @@
 use super::*;
+use crate::error::Problem;
 use std::path::PathBuf;
 
 fn from_yaml(text: &str) -> Result<ProxyConfig, ConfigError> {

@@ -135,5 +135,5 @@ async fn refused_upstream_is_502_naming_the_cause() {
     assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
     let body = body_text(resp).await;
     assert!(body.contains("refused"), "{body}");
-    assert!(app.metrics().render().contains("meshscrape_proxy_upstream_errors_total{kind=\"connect\"} 1"));
+    assert!(app.render_metrics().contains("meshscrape_proxy_upstream_errors_total{kind=\"connect\"} 1"));
 }

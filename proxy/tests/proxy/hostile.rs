@@ -214,6 +214,8 @@ async fn over_the_in_flight_limit_is_503() {
     assert_eq!(second.status, 503);
     assert!(second.text().contains("limit 1"), "{}", second.text());
     assert_eq!(get(addr, "/-/healthy", "").await.status, 200, "own endpoints are not limited");
+    let metrics = get(addr, "/-/metrics", "").await.text();
+    assert!(metrics.contains("meshscrape_proxy_in_flight_requests 1\n"), "{metrics}");
     assert_eq!(first.await.unwrap().status, 200);
     assert_eq!(get(addr, "/m", "").await.status, 200, "the slot is released when the body ends");
 }
