@@ -1,4 +1,120 @@
-//! End-to-end tests of meshscrape live in `tests/`. Tier 2 (`tests/prometheus.rs`): the sidecar
-//! configured from the ConfigMap that `meshscrape-gen` renders, a demo app, and a real
-//! Prometheus process scraping through the sidecar, checked with `meshscrape-verify`.
-//! Tier 3 (containers, testcontainers) is not written yet.
+//! End-to-end tests of meshscrape live in `tests/`; this library holds what they share.
+//!
+//! - Tier 2 (`tests/prometheus.rs`): the sidecar in-process, configured from the ConfigMap that
+//!   `meshscrape-gen` renders, a demo app, and a real Prometheus process scraping through it.
+//! - Tier 3 (`tests/containers.rs`): the same as a pod of containers (testcontainers) behind a
+//!   STRICT mTLS gate, inside the generated Deployment's resource limits, with Prometheus in a
+//!   container of its own.
+//!
+//! The demo app both tiers scrape is `src/bin/demo-app.rs` (tier 3) or the in-process copy of it
+//! in tier 2.
+
+pub mod docker;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use meshscrape_common::AppConfig;
+use meshscrape_common::crd::ServiceMonitor;
+use meshscrape_gen::objects::Object;
+use meshscrape_gen::templates::Templates;
+use meshscrape_verify::prometheus;
+use meshscrape_verify::report::{Report, Status};
+
+/// The seed's metric: a Dropwizard summary the identity-service exports.
+pub const METRIC: &str = "com_hybris_yprofile_identity_web_rest_HealthEndpoint_isAlive";
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// What `meshscrape-gen` renders for `examples/identity-service.yaml`, the parts the tests run.
+pub struct Example {
+    /// The ConfigMap's `sidecar.yaml`, verbatim.
+    pub sidecar_yaml: String,
+    pub deployment: Deployment,
+    pub monitor: ServiceMonitor,
+}
+
+impl Example {
+    pub fn render() -> Example {
+        let config = AppConfig::load(&root().join("examples/identity-service.yaml")).expect("the example loads");
+        let rendered = meshscrape_gen::render(&config, &Templates::load(None).expect("templates")).expect("the example renders");
+        let (mut sidecar_yaml, mut deployment, mut monitor) = (None, None, None);
+        for r in rendered {
+            match r.object {
+                Object::ConfigMap(cm) => sidecar_yaml = cm.data.and_then(|mut d| d.remove("sidecar.yaml")),
+                Object::Deployment(d) => deployment = Some(*d),
+                Object::ServiceMonitor(m) => monitor = Some(*m),
+                _ => {}
+            }
+        }
+        Example {
+            sidecar_yaml: sidecar_yaml.expect("a ConfigMap with sidecar.yaml"),
+            deployment: deployment.expect("a Deployment"),
+            monitor: monitor.expect("a ServiceMonitor"),
+        }
+    }
+
+    /// The scrape job prometheus-operator derives from the monitor's first endpoint.
+    pub fn job(&self) -> ScrapeJob {
+        let endpoint = &self.monitor.spec.endpoints[0];
+        ScrapeJob {
+            name: format!(
+                "serviceMonitor/{}/{}/0",
+                self.monitor.metadata.namespace.as_deref().unwrap_or("default"),
+                self.monitor.metadata.name.as_deref().unwrap_or_default()
+            ),
+            path: endpoint.path.clone().unwrap_or_else(|| "/metrics".into()),
+            scheme: endpoint.scheme.clone().unwrap_or_else(|| "http".into()),
+            honor_labels: endpoint.honor_labels.unwrap_or(false),
+            target: String::new(),
+        }
+    }
+}
+
+/// One Prometheus scrape job with a static target.
+#[derive(Clone, Debug)]
+pub struct ScrapeJob {
+    pub name: String,
+    pub path: String,
+    pub scheme: String,
+    pub honor_labels: bool,
+    /// host:port
+    pub target: String,
+}
+
+/// A prometheus.yml scraping `jobs` every second (the monitor's 30s interval would make the test
+/// wait minutes; everything else is as the operator writes it).
+pub fn prometheus_yml(jobs: &[ScrapeJob]) -> String {
+    let mut out = String::from("global: {scrape_interval: 1s, scrape_timeout: 1s}\nscrape_configs:\n");
+    for j in jobs {
+        out += &format!(
+            "  - job_name: \"{}\"\n    metrics_path: \"{}\"\n    scheme: {}\n    honor_labels: {}\n    static_configs:\n      - targets: [\"{}\"]\n",
+            j.name, j.path, j.scheme, j.honor_labels, j.target
+        );
+    }
+    out
+}
+
+/// Polls the verifier's prometheus check until its verdict is `want_failed` and settled (Prometheus
+/// has the target and has scraped it: its health is up or down, not unknown), for at most
+/// `limit`; returns the last report either way.
+pub async fn until(url: &str, options: &prometheus::Options, want_failed: bool, limit: Duration) -> Report {
+    let started = Instant::now();
+    loop {
+        let report = prometheus::check(url, options).await;
+        let settled = report.checks.iter().any(|c| c.name == "health" && c.status != Status::Warn);
+        if (report.failed() == want_failed && settled) || started.elapsed() > limit {
+            return report;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A report as the verifier prints it, for assertion messages.
+pub fn human(report: &Report) -> String {
+    report.render(meshscrape_verify::report::Format::Human, false)
+}

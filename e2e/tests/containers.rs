@@ -1,0 +1,306 @@
+//! Tier 3: the claim, shown the way it runs. A pod is a pause container owning a network namespace
+//! that the app, the mesh gate and the sidecar join (`--network container:<pause>`), as a kubelet
+//! does. The sidecar runs the locally built image with the generated ConfigMap mounted where the
+//! generated Deployment mounts it, with that Deployment's args, user, read-only root, dropped
+//! capabilities and resource limits (15Mi, 100m). The mesh gate stands in for Istio's STRICT
+//! inbound policy: the app listens on loopback only, and from outside the pod its port speaks
+//! mTLS alone (socat, client certificate required). Prometheus runs in a container of its own
+//! with the scrape job prometheus-operator derives from the generated ServiceMonitor.
+//!
+//! Needs a Docker engine and root (debootstrap builds the base image once; it is cached by tag).
+//! Without them the tests print `SKIPPED:` and pass, unless MESHSCRAPE_E2E_REQUIRE_DOCKER is set,
+//! as `.ci/run` does.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use meshscrape_e2e::docker::{self, Images};
+use meshscrape_e2e::{Example, METRIC, ScrapeJob, human, prometheus_yml, until};
+use meshscrape_verify::report::Status;
+use meshscrape_verify::{endpoint, fetch, prometheus};
+use testcontainers::core::{AccessMode, ExecCommand, Mount};
+use testcontainers::runners::AsyncRunner as _;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt as _};
+
+/// The service name the gate's certificate carries (the mesh's identity for the app).
+const APP_HOST: &str = "identity-service.tools.svc";
+
+fn image(reference: &str) -> GenericImage {
+    let (name, tag) = reference.rsplit_once(':').unwrap_or((reference, "latest"));
+    GenericImage::new(name, tag)
+}
+
+/// A folder of the test's files on the host, bind-mounted into containers; removed at the end.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("meshscrape-e2e-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn file(&self, rel: &str, contents: &str) -> String {
+        let path = self.0.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, contents).unwrap();
+        path.display().to_string()
+    }
+
+    fn dir(&self, rel: &str) -> String {
+        let path = self.0.join(rel);
+        std::fs::create_dir_all(&path).unwrap();
+        path.display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One pod. Fields drop in declaration order, so the pause container, whose namespace the others
+/// share, goes last.
+struct Pod {
+    ip: IpAddr,
+    sidecar: ContainerAsync<GenericImage>,
+    gate: Option<ContainerAsync<GenericImage>>,
+    app: ContainerAsync<GenericImage>,
+    pause: ContainerAsync<GenericImage>,
+}
+
+/// Starts a pod on `network`: pause, app, optionally the mTLS gate (certificates in `certs`), and
+/// the sidecar exactly as the generated Deployment describes its container.
+async fn start_pod(images: &Images, example: &Example, scratch: &Scratch, network: &str, gate: bool) -> Pod {
+    let pause = image(&images.base)
+        .with_cmd(["sleep", "infinity"])
+        .with_network(network)
+        .with_mount(Mount::bind_mount(scratch.dir("certs"), "/certs"))
+        .start()
+        .await
+        .expect("start the pod's pause container");
+    let ip = pause.get_bridge_ip_address().await.expect("the pod's IP");
+    let netns = format!("container:{}", pause.id());
+
+    // The app: loopback only, like an app whose sole inbound path is the mesh's proxy.
+    let app = image(&images.base)
+        .with_cmd(["/usr/local/bin/demo-app", "127.0.0.1:8080"])
+        .with_network(&netns)
+        .with_user("65534:65534")
+        .with_mount(Mount::bind_mount(env!("CARGO_BIN_EXE_demo-app"), "/usr/local/bin/demo-app").with_access_mode(AccessMode::ReadOnly))
+        .start()
+        .await
+        .expect("start the app container");
+
+    let gate = if gate {
+        issue_certificates(&pause).await;
+        // Istio's STRICT inbound: the app's port, seen from outside the pod, completes a TLS
+        // handshake only with a client certificate signed by the mesh CA.
+        let listen = format!("openssl-listen:8080,bind={ip},reuseaddr,fork,cert=/certs/gate.crt,key=/certs/gate.key,cafile=/certs/ca.crt,verify=1");
+        Some(
+            image(&images.base)
+                .with_cmd(["socat".to_string(), listen, "tcp:127.0.0.1:8080".into()])
+                .with_network(&netns)
+                .with_mount(Mount::bind_mount(scratch.dir("certs"), "/certs").with_access_mode(AccessMode::ReadOnly))
+                .start()
+                .await
+                .expect("start the mesh gate"),
+        )
+    } else {
+        None
+    };
+
+    let sidecar = start_sidecar(images, example, scratch, &netns).await;
+    let pod = Pod { ip, sidecar, gate, app, pause };
+    wait_ready(&format!("http://{}:9090/-/ready", pod.ip), Duration::from_secs(30)).await;
+    pod
+}
+
+/// The sidecar container, with everything the generated Deployment says about it.
+async fn start_sidecar(images: &Images, example: &Example, scratch: &Scratch, netns: &str) -> ContainerAsync<GenericImage> {
+    let spec = example.deployment.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("a pod spec");
+    let c = spec.containers.iter().find(|c| c.name == "meshscrape-proxy").expect("a meshscrape-proxy container");
+    let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref()).expect("resource limits");
+    let memory = docker::memory_bytes(&limits["memory"].0).unwrap();
+    let cpus = docker::nano_cpus(&limits["cpu"].0).unwrap();
+    let sc = c.security_context.as_ref().expect("a securityContext");
+    let user = format!("{}:{}", sc.run_as_user.expect("runAsUser"), sc.run_as_group.expect("runAsGroup"));
+    let mount_path = &c.volume_mounts.as_ref().expect("a config volume")[0].mount_path;
+    // The ConfigMap, as the kubelet would project it: one file per key.
+    scratch.file("config/sidecar.yaml", &example.sidecar_yaml);
+
+    let mut request = image(&images.proxy)
+        .with_cmd(c.args.clone().unwrap_or_default())
+        .with_network(netns)
+        .with_user(user)
+        .with_readonly_rootfs(sc.read_only_root_filesystem.unwrap_or(false))
+        .with_mount(Mount::bind_mount(scratch.0.join("config").display().to_string(), mount_path.as_str()).with_access_mode(AccessMode::ReadOnly))
+        .with_host_config_modifier(move |hc| {
+            hc.memory = Some(memory);
+            hc.memory_swap = Some(memory); // no swap: the limit is the limit
+            hc.nano_cpus = Some(cpus);
+        });
+    for cap in sc.capabilities.as_ref().and_then(|c| c.drop.clone()).unwrap_or_default() {
+        request = request.with_cap_drop(cap);
+    }
+    if sc.allow_privilege_escalation == Some(false) {
+        request = request.with_security_opt("no-new-privileges");
+    }
+    request.start().await.expect("start the sidecar container")
+}
+
+/// A mesh CA, the gate's server certificate for APP_HOST, and an in-mesh client's certificate.
+async fn issue_certificates(pause: &ContainerAsync<GenericImage>) {
+    let script = format!(
+        "set -e; cd /certs
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=mesh-ca -keyout ca.key -out ca.crt
+        for who in gate client; do
+          openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=$who -keyout $who.key -out $who.csr
+        done
+        printf 'subjectAltName=DNS:{APP_HOST}\\n' > gate.ext
+        printf 'subjectAltName=URI:spiffe://cluster.local/ns/tools/sa/client\\n' > client.ext
+        for who in gate client; do
+          openssl x509 -req -in $who.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -extfile $who.ext -out $who.crt
+        done
+        chmod 644 *.key"
+    );
+    let (code, _, err) = exec(pause, &["sh", "-c", &script]).await;
+    assert_eq!(code, Some(0), "issuing the mesh certificates failed: {err}");
+}
+
+/// Runs a command in a container; returns its exit code, stdout and stderr.
+async fn exec(container: &ContainerAsync<GenericImage>, cmd: &[&str]) -> (Option<i64>, String, String) {
+    let mut result = container.exec(ExecCommand::new(cmd.iter().copied())).await.expect("docker exec");
+    let out = String::from_utf8_lossy(&result.stdout_to_vec().await.unwrap()).into_owned();
+    let err = String::from_utf8_lossy(&result.stderr_to_vec().await.unwrap()).into_owned();
+    (result.exit_code().await.unwrap(), out, err)
+}
+
+async fn wait_ready(url: &str, limit: Duration) {
+    let started = Instant::now();
+    loop {
+        match fetch::get(url, &[], Duration::from_secs(2), 4096).await {
+            Ok(f) if f.status == 200 => return,
+            other if started.elapsed() > limit => panic!("{url} not ready after {limit:?}: {:?}", other.map(|f| f.status)),
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+fn network_name(test: &str) -> String {
+    format!("meshscrape-e2e-{}-{test}", std::process::id())
+}
+
+#[tokio::test]
+async fn prometheus_scrapes_a_strict_mtls_pod_through_the_sidecar_and_sees_it_recover() {
+    let Some(images) = docker::images_or_skip() else { return };
+    let example = Example::render();
+    let scratch = Scratch::new("mesh");
+    let network = network_name("mesh");
+    let pod = start_pod(images, &example, &scratch, &network, true).await;
+
+    // Prometheus, in its own container: the operator's job for the generated ServiceMonitor, and a
+    // second job that tries the app's own port in plaintext, as Prometheus would without the sidecar.
+    let mut job = example.job();
+    job.target = format!("{}:9090", pod.ip);
+    let direct = ScrapeJob { name: "app-port-plaintext".into(), target: format!("{}:8080", pod.ip), ..job.clone() };
+    let config = scratch.file("prometheus/prometheus.yml", &prometheus_yml(&[job.clone(), direct.clone()]));
+    let prom = image(&images.base)
+        .with_cmd(["prometheus", "--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/tmp/prometheus", "--web.listen-address=0.0.0.0:9090"])
+        .with_network(&network)
+        .with_mount(Mount::bind_mount(Path::new(&config).parent().unwrap().display().to_string(), "/etc/prometheus").with_access_mode(AccessMode::ReadOnly))
+        .with_mount(Mount::bind_mount(scratch.dir("certs"), "/certs").with_access_mode(AccessMode::ReadOnly))
+        .start()
+        .await
+        .expect("start the Prometheus container");
+    let prom_url = format!("http://{}:9090", prom.get_bridge_ip_address().await.unwrap());
+    wait_ready(&format!("{prom_url}/-/ready"), Duration::from_secs(60)).await;
+
+    // 1. The mesh gate. Plaintext to the app's port fails, from the test host and from Prometheus.
+    let plain = endpoint::check(&format!("http://{}:8080{}", pod.ip, job.path), &endpoint::Options::default()).await;
+    assert!(plain.failed(), "a plaintext scrape of the app's port got through the gate:\n{}", human(&plain));
+    let direct_options = prometheus::Options { job: direct.name.clone(), timeout: Duration::from_secs(5), ..Default::default() };
+    let report = until(&prom_url, &direct_options, true, Duration::from_secs(60)).await;
+    assert!(report.checks.iter().any(|c| c.name == "health" && c.status == Status::Fail), "Prometheus scraped the app's port in plaintext:\n{}", human(&report));
+    // A TLS client without a mesh certificate is refused too; one with it gets the metrics.
+    let https = format!("https://{APP_HOST}:8080{}", job.path);
+    let resolve = format!("{APP_HOST}:8080:{}", pod.ip);
+    let curl = ["curl", "-sS", "--max-time", "5", "--resolve", &resolve, "--cacert", "/certs/ca.crt"];
+    let (code, _, err) = exec(&prom, &[&curl[..], &[https.as_str()]].concat()).await;
+    assert_ne!(code, Some(0), "TLS without a client certificate got through the gate: {err}");
+    let (code, out, err) = exec(&prom, &[&curl[..], &["--cert", "/certs/client.crt", "--key", "/certs/client.key", https.as_str()]].concat()).await;
+    assert_eq!(code, Some(0), "an in-mesh mTLS client was refused by the gate: {err}");
+    assert!(out.contains(METRIC), "the gate did not reach the app: {out}");
+
+    // 2. Through the sidecar's excluded port: Prometheus has the target up and the seed's metric.
+    let options = prometheus::Options { job: job.name.clone(), expect_metric: Some(format!("{METRIC}_count")), timeout: Duration::from_secs(5), ..Default::default() };
+    let report = until(&prom_url, &options, false, Duration::from_secs(60)).await;
+    assert!(!report.failed(), "{}", human(&report));
+    assert!(report.checks.iter().any(|c| c.name == "metric" && c.status == Status::Pass), "{}", human(&report));
+    let sidecar_url = format!("http://{}:9090{}", pod.ip, job.path);
+    let probes = endpoint::Options { probes: vec!["/readiness".into(), "/liveness".into()], ..Default::default() };
+    let report = endpoint::check(&sidecar_url, &probes).await;
+    assert!(!report.failed(), "{}", human(&report));
+
+    // 3. The app stops: 502 on the metrics route, the readiness route fails, the target goes
+    //    down and the verifier's verdict is exit 1.
+    let started_at = docker::inspect(pod.sidecar.id(), "{{.State.StartedAt}}");
+    pod.app.stop().await.expect("stop the app");
+    let report = endpoint::check(&sidecar_url, &probes).await;
+    let failed: Vec<&str> = report.checks.iter().filter(|c| c.status == Status::Fail).map(|c| c.message.as_str()).collect();
+    assert!(failed.iter().any(|m| m.starts_with("502")), "{}", human(&report));
+    let readiness = fetch::get(&format!("http://{}:9090/readiness", pod.ip), &[], Duration::from_secs(5), 4096).await.unwrap();
+    assert_eq!(readiness.status, 502, "the readiness route must fail while the app is down");
+    let report = until(&prom_url, &options, true, Duration::from_secs(30)).await;
+    assert!(report.checks.iter().any(|c| c.name == "health" && c.status == Status::Fail && c.message.contains("down")), "{}", human(&report));
+    assert_eq!(report.exit_code(), 1);
+
+    // 4. The app starts again: everything recovers, and the sidecar was never restarted.
+    pod.app.start().await.expect("start the app again");
+    let report = until(&prom_url, &options, false, Duration::from_secs(30)).await;
+    assert!(!report.failed(), "{}", human(&report));
+    assert_eq!(report.exit_code(), 0);
+    assert!(!endpoint::check(&sidecar_url, &probes).await.failed());
+    assert_eq!(docker::inspect(pod.sidecar.id(), "{{.State.StartedAt}} {{.RestartCount}}"), format!("{started_at} 0"));
+    assert!(pod.gate.is_some() && pod.pause.is_running().await.unwrap());
+}
+
+#[tokio::test]
+async fn repeated_twenty_megabyte_scrapes_fit_the_generated_limits() {
+    let Some(images) = docker::images_or_skip() else { return };
+    let example = Example::render();
+    let scratch = Scratch::new("limits");
+    let pod = start_pod(images, &example, &scratch, &network_name("limits"), false).await;
+    let id = pod.sidecar.id().to_string();
+    // The limits really are on the container, so nothing below passes by running unconfined.
+    assert_eq!(docker::inspect(&id, "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.ReadonlyRootfs}} {{.Config.User}}"), "15728640 100000000 true 65532:65532");
+
+    // Rounds of four concurrent 20 MB scrapes, each body checked to the byte.
+    let url = format!("http://{}:9090/prometheus?bytes=20000000", pod.ip);
+    let started = Instant::now();
+    for round in 0..3 {
+        let scrapes = (0..4).map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { fetch::get(&url, &[], Duration::from_secs(60), 32 << 20).await })
+        });
+        for scrape in scrapes.collect::<Vec<_>>() {
+            let fetched = scrape.await.unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert_eq!(fetched.status, 200, "round {round}");
+            // 20 MB of 64-byte padding lines after the seed's summary, the last one whole.
+            assert!(fetched.body.len() >= 20_000_000, "round {round}: a short body of {} bytes", fetched.body.len());
+            let last = fetched.body.rsplit(|&b| b == b'\n').nth(1).unwrap_or_default();
+            assert!(last.starts_with(b"demo_padding{") && last.len() == 63, "round {round}: the body was cut");
+        }
+    }
+    let elapsed = started.elapsed();
+
+    // Not OOM-killed, not restarted, still serving.
+    assert_eq!(docker::inspect(&id, "{{.State.Running}} {{.State.OOMKilled}} {{.RestartCount}}"), "true false 0");
+    wait_ready(&format!("http://{}:9090/-/ready", pod.ip), Duration::from_secs(5)).await;
+    let peak = docker::peak_memory(&id).map_or("not exposed by this host's cgroups".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
+    eprintln!("12 scrapes of 20 MB in {elapsed:.1?} under 15Mi / 100m; sidecar peak memory {peak}");
+    assert!(pod.gate.is_none() && pod.app.is_running().await.unwrap() && pod.pause.is_running().await.unwrap());
+}
