@@ -134,6 +134,41 @@ pub fn sources<'a>(err: &'a (dyn std::error::Error + 'static)) -> impl Iterator<
 }
 
 /// An error and its causes on one line, `outer: cause: root`, for logs and one-line reasons.
+/// A cause that the error before it already ends with (kube's and hyper-util's repeat their
+/// source in their own message) is said once.
 pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    sources(err).map(ToString::to_string).collect::<Vec<_>>().join(": ")
+    let mut parts: Vec<String> = Vec::new();
+    for part in sources(err).map(|e| e.to_string()) {
+        if !parts.last().is_some_and(|prev| prev.ends_with(&part)) {
+            parts.push(part);
+        }
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug)]
+    struct E(&'static str, Option<Box<E>>);
+
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for E {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn chain_says_each_cause_once() {
+        let root = E("connection refused", None);
+        let inner = E("client error (Connect)", Some(Box::new(root)));
+        let outer = E("ServiceError: client error (Connect)", Some(Box::new(inner)));
+        assert_eq!(super::chain(&outer), "ServiceError: client error (Connect): connection refused");
+        assert_eq!(super::chain(&E("a", Some(Box::new(E("b", None))))), "a: b");
+    }
 }

@@ -58,6 +58,42 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         expect_metric: Option<String>,
     },
+    /// Check a live cluster, read-only: the Service, the ServiceMonitor and Prometheus object
+    /// selecting it (all the `manifests` links), its EndpointSlices and pods, then a scrape through
+    /// a port-forward to a ready pod, and optionally Prometheus's view through another
+    Cluster {
+        /// The app's namespace
+        #[arg(long, short = 'n')]
+        namespace: String,
+        /// The app's Service, e.g. identity-service
+        #[arg(long)]
+        service: String,
+        /// The Service's metrics port name [default: the one the selecting ServiceMonitor names]
+        #[arg(long, value_name = "NAME")]
+        port: Option<String>,
+        /// The kubeconfig context [default: the current one; KUBECONFIG and in-cluster config work]
+        #[arg(long)]
+        context: Option<String>,
+        /// How long to wait for the API server to connect and to answer each request
+        #[arg(long, default_value = "30s", value_name = "DURATION")]
+        request_timeout: String,
+        /// Also ask Prometheus about the monitor's job, through a port-forward to this Service,
+        /// e.g. monitoring/prometheus-operated
+        #[arg(long, value_name = "NAMESPACE/SERVICE")]
+        prometheus: Option<String>,
+        /// With --prometheus: a metric that must have series for the job
+        #[arg(long, value_name = "NAME")]
+        expect_metric: Option<String>,
+        /// Do not scrape through a port-forward (it needs create on pods/portforward)
+        #[arg(long)]
+        no_port_forward: bool,
+        /// Also require these sidecar paths to answer 200, e.g. --probe /readiness
+        #[arg(long, value_name = "PATH")]
+        probe: Vec<String>,
+        /// The scrape timeout to send and enforce
+        #[arg(long, default_value = "10s", value_name = "DURATION")]
+        timeout: String,
+    },
 }
 
 /// Splits `K=V` arguments.

@@ -1,7 +1,9 @@
 //! `meshscrape-verify`: proves, link by link, that Prometheus can scrape an app through the
-//! sidecar: offline from manifests, live against an endpoint, and from Prometheus's own view.
+//! sidecar: offline from manifests, live against an endpoint, from Prometheus's own view, and
+//! against a live cluster.
 
 pub mod cli;
+pub mod cluster;
 pub mod endpoint;
 pub mod exposition;
 pub mod fetch;

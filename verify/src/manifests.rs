@@ -115,6 +115,11 @@ fn show(labels: &Value) -> String {
 }
 
 impl Objects {
+    /// Objects already parsed, e.g. read from a cluster (each with apiVersion and kind set).
+    pub fn from_values(docs: Vec<Value>) -> Objects {
+        Objects { docs }
+    }
+
     fn of_kind<'a>(&'a self, kinds: &'a [&str]) -> impl Iterator<Item = &'a Value> + 'a {
         self.docs.iter().filter(move |d| s(d, "/kind").is_some_and(|k| kinds.contains(&k)))
     }
@@ -202,14 +207,7 @@ fn check_monitor(objects: &Objects, options: &Options, crds: &[Value], m: &Value
     let prom_ns = check_prometheus_selection(objects, options, &mid, pod_monitor, &monitor_labels, &monitor_ns, report);
 
     // Which namespaces the monitor looks in.
-    let nsel = m.pointer("/spec/namespaceSelector");
-    let any = nsel.and_then(|n| n.get("any")).and_then(Value::as_bool) == Some(true);
-    let match_names: Vec<String> = nsel
-        .and_then(|n| n.get("matchNames"))
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-        .unwrap_or_default();
-    let in_scope = |ns: &str| any || if match_names.is_empty() { ns == monitor_ns } else { match_names.iter().any(|n| n == ns) };
+    let (any, match_names) = namespace_scope(m);
 
     let selector = m.pointer("/spec/selector").cloned().unwrap_or(Value::Object(Map::new()));
     // The objects that carry the port: Services (ServiceMonitor) or workloads (PodMonitor).
@@ -220,7 +218,7 @@ fn check_monitor(objects: &Objects, options: &Options, crds: &[Value], m: &Value
             selector_matches(&selector, &l)
         })
         .collect();
-    let (scoped, elsewhere): (Vec<&Value>, Vec<&Value>) = candidates.into_iter().partition(|o| in_scope(ns_of(o)));
+    let (scoped, elsewhere): (Vec<&Value>, Vec<&Value>) = candidates.into_iter().partition(|o| admits(m, ns_of(o)));
     let what = if pod_monitor { "workload" } else { "Service" };
     if scoped.is_empty() {
         let hint = match elsewhere.first() {
@@ -238,6 +236,30 @@ fn check_monitor(objects: &Objects, options: &Options, crds: &[Value], m: &Value
             check_endpoint(objects, m, &mid, &field, e, target, pod_monitor, &prom_ns, report);
         }
     }
+}
+
+/// A monitor's `spec.namespaceSelector`: `any`, and the `matchNames` (empty: its own namespace).
+fn namespace_scope(m: &Value) -> (bool, Vec<String>) {
+    let nsel = m.pointer("/spec/namespaceSelector");
+    let any = nsel.and_then(|n| n.get("any")).and_then(Value::as_bool) == Some(true);
+    let match_names = nsel
+        .and_then(|n| n.get("matchNames"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    (any, match_names)
+}
+
+/// Whether monitor `m` looks in namespace `ns`.
+fn admits(m: &Value, ns: &str) -> bool {
+    let (any, match_names) = namespace_scope(m);
+    any || if match_names.is_empty() { ns == ns_of(m) } else { match_names.iter().any(|n| n == ns) }
+}
+
+/// Whether ServiceMonitor `m` selects `service`: its namespace admitted, its labels matched.
+pub fn selects_service(m: &Value, service: &Value) -> bool {
+    let selector = m.pointer("/spec/selector").cloned().unwrap_or(Value::Object(Map::new()));
+    s(m, "/kind") == Some("ServiceMonitor") && admits(m, ns_of(service)) && selector_matches(&selector, &labels(service, "/metadata/labels"))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -38,3 +38,39 @@ fn help_snapshot() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     insta::assert_snapshot!("help", String::from_utf8(out.stdout).unwrap());
 }
+
+/// A kubeconfig whose API server is `server`.
+fn kubeconfig(server: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("meshscrape-verify-kubeconfig-{}-{}", std::process::id(), server.len()));
+    let yaml = format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: test\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: test\n  context: {{cluster: test, user: test}}\nusers:\n- name: test\n  user: {{token: not-a-real-token}}\n"
+    );
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+#[test]
+fn cluster_exits_2_with_one_line_when_the_api_server_refuses_or_hangs() {
+    // Refused: nothing listens.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let config = kubeconfig(&format!("https://{closed}"));
+    let out = Command::new(BIN).args(["cluster", "-n", "tools", "--service", "identity-service"]).env("KUBECONFIG", &config).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.lines().last().unwrap().starts_with("meshscrape-verify: reading Service/tools/identity-service: "), "{err}");
+    assert!(out.stdout.is_empty());
+
+    // Hangs: accepts the connection and never says a word; --request-timeout bounds it.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = kubeconfig(&format!("https://{}:{}", "127.0.0.1", hung.local_addr().unwrap().port()));
+    let started = std::time::Instant::now();
+    let out = Command::new(BIN).args(["cluster", "-n", "tools", "--service", "identity-service", "--request-timeout", "1s"]).env("KUBECONFIG", &config).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
+    drop(hung);
+
+    // A context that is not in the kubeconfig.
+    let out = Command::new(BIN).args(["cluster", "-n", "tools", "--service", "x", "--context", "prod"]).env("KUBECONFIG", &config).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kubeconfig context prod"));
+}

@@ -1,0 +1,334 @@
+//! `cluster` against kube's HTTP-level mock (tower-test): an API server answering GET and LIST
+//! from a set of realistic objects (the generated example as applied, a kube-prometheus
+//! Prometheus object, the pods, EndpointSlices and namespaces a cluster would hold). The
+//! port-forward is replaced by a connector to a loopback server; the real one needs a cluster and
+//! is the ignored test at the end.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use kube::client::Body;
+use meshscrape_verify::cluster::{self, Connector, Io};
+use meshscrape_verify::endpoint;
+use meshscrape_verify::report::{Report, Status};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const SEED: &str = "# TYPE com_hybris_isAlive summary\ncom_hybris_isAlive{quantile=\"0.5\",} 1.353475E-4\ncom_hybris_isAlive_count 50598.0\n";
+const JOB: &str = "serviceMonitor/monitoring/argo-monitor/0";
+
+/// The objects the fake API server holds, and what it was asked.
+#[derive(Clone)]
+struct World {
+    objects: Vec<Value>,
+    /// Plurals whose LIST answers 403.
+    forbidden: Vec<&'static str>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+fn plural(kind: &str) -> String {
+    match kind {
+        "Prometheus" => "prometheuses".into(),
+        "NetworkPolicy" => "networkpolicies".into(),
+        k => format!("{}s", k.to_ascii_lowercase()),
+    }
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": code, "reason": reason, "message": message, "metadata": {}})
+}
+
+fn labels_match(o: &Value, selector: &str) -> bool {
+    selector.split(',').filter(|s| !s.is_empty()).all(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        o.pointer("/metadata/labels").and_then(|l| l.get(k)).and_then(Value::as_str) == Some(v)
+    })
+}
+
+impl World {
+    /// Answers `/api/v1[/namespaces/NS]/PLURAL[/NAME]` and `/apis/GROUP/VERSION[...]` like an API server.
+    fn answer(&self, req: &Request<Body>) -> (StatusCode, Value) {
+        self.requests.lock().unwrap().push(format!("{} {}", req.method(), req.uri()));
+        let path = req.uri().path();
+        let rest = path.strip_prefix("/api/v1/").or_else(|| path.strip_prefix("/apis/").and_then(|p| p.splitn(3, '/').nth(2))).unwrap_or("");
+        let segs: Vec<&str> = rest.split('/').collect();
+        let (ns, plural_name, name) = match segs.as_slice() {
+            ["namespaces", ns, p, rest @ ..] => (Some(*ns), *p, rest.first().copied()),
+            [p, rest @ ..] => (None, *p, rest.first().copied()),
+            [] => return (StatusCode::NOT_FOUND, status(404, "NotFound", "no such path")),
+        };
+        let labels = req.uri().query().unwrap_or("").split('&').find_map(|q| q.strip_prefix("labelSelector=")).map(|s| s.replace("%3D", "=").replace("%2C", ",").replace("%2F", "/")).unwrap_or_default();
+        let mut found = self.objects.iter().filter(|o| {
+            plural(o["kind"].as_str().unwrap_or("")) == plural_name
+                && ns.is_none_or(|ns| o.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns))
+                && name.is_none_or(|n| o.pointer("/metadata/name").and_then(Value::as_str) == Some(n))
+                && labels_match(o, &labels)
+        });
+        match name {
+            Some(n) => match found.next().cloned() {
+                Some(o) => (StatusCode::OK, o),
+                None => (StatusCode::NOT_FOUND, status(404, "NotFound", &format!("{plural_name} \"{n}\" not found"))),
+            },
+            None if self.forbidden.contains(&plural_name) => (StatusCode::FORBIDDEN, status(403, "Forbidden", &format!("{plural_name} is forbidden: User \"ci\" cannot list resource \"{plural_name}\""))),
+            None => {
+                // Items of a real list carry no apiVersion or kind.
+                let items: Vec<Value> = found
+                    .map(|o| {
+                        let mut o = o.clone();
+                        o.as_object_mut().unwrap().retain(|k, _| k != "apiVersion" && k != "kind");
+                        o
+                    })
+                    .collect();
+                (StatusCode::OK, json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}))
+            }
+        }
+    }
+
+    fn client(&self) -> kube::Client {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let world = self.clone();
+        tokio::spawn(async move {
+            while let Some((req, send)) = handle.next_request().await {
+                let (code, body) = world.answer(&req);
+                send.send_response(Response::builder().status(code).header("content-type", "application/json").body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap());
+            }
+        });
+        kube::Client::new(service, "default")
+    }
+}
+
+/// The generated example as `kubectl apply` leaves it, plus what a cluster adds around it.
+fn healthy() -> World {
+    let fixture = include_str!("fixtures/identity-service.yaml");
+    let mut objects: Vec<Value> = serde_saphyr::from_multiple(fixture).unwrap();
+    objects.push(serde_saphyr::from_str(include_str!("fixtures/prometheus.yaml")).unwrap());
+    let deployment = objects.iter().find(|o| o["kind"] == "Deployment").unwrap().clone();
+    let template = &deployment["spec"]["template"];
+    for ns in ["tools", "monitoring"] {
+        objects.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}}));
+    }
+    // The pod the Deployment made, both containers ready.
+    let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": template["metadata"].clone(), "spec": template["spec"].clone()});
+    pod["metadata"]["name"] = json!("identity-service-7d9f8-abcde");
+    pod["metadata"]["namespace"] = json!("tools");
+    pod["status"] = json!({"phase": "Running", "podIP": "10.0.0.12", "conditions": [{"type": "Ready", "status": "True"}], "containerStatuses": [
+        {"name": "identity-app", "ready": true, "restartCount": 0, "image": "x", "imageID": "", "state": {"running": {}}},
+        {"name": "meshscrape-proxy", "ready": true, "restartCount": 0, "image": "x", "imageID": "", "state": {"running": {}}}
+    ]});
+    objects.push(pod);
+    objects.push(json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+        "metadata": {"name": "identity-service-x7k2p", "namespace": "tools", "labels": {"kubernetes.io/service-name": "identity-service"}},
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}, {"name": "prometheus", "port": 9090, "protocol": "TCP"}],
+        "endpoints": [{"addresses": ["10.0.0.12"], "conditions": {"ready": true}, "targetRef": {"kind": "Pod", "namespace": "tools", "name": "identity-service-7d9f8-abcde"}}]}));
+    // prometheus-operator's governing Service and its pod.
+    objects.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "prometheus-operated", "namespace": "monitoring"},
+        "spec": {"selector": {"app.kubernetes.io/name": "prometheus"}, "ports": [{"name": "web", "port": 9090, "targetPort": "web"}]}}));
+    objects.push(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "prometheus-kube-prometheus-0", "namespace": "monitoring", "labels": {"app.kubernetes.io/name": "prometheus"}},
+        "spec": {"containers": [{"name": "prometheus", "image": "quay.io/prometheus/prometheus", "ports": [{"name": "web", "containerPort": 9090}]}]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}));
+    World { objects, forbidden: Vec::new(), requests: Arc::default() }
+}
+
+impl World {
+    fn edit(&mut self, kind: &str, name: &str, f: impl FnOnce(&mut Value)) -> &mut Self {
+        f(self.objects.iter_mut().find(|o| o["kind"] == kind && o["metadata"]["name"] == name).unwrap_or_else(|| panic!("no {kind} {name}")));
+        self
+    }
+}
+
+/// Stands in for port-forwards: every stream goes to a loopback server; records what was asked.
+struct Loopback {
+    routes: BTreeMap<u16, SocketAddr>,
+    asked: Mutex<Vec<String>>,
+}
+
+impl Connector for Loopback {
+    fn connect<'a>(&'a self, namespace: &'a str, pod: &'a str, port: u16) -> cluster::Connecting<'a> {
+        Box::pin(async move {
+            self.asked.lock().unwrap().push(format!("{namespace}/{pod}:{port}"));
+            let addr = self.routes.get(&port).ok_or(format!("error upgrading connection: unable to forward port {port}"))?;
+            Ok(Box::new(TcpStream::connect(addr).await.map_err(|e| e.to_string())?) as Box<dyn Io>)
+        })
+    }
+}
+
+/// A loopback HTTP server answering by path from `answers` (404 otherwise).
+async fn http_server(answers: Vec<(&'static str, &'static str, String)>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let answers = answers.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]);
+                let path = head.split(' ').nth(1).unwrap_or("").split('?').next().unwrap_or("").to_string();
+                let (ct, body) = answers.iter().find(|(p, _, _)| *p == path).map(|(_, ct, b)| (*ct, b.clone())).unwrap_or(("text/plain", String::new()));
+                let status = if body.is_empty() { "404 Not Found" } else { "200 OK" };
+                let _ = s.write_all(format!("HTTP/1.1 {status}\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// The sidecar's routes on 9090 and a Prometheus API on... 9090 as well: distinct servers, so
+/// the connector tells them apart by the pod's port being asked for, which both use.
+async fn loopback(sidecar_up: bool) -> Arc<Loopback> {
+    let sidecar = if sidecar_up {
+        http_server(vec![("/prometheus", "text/plain; version=0.0.4", SEED.into()), ("/readiness", "text/plain", "ok\n".into())]).await
+    } else {
+        // Nothing listens: a closed port.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    Arc::new(Loopback { routes: BTreeMap::from([(9090, sidecar)]), asked: Mutex::default() })
+}
+
+fn options() -> cluster::Options {
+    cluster::Options {
+        namespace: "tools".into(),
+        service: "identity-service".into(),
+        port_forward: true,
+        endpoint: endpoint::Options { timeout: Duration::from_secs(2), max_bytes: 1 << 20, probes: vec!["/readiness".into()] },
+        ..Default::default()
+    }
+}
+
+fn find<'a>(report: &'a Report, name: &str) -> Vec<&'a meshscrape_verify::report::Check> {
+    report.checks.iter().filter(|c| c.name == name).collect()
+}
+
+fn text(report: &Report) -> String {
+    report.render(meshscrape_verify::report::Format::Human, false)
+}
+
+#[tokio::test]
+async fn a_healthy_cluster_passes_every_link_and_is_only_read() {
+    let world = healthy();
+    let lb = loopback(true).await;
+    let report = cluster::check(&world.client(), &options(), lb.clone()).await.unwrap();
+    assert!(!report.failed(), "{}", text(&report));
+    // The offline chain ran on what the cluster holds, the Prometheus object included.
+    for name in ["Service", "Service selection", "Prometheus selection", "Service port", "container port", "sidecar route", "Istio", "EndpointSlices", "metrics container", "port-forward", "status", "exposition", "probe"] {
+        assert!(find(&report, name).iter().any(|c| c.status == Status::Pass), "no passing {name} check:\n{}", text(&report));
+    }
+    assert!(find(&report, "EndpointSlices")[0].message.contains("1 of 1 endpoints ready on port prometheus (9090)"));
+    assert_eq!(find(&report, "status")[0].object.as_deref(), Some("pod/tools/identity-service-7d9f8-abcde:9090/prometheus"));
+    assert_eq!(*lb.asked.lock().unwrap(), ["tools/identity-service-7d9f8-abcde:9090", "tools/identity-service-7d9f8-abcde:9090"]);
+    let requests = world.requests.lock().unwrap();
+    assert!(requests.iter().all(|r| r.starts_with("GET ")), "the verifier wrote to the cluster: {requests:?}");
+    assert!(requests.iter().any(|r| r.contains("endpointslices?&labelSelector=kubernetes.io%2Fservice-name%3Didentity-service") || r.contains("endpointslices?labelSelector=")), "{requests:?}");
+}
+
+#[tokio::test]
+async fn broken_links_each_fail_with_a_fix() {
+    let mut world = healthy();
+    // The sidecar was OOM-killed and is not ready; the slice says so too; the monitor lost the
+    // label the Prometheus object selects.
+    world
+        .edit("Pod", "identity-service-7d9f8-abcde", |p| {
+            p["status"]["containerStatuses"][1] = json!({"name": "meshscrape-proxy", "ready": false, "restartCount": 3, "image": "x", "imageID": "", "state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}});
+        })
+        .edit("EndpointSlice", "identity-service-x7k2p", |s| s["endpoints"][0]["conditions"]["ready"] = json!(false))
+        .edit("ServiceMonitor", "argo-monitor", |m| {
+            m["metadata"]["labels"].as_object_mut().unwrap().remove("prometheus");
+        });
+    let report = cluster::check(&world.client(), &options(), loopback(true).await).await.unwrap();
+    assert_eq!(report.exit_code(), 1);
+    let fail = |name: &str| find(&report, name).into_iter().find(|c| c.status == Status::Fail).cloned().unwrap_or_else(|| panic!("no failing {name} check:\n{}", text(&report)));
+    assert!(fail("Prometheus selection").fix.unwrap().contains("prometheus=kube-prometheus"));
+    assert!(fail("EndpointSlices").message.starts_with("0 of 1 endpoints ready"));
+    let container = fail("metrics container");
+    assert!(container.message.contains("not ready (CrashLoopBackOff)"), "{}", container.message);
+    assert!(container.fix.unwrap().contains("memory limit"));
+    assert!(fail("scrape").message.contains("no pod is ready"));
+}
+
+#[tokio::test]
+async fn a_missing_service_or_monitor_is_named() {
+    let world = healthy();
+    let mut o = options();
+    o.service = "identiy-service".into();
+    let report = cluster::check(&world.client(), &o, loopback(true).await).await.unwrap();
+    assert_eq!(report.checks.len(), 1);
+    assert!(report.checks[0].message.contains("there is no Service/tools/identiy-service"), "{}", text(&report));
+
+    let mut world = healthy();
+    world.edit("Service", "identity-service", |s| {
+        s["metadata"]["labels"].as_object_mut().unwrap().remove("app");
+    });
+    let report = cluster::check(&world.client(), &options(), loopback(true).await).await.unwrap();
+    let monitor = find(&report, "monitor");
+    assert!(monitor[0].status == Status::Fail && monitor[0].message.contains("none of the 1 ServiceMonitors selects it"), "{}", text(&report));
+}
+
+#[tokio::test]
+async fn forbidden_lists_warn_and_a_refused_port_forward_fails() {
+    let mut world = healthy();
+    world.forbidden = vec!["namespaces"];
+    let mut o = options();
+    o.prometheus = Some(("monitoring".into(), "prometheus-operated".into()));
+    let report = cluster::check(&world.client(), &o, loopback(false).await).await.unwrap();
+    let access = find(&report, "access");
+    assert!(access[0].status == Status::Warn && access[0].message.contains("may not list namespaces"), "{}", text(&report));
+    // The pod's port answers nothing: the scrape fails, naming the pod, not a local address.
+    let scrape = find(&report, "scrape");
+    assert!(scrape.iter().any(|c| c.status == Status::Fail && c.object.as_deref().is_some_and(|o| o.starts_with("pod/tools/identity-service-7d9f8-abcde:9090"))), "{}", text(&report));
+    assert!(!text(&report).contains("127.0.0.1"), "a local address leaked into the report:\n{}", text(&report));
+}
+
+#[tokio::test]
+async fn prometheus_is_asked_through_its_own_port_forward() {
+    let world = healthy();
+    let targets = json!({"status": "success", "data": {"activeTargets": [{
+        "discoveredLabels": {"job": JOB}, "labels": {"job": JOB, "namespace": "tools", "service": "identity-service"},
+        "scrapePool": JOB, "scrapeUrl": "http://10.0.0.12:9090/prometheus", "globalUrl": "http://10.0.0.12:9090/prometheus",
+        "lastError": "", "lastScrape": "2026-11-25T10:00:00Z", "lastScrapeDuration": 0.0021, "health": "up", "scrapeInterval": "30s", "scrapeTimeout": "10s"}], "droppedTargets": []}});
+    let query = json!({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1764064800, "3"]}]}});
+    let sidecar = http_server(vec![("/prometheus", "text/plain; version=0.0.4", SEED.into()), ("/readiness", "text/plain", "ok\n".into())]).await;
+    let prom = http_server(vec![("/api/v1/targets", "application/json", targets.to_string()), ("/api/v1/query", "application/json", query.to_string())]).await;
+    // Both listen on 9090 in their pods; the connector routes by pod.
+    struct ByPod {
+        sidecar: SocketAddr,
+        prom: SocketAddr,
+    }
+    impl Connector for ByPod {
+        fn connect<'a>(&'a self, _: &'a str, pod: &'a str, _: u16) -> cluster::Connecting<'a> {
+            let addr = if pod.starts_with("prometheus-") { self.prom } else { self.sidecar };
+            Box::pin(async move { Ok(Box::new(TcpStream::connect(addr).await.map_err(|e| e.to_string())?) as Box<dyn Io>) })
+        }
+    }
+    let mut o = options();
+    o.prometheus = Some(("monitoring".into(), "prometheus-operated".into()));
+    o.expect_metric = Some("com_hybris_isAlive_count".into());
+    let report = cluster::check(&world.client(), &o, Arc::new(ByPod { sidecar, prom })).await.unwrap();
+    assert!(!report.failed(), "{}", text(&report));
+    let health = find(&report, "health");
+    assert_eq!(health[0].status, Status::Pass);
+    assert!(find(&report, "metric")[0].message.contains("3 series"));
+    assert!(find(&report, "port-forward").iter().any(|c| c.object.as_deref() == Some("pod/monitoring/prometheus-kube-prometheus-0:9090")), "{}", text(&report));
+}
+
+#[tokio::test]
+async fn an_api_server_that_cannot_be_reached_is_an_error_not_a_report() {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    drop(handle); // every request fails at the transport
+    let client = kube::Client::new(service, "default");
+    let err = cluster::check(&client, &options(), loopback(true).await).await.unwrap_err();
+    assert!(err.starts_with("reading Service/tools/identity-service: "), "{err}");
+}
+
+#[tokio::test]
+#[ignore = "needs cluster"]
+async fn a_real_cluster_with_the_example_applied() {
+    // kubectl apply the output of `meshscrape-gen --config examples/identity-service.yaml` first.
+    let client = kube::Client::try_default().await.expect("a kubeconfig");
+    let report = cluster::check(&client, &options(), Arc::new(cluster::PortForward(client.clone()))).await.unwrap();
+    assert!(!report.failed(), "{}", text(&report));
+}
