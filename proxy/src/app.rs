@@ -5,27 +5,24 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::error::Error as _;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::Empty;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use meshscrape_common::ProxyConfig;
-use meshscrape_common::error::{chain, sources};
+use meshscrape_common::error::chain;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::body::{ProxyBody, Stream};
 use crate::headers::strip_hop_by_hop;
 use crate::metrics::{Metrics, UNMATCHED, UpstreamError};
+use crate::upstream::{self, Pool};
 
 /// Prometheus sends its scrape timeout in this header (seconds, may be fractional).
 const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
@@ -41,6 +38,8 @@ const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD");
 /// One public path's resolved target.
 struct Entry {
     label: usize,
+    addr: SocketAddr,
+    /// The same address, for the Host header and messages.
     authority: Authority,
     path: String,
 }
@@ -50,7 +49,7 @@ pub struct App {
     routes: HashMap<String, Entry>,
     /// Label indices of the reserved paths, after the routes.
     reserved: [usize; 3],
-    client: Client<HttpConnector, Empty<Bytes>>,
+    pool: Pool,
     in_flight: Limit,
     /// Held by the listener, one permit per open client connection.
     pub(crate) connections: Limit,
@@ -68,30 +67,22 @@ impl App {
             // Validated as IP:port in meshscrape-common, so this always parses.
             let authority = Authority::try_from(route.target.addr.to_string())
                 .unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
-            routes.insert(route.public.clone(), Entry { label: labels.len() - 1, authority, path: route.target.path.clone() });
+            routes.insert(route.public.clone(), Entry { label: labels.len() - 1, addr: route.target.addr, authority, path: route.target.path.clone() });
         }
         let reserved = [labels.len(), labels.len() + 1, labels.len() + 2];
         labels.extend([HEALTHY, READY, METRICS].map(String::from));
 
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.timeouts.connect));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(usize::try_from(config.limits.max_in_flight).unwrap_or(usize::MAX))
-            // Each upstream read takes up to 256 KiB: large enough that a 39 KB exposition
-            // arrives in one read and one write (fewer wake-ups of the scraper), small enough that
-            // eight concurrent 20 MB scrapes stay under the nginx sidecar's RSS. Measured with
-            // bench/sidecar.py: 512 KiB gained ~15% at 1 MB but doubled that peak RSS.
-            .http1_read_buf_exact_size(256 * 1024)
-            .set_host(false)
-            .build(connector);
+        // Each upstream read takes up to 256 KiB: large enough that a 39 KB exposition arrives in
+        // one read and one write (fewer wake-ups of the scraper), small enough that eight
+        // concurrent 20 MB scrapes stay under the nginx sidecar's RSS. Measured with
+        // bench/sidecar.py: 512 KiB gained ~15% at 1 MB but doubled that peak RSS.
+        let max_pooled = usize::try_from(config.limits.max_in_flight).unwrap_or(usize::MAX);
+        let pool = Pool::new(max_pooled, config.timeouts.connect, upstream::IDLE_TIMEOUT, 256 * 1024);
 
         App {
             routes,
             reserved,
-            client,
+            pool,
             in_flight: Limit::new(config.limits.max_in_flight),
             connections: Limit::new(config.limits.max_connections),
             upstream_timeout: config.timeouts.upstream,
@@ -103,6 +94,11 @@ impl App {
     /// From now on `/-/ready` answers 503, so the kubelet stops sending new work during a drain.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Periodic upkeep: drops pooled upstream connections that are closed or idle too long.
+    pub fn housekeeping(&self) {
+        self.pool.reap();
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -205,9 +201,8 @@ impl App {
             Some(q) => PathAndQuery::try_from(format!("{}?{q}", entry.path)),
             None => PathAndQuery::try_from(entry.path.as_str()),
         };
-        let uri = path_and_query.ok().and_then(|pq| {
-            Uri::builder().scheme(Scheme::HTTP).authority(entry.authority.clone()).path_and_query(pq).build().ok()
-        });
+        // Origin-form: hyper's connection-level client writes the target as given.
+        let uri = path_and_query.ok().map(Uri::from);
         let Some(uri) = uri else {
             return text(StatusCode::BAD_REQUEST, "the query string is not valid in a request target");
         };
@@ -228,7 +223,7 @@ impl App {
 
         let started = Instant::now();
         let stream = Stream { metrics: self.metrics.clone(), route: entry.label, bytes: 0, _permit: permit };
-        let result = tokio::time::timeout_at(deadline, self.client.request(upstream_req)).await;
+        let result = tokio::time::timeout_at(deadline, self.pool.request(entry.addr, upstream_req)).await;
         let resp = match result {
             Ok(Ok(resp)) => resp,
             Ok(Err(err)) => {
@@ -285,26 +280,26 @@ impl Limit {
 }
 
 /// Sorts a client error into a metric kind and a reason a person can act on.
-fn classify(err: &hyper_util::client::legacy::Error) -> (UpstreamError, &'static str) {
-    if err.is_connect() {
-        let io = sources(err).find_map(|e| e.downcast_ref::<std::io::Error>());
-        return match io.map(std::io::Error::kind) {
-            Some(std::io::ErrorKind::ConnectionRefused) => {
-                (UpstreamError::Connect, "the app refused the connection; is it listening on this address?")
-            }
-            Some(std::io::ErrorKind::TimedOut) => (UpstreamError::Connect, "connecting to the app timed out"),
-            _ => (UpstreamError::Connect, "cannot connect to the app"),
-        };
-    }
-    let hyper_err = err.source().and_then(|s| s.downcast_ref::<hyper::Error>());
-    match hyper_err {
-        Some(e) if e.is_parse() || e.is_parse_status() => {
-            (UpstreamError::Protocol, "the app answered with something that is not a valid HTTP/1 response")
+fn classify(err: &upstream::Error) -> (UpstreamError, &'static str) {
+    let hyper_err = match err {
+        upstream::Error::ConnectTimeout => return (UpstreamError::Connect, "connecting to the app timed out"),
+        upstream::Error::Connect(io) => {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    (UpstreamError::Connect, "the app refused the connection; is it listening on this address?")
+                }
+                std::io::ErrorKind::TimedOut => (UpstreamError::Connect, "connecting to the app timed out"),
+                _ => (UpstreamError::Connect, "cannot connect to the app"),
+            };
         }
-        Some(e) if e.is_incomplete_message() => {
-            (UpstreamError::Protocol, "the app closed the connection before sending a complete response head")
-        }
-        _ => (UpstreamError::Protocol, "the exchange with the app failed"),
+        upstream::Error::Http(e) => e,
+    };
+    if hyper_err.is_parse() || hyper_err.is_parse_status() {
+        (UpstreamError::Protocol, "the app answered with something that is not a valid HTTP/1 response")
+    } else if hyper_err.is_incomplete_message() {
+        (UpstreamError::Protocol, "the app closed the connection before sending a complete response head")
+    } else {
+        (UpstreamError::Protocol, "the exchange with the app failed")
     }
 }
 

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod headers;
 pub mod metrics;
 pub mod server;
+pub mod upstream;
 
 use meshscrape_common::LogFormat;
 use tracing_subscriber::EnvFilter;

@@ -1,4 +1,5 @@
 use super::*;
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use meshscrape_common::ProxyOverrides;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

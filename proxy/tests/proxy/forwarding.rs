@@ -1,6 +1,7 @@
 //! What a well-behaved scrape sees through the sidecar.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use meshscrape_common::ProxyOverrides;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -79,6 +80,41 @@ async fn reuses_pooled_upstream_connections() {
     }
     assert_eq!(up.heads().len(), 20);
     assert_eq!(up.accepted.load(Ordering::SeqCst), 1, "sequential scrapes share one upstream connection");
+}
+
+#[tokio::test]
+async fn an_app_that_closes_pooled_connections_costs_no_failed_scrape() {
+    let up = Upstream::start(Script::BodyThenClose("x 1\n")).await;
+    let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
+    for i in 0..10 {
+        assert_eq!(get(sidecar.addr, "/m", "").await.status, 200, "scrape {i}");
+        // Between scrapes the app's close arrives; the pool must notice it, not hand it out.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 10, "each scrape needed a new connection");
+}
+
+#[tokio::test]
+async fn idle_upstream_connections_are_closed_by_the_sidecar() {
+    use meshscrape_proxy::upstream::Pool;
+    let up = Upstream::start(Script::Body("x 1\n")).await;
+    let pool = Pool::new(4, Duration::from_secs(1), Duration::from_millis(100), 64 * 1024);
+    let req = || http::Request::builder().uri("/m").header("host", "app").body(http_body_util::Empty::new()).unwrap();
+    let resp = pool.request(up.addr, req()).await.unwrap();
+    let _ = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
+    // Reused while fresh...
+    tokio::task::yield_now().await;
+    let resp = pool.request(up.addr, req()).await.unwrap();
+    let _ = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(pool.pooled(up.addr), 1);
+    // ...dropped once idle past the limit.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    pool.reap();
+    assert_eq!(pool.pooled(up.addr), 0);
+    let resp = pool.request(up.addr, req()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]

@@ -58,6 +58,9 @@ impl Sidecar {
 pub enum Script {
     /// 200 with this body and a Content-Length; keeps the connection open for more.
     Body(&'static str),
+    /// Like `Body`, but closes the connection right after, without saying so (no
+    /// `Connection: close`), as an app closing idle keep-alive connections does.
+    BodyThenClose(&'static str),
     /// 200 with `n` bytes of exposition-like text, written in 64 KiB pieces.
     Large(usize),
     /// Bytes that are not an HTTP response, then close.
@@ -107,6 +110,11 @@ async fn serve_script(mut s: TcpStream, script: Script, seen: Arc<Mutex<Vec<Stri
         let Some(head) = read_head(&mut s).await else { return };
         seen.lock().unwrap().push(head);
         let _ = match &script {
+            Script::BodyThenClose(body) => {
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n", body.len());
+                let _ = s.write_all(format!("{head}{body}").as_bytes()).await;
+                return;
+            }
             Script::Body(body) | Script::Slow(_, body) => {
                 if let Script::Slow(delay, _) = &script {
                     tokio::time::sleep(*delay).await;
