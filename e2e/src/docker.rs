@@ -2,9 +2,11 @@
 //! knows about a container (its limits, whether it was OOM-killed, its peak memory).
 //!
 //! No image is pulled: the sidecar image is built from `proxy/Dockerfile` by
-//! `scripts/build-proxy-image`, and the Debian base image (Prometheus, socat, openssl, curl) by
-//! `scripts/build-base-image` with debootstrap, cached by a tag derived from its package list.
+//! `scripts/build-proxy-image`; the Debian base image (Prometheus, socat, openssl, curl) by
+//! `scripts/build-base-image` with debootstrap, cached by a tag derived from its package list; the
+//! demo app's and Prometheus's images from `e2e/images/*.Dockerfile` on that base.
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
@@ -19,13 +21,17 @@ pub struct Images {
     pub base: String,
     /// The FROM-scratch sidecar image, built from this checkout.
     pub proxy: String,
+    /// The demo app on 127.0.0.1:8080.
+    pub app: String,
+    /// Prometheus, reading /etc/prometheus/prometheus.yml.
+    pub prometheus: String,
 }
 
-/// The images, built once per test process; `None` (after printing why) when this machine cannot
-/// run containers and the tests are not required to.
-pub fn images_or_skip() -> Option<&'static Images> {
+/// The images, built once per test process (`demo_app`: the test-built demo-app binary); `None`
+/// (after printing why) when this machine cannot run containers and the tests are not required to.
+pub fn images_or_skip(demo_app: &str) -> Option<&'static Images> {
     static IMAGES: OnceLock<Result<Images, String>> = OnceLock::new();
-    match IMAGES.get_or_init(build_images) {
+    match IMAGES.get_or_init(|| build_images(Path::new(demo_app))) {
         Ok(images) => Some(images),
         Err(reason) if std::env::var(REQUIRE_ENV).is_ok_and(|v| v != "0") => {
             panic!("{REQUIRE_ENV} is set, so the container tests must run, but {reason}")
@@ -37,7 +43,7 @@ pub fn images_or_skip() -> Option<&'static Images> {
     }
 }
 
-fn build_images() -> Result<Images, String> {
+fn build_images(demo_app: &Path) -> Result<Images, String> {
     let info = Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output();
     match info {
         Err(e) => return Err(format!("no docker command ({e}); run scripts/setup-debian --with-docker as root")),
@@ -60,7 +66,34 @@ fn build_images() -> Result<Images, String> {
     if !built.success() {
         return Err("scripts/build-proxy-image failed (its message is above)".into());
     }
-    Ok(Images { base: String::from_utf8_lossy(&base.stdout).trim().to_string(), proxy })
+    let base = String::from_utf8_lossy(&base.stdout).trim().to_string();
+    let app = build_on_base(&base, "demo-app", Some(demo_app))?;
+    let prometheus = build_on_base(&base, "prometheus", None)?;
+    Ok(Images { base, proxy, app, prometheus })
+}
+
+/// `docker build` of `e2e/images/NAME.Dockerfile` on `base`, with `file` as the whole context.
+fn build_on_base(base: &str, name: &str, file: Option<&Path>) -> Result<String, String> {
+    let context = std::env::temp_dir().join(format!("meshscrape-e2e-context-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&context);
+    std::fs::create_dir_all(&context).map_err(|e| format!("{}: {e}", context.display()))?;
+    if let Some(file) = file {
+        let to = context.join(file.file_name().unwrap_or_default());
+        std::fs::copy(file, &to).map_err(|e| format!("copying {} into the build context: {e}", file.display()))?;
+    }
+    let tag = format!("meshscrape-e2e-{name}:dev");
+    let dockerfile = crate::root().join(format!("e2e/images/{name}.Dockerfile"));
+    let out = Command::new("docker")
+        .args(["build", "--quiet", "--build-arg", &format!("BASE={base}"), "-t", &tag, "-f"])
+        .arg(&dockerfile)
+        .arg(&context)
+        .output()
+        .map_err(|e| format!("docker build: {e}"))?;
+    let _ = std::fs::remove_dir_all(&context);
+    if !out.status.success() {
+        return Err(format!("docker build of {} failed: {}", dockerfile.display(), String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(tag)
 }
 
 /// `docker inspect --format TEMPLATE ID`, trimmed.

@@ -39,8 +39,24 @@ pub struct Example {
 }
 
 impl Example {
+    /// The example as it is (a 30 s scrape interval).
     pub fn render() -> Example {
-        let config = AppConfig::load(&root().join("examples/identity-service.yaml")).expect("the example loads");
+        Example::render_with(|_| {})
+    }
+
+    /// The example with the monitor's interval at 2 s and its scrape timeout at 1 s, so a test
+    /// waits seconds for Prometheus instead of minutes. Everything else is as in the example, and
+    /// the Prometheus jobs are derived from the monitor rendered with these values.
+    pub fn render_fast() -> Example {
+        Example::render_with(|c| {
+            c.monitor.interval = "2s".into();
+            c.monitor.scrape_timeout = Some("1s".into());
+        })
+    }
+
+    fn render_with(change: impl FnOnce(&mut AppConfig)) -> Example {
+        let mut config = AppConfig::load(&root().join("examples/identity-service.yaml")).expect("the example loads");
+        change(&mut config);
         let rendered = meshscrape_gen::render(&config, &Templates::load(None).expect("templates")).expect("the example renders");
         let (mut sidecar_yaml, mut deployment, mut monitor) = (None, None, None);
         for r in rendered {
@@ -70,6 +86,9 @@ impl Example {
             path: endpoint.path.clone().unwrap_or_else(|| "/metrics".into()),
             scheme: endpoint.scheme.clone().unwrap_or_else(|| "http".into()),
             honor_labels: endpoint.honor_labels.unwrap_or(false),
+            interval: endpoint.interval.clone().unwrap_or_else(|| "30s".into()),
+            // The operator leaves it to Prometheus's default, 10s, but never above the interval.
+            timeout: endpoint.scrape_timeout.clone().unwrap_or_else(|| "10s".into()),
             target: String::new(),
         }
     }
@@ -82,18 +101,21 @@ pub struct ScrapeJob {
     pub path: String,
     pub scheme: String,
     pub honor_labels: bool,
+    pub interval: String,
+    pub timeout: String,
     /// host:port
     pub target: String,
 }
 
-/// A prometheus.yml scraping `jobs` every second (the monitor's 30s interval would make the test
-/// wait minutes; everything else is as the operator writes it).
+/// A prometheus.yml with the jobs as prometheus-operator writes them for a monitor's endpoint
+/// (job name, path, scheme, honor_labels, interval, timeout), with static targets in place of
+/// Kubernetes service discovery.
 pub fn prometheus_yml(jobs: &[ScrapeJob]) -> String {
-    let mut out = String::from("global: {scrape_interval: 1s, scrape_timeout: 1s}\nscrape_configs:\n");
+    let mut out = String::from("scrape_configs:\n");
     for j in jobs {
         out += &format!(
-            "  - job_name: \"{}\"\n    metrics_path: \"{}\"\n    scheme: {}\n    honor_labels: {}\n    static_configs:\n      - targets: [\"{}\"]\n",
-            j.name, j.path, j.scheme, j.honor_labels, j.target
+            "  - job_name: \"{}\"\n    metrics_path: \"{}\"\n    scheme: {}\n    honor_labels: {}\n    scrape_interval: {}\n    scrape_timeout: {}\n    static_configs:\n      - targets: [\"{}\"]\n",
+            j.name, j.path, j.scheme, j.honor_labels, j.interval, j.timeout, j.target
         );
     }
     out

@@ -85,12 +85,10 @@ async fn start_pod(images: &Images, example: &Example, scratch: &Scratch, networ
     let ip = pause.get_bridge_ip_address().await.expect("the pod's IP");
     let netns = format!("container:{}", pause.id());
 
-    // The app: loopback only, like an app whose sole inbound path is the mesh's proxy.
-    let app = image(&images.base)
-        .with_cmd(["/usr/local/bin/demo-app", "127.0.0.1:8080"])
+    // The app: loopback only (the image's default), like an app whose sole inbound path is the
+    // mesh's proxy.
+    let app = image(&images.app)
         .with_network(&netns)
-        .with_user("65534:65534")
-        .with_mount(Mount::bind_mount(env!("CARGO_BIN_EXE_demo-app"), "/usr/local/bin/demo-app").with_access_mode(AccessMode::ReadOnly))
         .start()
         .await
         .expect("start the app container");
@@ -196,8 +194,8 @@ fn network_name(test: &str) -> String {
 
 #[tokio::test]
 async fn prometheus_scrapes_a_strict_mtls_pod_through_the_sidecar_and_sees_it_recover() {
-    let Some(images) = docker::images_or_skip() else { return };
-    let example = Example::render();
+    let Some(images) = docker::images_or_skip(env!("CARGO_BIN_EXE_demo-app")) else { return };
+    let example = Example::render_fast();
     let scratch = Scratch::new("mesh");
     let network = network_name("mesh");
     let pod = start_pod(images, &example, &scratch, &network, true).await;
@@ -208,8 +206,7 @@ async fn prometheus_scrapes_a_strict_mtls_pod_through_the_sidecar_and_sees_it_re
     job.target = format!("{}:9090", pod.ip);
     let direct = ScrapeJob { name: "app-port-plaintext".into(), target: format!("{}:8080", pod.ip), ..job.clone() };
     let config = scratch.file("prometheus/prometheus.yml", &prometheus_yml(&[job.clone(), direct.clone()]));
-    let prom = image(&images.base)
-        .with_cmd(["prometheus", "--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/tmp/prometheus", "--web.listen-address=0.0.0.0:9090"])
+    let prom = image(&images.prometheus)
         .with_network(&network)
         .with_mount(Mount::bind_mount(Path::new(&config).parent().unwrap().display().to_string(), "/etc/prometheus").with_access_mode(AccessMode::ReadOnly))
         .with_mount(Mount::bind_mount(scratch.dir("certs"), "/certs").with_access_mode(AccessMode::ReadOnly))
@@ -270,7 +267,7 @@ async fn prometheus_scrapes_a_strict_mtls_pod_through_the_sidecar_and_sees_it_re
 
 #[tokio::test]
 async fn repeated_twenty_megabyte_scrapes_fit_the_generated_limits() {
-    let Some(images) = docker::images_or_skip() else { return };
+    let Some(images) = docker::images_or_skip(env!("CARGO_BIN_EXE_demo-app")) else { return };
     let example = Example::render();
     let scratch = Scratch::new("limits");
     let pod = start_pod(images, &example, &scratch, &network_name("limits"), false).await;

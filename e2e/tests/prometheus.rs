@@ -87,7 +87,7 @@ async fn prometheus_scrapes_the_app_through_the_generated_sidecar_and_sees_it_re
         return;
     }
     // The example, rendered: the sidecar runs exactly the ConfigMap's configuration, on test ports.
-    let example = Example::render();
+    let example = Example::render_fast();
     let app_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app_addr = app_listener.local_addr().unwrap();
     let mut app = demo_app(app_listener).await;
