@@ -226,6 +226,9 @@ pub async fn check(client: &kube::Client, options: &Options, connector: Arc<dyn 
     }
 
     if let Some((pns, psvc)) = &options.prometheus {
+        if selecting.is_empty() {
+            report.push(Check::warn("Prometheus", "no monitor selects the Service, so there is no job to ask Prometheus about", "fix the monitor check above, then run again").on(&format!("Service/{pns}/{psvc}")));
+        }
         for m in &selecting {
             let job = format!("serviceMonitor/{}/{}/0", s(m, "/metadata/namespace").unwrap_or("default"), name_of(m));
             say(options, &format!("port-forwarding to Prometheus {pns}/{psvc} and asking about job {job}"));

@@ -266,6 +266,11 @@ async fn a_missing_service_or_monitor_is_named() {
     let report = cluster::check(&world.client(), &options(), loopback(true).await).await.unwrap();
     let monitor = find(&report, "monitor");
     assert!(monitor[0].status == Status::Fail && monitor[0].message.contains("none of the 1 ServiceMonitors selects it"), "{}", text(&report));
+    // Asked about Prometheus too, it says why it cannot, instead of saying nothing.
+    let mut o = options();
+    o.prometheus = Some(("monitoring".into(), "prometheus-operated".into()));
+    let report = cluster::check(&world.client(), &o, loopback(true).await).await.unwrap();
+    assert!(find(&report, "Prometheus").iter().any(|c| c.status == Status::Warn && c.message.contains("no job to ask")), "{}", text(&report));
 }
 
 #[tokio::test]
