@@ -172,6 +172,9 @@ pub async fn check(client: &kube::Client, options: &Options, connector: Arc<dyn 
     if selecting.is_empty() {
         let why = if monitors.is_empty() { "there are no ServiceMonitors at all (is prometheus-operator installed, and may you list them?)".to_string() } else { format!("none of the {} ServiceMonitors selects it", monitors.len()) };
         report.push(Check::fail("monitor", format!("no ServiceMonitor selects {sid}: {why}"), "apply the ServiceMonitor meshscrape-gen renders, or fix its spec.selector and spec.namespaceSelector").on(&sid));
+        if let Some((pns, psvc)) = &options.prometheus {
+            report.push(Check::warn("Prometheus", "no monitor selects the Service, so there is no job to ask Prometheus about", "fix the monitor check above, then run again").on(format!("Service/{pns}/{psvc}")));
+        }
     } else {
         let mut docs = vec![service.clone()];
         docs.extend(selecting.iter().cloned());
@@ -226,9 +229,6 @@ pub async fn check(client: &kube::Client, options: &Options, connector: Arc<dyn 
     }
 
     if let Some((pns, psvc)) = &options.prometheus {
-        if selecting.is_empty() {
-            report.push(Check::warn("Prometheus", "no monitor selects the Service, so there is no job to ask Prometheus about", "fix the monitor check above, then run again").on(&format!("Service/{pns}/{psvc}")));
-        }
         for m in &selecting {
             let job = format!("serviceMonitor/{}/{}/0", s(m, "/metadata/namespace").unwrap_or("default"), name_of(m));
             say(options, &format!("port-forwarding to Prometheus {pns}/{psvc} and asking about job {job}"));
