@@ -1,7 +1,9 @@
 //! `cluster` against kube's HTTP-level mock (tower-test): an API server answering GET and LIST
 //! from a set of realistic objects (the generated example as applied, a kube-prometheus
-//! Prometheus object, the pods, EndpointSlices and namespaces a cluster would hold). The
-//! port-forward is replaced by a connector to a loopback server; the real one needs a cluster and
+//! Prometheus object, the pods, EndpointSlices and namespaces a cluster would hold), with the
+//! port-forward replaced by a connector to a loopback server. Then the binary itself against the
+//! same objects served over real HTTP, with the kubelet's WebSocket port-forward protocol bridged
+//! to loopback servers, so kubeconfig loading and the real port-forward run too. A real cluster
 //! is the ignored test at the end.
 
 use std::collections::BTreeMap;
@@ -15,7 +17,7 @@ use meshscrape_verify::cluster::{self, Connector, Io};
 use meshscrape_verify::endpoint;
 use meshscrape_verify::report::{Report, Status};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
 const SEED: &str = "# TYPE com_hybris_isAlive summary\ncom_hybris_isAlive{quantile=\"0.5\",} 1.353475E-4\ncom_hybris_isAlive_count 50598.0\n";
@@ -51,9 +53,9 @@ fn labels_match(o: &Value, selector: &str) -> bool {
 
 impl World {
     /// Answers `/api/v1[/namespaces/NS]/PLURAL[/NAME]` and `/apis/GROUP/VERSION[...]` like an API server.
-    fn answer(&self, req: &Request<Body>) -> (StatusCode, Value) {
-        self.requests.lock().unwrap().push(format!("{} {}", req.method(), req.uri()));
-        let path = req.uri().path();
+    fn answer(&self, method: &http::Method, uri: &http::Uri) -> (StatusCode, Value) {
+        self.requests.lock().unwrap().push(format!("{method} {uri}"));
+        let path = uri.path();
         let rest = path.strip_prefix("/api/v1/").or_else(|| path.strip_prefix("/apis/").and_then(|p| p.splitn(3, '/').nth(2))).unwrap_or("");
         let segs: Vec<&str> = rest.split('/').collect();
         let (ns, plural_name, name) = match segs.as_slice() {
@@ -61,7 +63,7 @@ impl World {
             [p, rest @ ..] => (None, *p, rest.first().copied()),
             [] => return (StatusCode::NOT_FOUND, status(404, "NotFound", "no such path")),
         };
-        let labels = req.uri().query().unwrap_or("").split('&').find_map(|q| q.strip_prefix("labelSelector=")).map(|s| s.replace("%3D", "=").replace("%2C", ",").replace("%2F", "/")).unwrap_or_default();
+        let labels = uri.query().unwrap_or("").split('&').find_map(|q| q.strip_prefix("labelSelector=")).map(|s| s.replace("%3D", "=").replace("%2C", ",").replace("%2F", "/")).unwrap_or_default();
         let mut found = self.objects.iter().filter(|o| {
             plural(o["kind"].as_str().unwrap_or("")) == plural_name
                 && ns.is_none_or(|ns| o.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns))
@@ -93,7 +95,7 @@ impl World {
         let world = self.clone();
         tokio::spawn(async move {
             while let Some((req, send)) = handle.next_request().await {
-                let (code, body) = world.answer(&req);
+                let (code, body) = world.answer(req.method(), req.uri());
                 send.send_response(Response::builder().status(code).header("content-type", "application/json").body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap());
             }
         });
@@ -327,6 +329,140 @@ async fn an_api_server_that_cannot_be_reached_is_an_error_not_a_report() {
     let client = kube::Client::new(service, "default");
     let err = cluster::check(&client, &options(), loopback(true).await).await.unwrap_err();
     assert!(err.starts_with("reading Service/tools/identity-service: "), "{err}");
+}
+
+/// An API server over real HTTP: GET and LIST from `world`, and `pods/NAME/portforward` as the
+/// kubelet speaks it (WebSocket, v4.channel.k8s.io: a first frame with the port on the data and
+/// the error channel, then data frames prefixed with channel 0), bridged to `pods[NAME]`.
+async fn api_server(world: World, pods: BTreeMap<&'static str, SocketAddr>) -> SocketAddr {
+    use hyper::server::conn::http1;
+    use hyper_util::rt::TokioIo;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (world, pods) = (world.clone(), pods.clone());
+            let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                let (world, pods) = (world.clone(), pods.clone());
+                async move {
+                    let segs: Vec<&str> = req.uri().path().split('/').collect();
+                    if segs.last() == Some(&"portforward") {
+                        world.requests.lock().unwrap().push(format!("{} {}", req.method(), req.uri()));
+                        let pod = segs[segs.len() - 2].to_string();
+                        let port: u16 = req.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("ports="))).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{}", req.uri()));
+                        let key = req.headers()["sec-websocket-key"].as_bytes().to_vec();
+                        let upgrade = hyper::upgrade::on(&mut req);
+                        let target = pods.get(pod.as_str()).copied();
+                        tokio::spawn(async move {
+                            let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(upgrade.await.unwrap()), tokio_tungstenite::tungstenite::protocol::Role::Server, None).await;
+                            forward_ws(ws, port, target).await;
+                        });
+                        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
+                        let resp = Response::builder()
+                            .status(StatusCode::SWITCHING_PROTOCOLS)
+                            .header("upgrade", "websocket")
+                            .header("connection", "Upgrade")
+                            .header("sec-websocket-accept", accept)
+                            .header("sec-websocket-protocol", "v4.channel.k8s.io")
+                            .body(http_body_util::Full::new(bytes::Bytes::new()))
+                            .unwrap();
+                        return Ok::<_, std::convert::Infallible>(resp);
+                    }
+                    let (code, body) = world.answer(req.method(), req.uri());
+                    Ok(Response::builder().status(code).header("content-type", "application/json").body(http_body_util::Full::new(bytes::Bytes::from(serde_json::to_vec(&body).unwrap()))).unwrap())
+                }
+            });
+            tokio::spawn(async move {
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades().await;
+            });
+        }
+    });
+    addr
+}
+
+async fn forward_ws<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(ws: tokio_tungstenite::WebSocketStream<S>, port: u16, target: Option<SocketAddr>) {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut sink, mut source) = ws.split();
+    let p = port.to_le_bytes();
+    let _ = sink.send(Message::binary(vec![0, p[0], p[1]])).await;
+    let _ = sink.send(Message::binary(vec![1, p[0], p[1]])).await;
+    let Some(target) = target else {
+        let _ = sink.send(Message::binary(b"\x01error forwarding port: connection refused".to_vec())).await;
+        let _ = sink.send(Message::Close(None)).await;
+        return;
+    };
+    let (mut from_pod, mut to_pod) = TcpStream::connect(target).await.unwrap().into_split();
+    let up = async move {
+        while let Some(Ok(msg)) = source.next().await {
+            let go_on = match msg {
+                Message::Binary(b) if b.len() > 1 && b[0] == 0 => to_pod.write_all(&b[1..]).await.is_ok(),
+                m => !m.is_close(),
+            };
+            if !go_on {
+                break;
+            }
+        }
+        let _ = to_pod.shutdown().await;
+    };
+    let down = async move {
+        let mut buf = vec![0u8; 16384];
+        while let Ok(n) = from_pod.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            let mut frame = vec![0u8];
+            frame.extend_from_slice(&buf[..n]);
+            if sink.send(Message::binary(frame)).await.is_err() {
+                return;
+            }
+        }
+        let _ = sink.send(Message::Close(None)).await;
+    };
+    tokio::join!(up, down);
+}
+
+fn kubeconfig(server: SocketAddr) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("meshscrape-verify-cluster-{}-{}", std::process::id(), server.port()));
+    let yaml = format!("apiVersion: v1\nkind: Config\ncurrent-context: kind-test\nclusters:\n- name: test\n  cluster: {{server: \"http://{server}\"}}\ncontexts:\n- name: kind-test\n  context: {{cluster: test, user: test}}\nusers:\n- name: test\n  user: {{token: t}}\n");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn the_binary_walks_a_cluster_over_http_and_scrapes_through_real_port_forwards() {
+    let world = healthy();
+    let targets = json!({"status": "success", "data": {"activeTargets": [{
+        "discoveredLabels": {"job": JOB}, "labels": {"job": JOB}, "scrapeUrl": "http://10.0.0.12:9090/prometheus",
+        "lastError": "", "lastScrapeDuration": 0.0021, "health": "up", "scrapeInterval": "30s", "scrapeTimeout": "10s"}], "droppedTargets": []}});
+    let query = json!({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1764064800, "3"]}]}});
+    let sidecar = http_server(vec![("/prometheus", "text/plain; version=0.0.4", SEED.into()), ("/readiness", "text/plain", "ok\n".into())]).await;
+    let prom = http_server(vec![("/api/v1/targets", "application/json", targets.to_string()), ("/api/v1/query", "application/json", query.to_string())]).await;
+    let api = api_server(world.clone(), BTreeMap::from([("identity-service-7d9f8-abcde", sidecar), ("prometheus-kube-prometheus-0", prom)])).await;
+    let config = kubeconfig(api);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_meshscrape-verify"))
+            .args(["cluster", "-n", "tools", "--service", "identity-service", "--context", "kind-test", "--probe", "/readiness"])
+            .args(["--prometheus", "monitoring/prometheus-operated", "--expect-metric", "com_hybris_isAlive_count", "--output", "json"])
+            .env("KUBECONFIG", &config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let passed = |name: &str, object: &str| report["checks"].as_array().unwrap().iter().any(|c| c["name"] == name && c["status"] == "pass" && c["object"].as_str().is_some_and(|o| o.starts_with(object)));
+    assert!(passed("status", "pod/tools/identity-service-7d9f8-abcde:9090/prometheus"), "{stdout}");
+    assert!(passed("probe", "pod/tools/identity-service-7d9f8-abcde:9090/readiness"), "{stdout}");
+    assert!(passed("health", "http://10.0.0.12:9090/prometheus"), "{stdout}");
+    assert!(passed("metric", "job serviceMonitor/monitoring/argo-monitor/0"), "{stdout}");
+    // Progress went to stderr, one line per slow step.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("port-forwarding pod/tools/identity-service-7d9f8-abcde:9090"));
+    let requests = world.requests.lock().unwrap();
+    assert!(requests.iter().all(|r| r.starts_with("GET ")), "{requests:?}");
+    assert_eq!(requests.iter().filter(|r| r.contains("/portforward?") && r.ends_with("ports=9090")).count(), 4, "{requests:?}");
 }
 
 #[tokio::test]
