@@ -136,6 +136,23 @@ pub async fn until(url: &str, options: &prometheus::Options, want_failed: bool, 
     }
 }
 
+/// `meshscrape-verify ARGS` as the binary runs it: the same argument parsing and subcommand code
+/// (`cli::run`, which starts its own runtime, so on a blocking thread). Returns the exit code and
+/// the report as printed.
+pub async fn verify_cli(args: &[&str]) -> (u8, String) {
+    use clap::Parser as _;
+    let argv: Vec<String> = std::iter::once("meshscrape-verify").chain(args.iter().copied()).map(str::to_string).collect();
+    tokio::task::spawn_blocking(move || {
+        let args = meshscrape_verify::cli::Args::try_parse_from(argv).unwrap_or_else(|e| panic!("meshscrape-verify arguments: {e}"));
+        match meshscrape_verify::cli::run(&args) {
+            Ok(report) => (report.exit_code(), report.render(args.output, false)),
+            Err(e) => (2, e),
+        }
+    })
+    .await
+    .expect("the verifier ran")
+}
+
 /// A report as the verifier prints it, for assertion messages.
 pub fn human(report: &Report) -> String {
     report.render(meshscrape_verify::report::Format::Human, false)

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use meshscrape_e2e::docker::{self, Images};
-use meshscrape_e2e::{Example, METRIC, ScrapeJob, human, prometheus_yml, until};
+use meshscrape_e2e::{Example, METRIC, ScrapeJob, human, prometheus_yml, until, verify_cli};
 use meshscrape_verify::report::Status;
 use meshscrape_verify::{endpoint, fetch, prometheus};
 use testcontainers::core::{AccessMode, ExecCommand, Mount};
@@ -239,8 +239,14 @@ async fn prometheus_scrapes_a_strict_mtls_pod_through_the_sidecar_and_sees_it_re
     assert!(report.checks.iter().any(|c| c.name == "metric" && c.status == Status::Pass), "{}", human(&report));
     let sidecar_url = format!("http://{}:9090{}", pod.ip, job.path);
     let probes = endpoint::Options { probes: vec!["/readiness".into(), "/liveness".into()], ..Default::default() };
-    let report = endpoint::check(&sidecar_url, &probes).await;
-    assert!(!report.failed(), "{}", human(&report));
+    // The verifier's own command lines, as a user would run them, agree.
+    let metric = format!("{METRIC}_count");
+    let verify_prometheus = ["prometheus", "--url", &prom_url, "--job", &job.name, "--expect-metric", &metric];
+    let verify_endpoint = ["endpoint", &sidecar_url, "--probe", "/readiness", "--probe", "/liveness"];
+    let (code, out) = verify_cli(&verify_prometheus).await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = verify_cli(&verify_endpoint).await;
+    assert_eq!(code, 0, "{out}");
 
     // 3. The app stops: 502 on the metrics route, the readiness route fails, the target goes
     //    down and the verifier's verdict is exit 1.
@@ -253,14 +259,20 @@ async fn prometheus_scrapes_a_strict_mtls_pod_through_the_sidecar_and_sees_it_re
     assert_eq!(readiness.status, 502, "the readiness route must fail while the app is down");
     let report = until(&prom_url, &options, true, Duration::from_secs(30)).await;
     assert!(report.checks.iter().any(|c| c.name == "health" && c.status == Status::Fail && c.message.contains("down")), "{}", human(&report));
-    assert_eq!(report.exit_code(), 1);
+    let (code, out) = verify_cli(&verify_prometheus).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL health"), "{out}");
+    let (code, out) = verify_cli(&verify_endpoint).await;
+    assert_eq!(code, 1, "{out}");
 
     // 4. The app starts again: everything recovers, and the sidecar was never restarted.
     pod.app.start().await.expect("start the app again");
     let report = until(&prom_url, &options, false, Duration::from_secs(30)).await;
     assert!(!report.failed(), "{}", human(&report));
-    assert_eq!(report.exit_code(), 0);
-    assert!(!endpoint::check(&sidecar_url, &probes).await.failed());
+    let (code, out) = verify_cli(&verify_prometheus).await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = verify_cli(&verify_endpoint).await;
+    assert_eq!(code, 0, "{out}");
     assert_eq!(docker::inspect(pod.sidecar.id(), "{{.State.StartedAt}} {{.RestartCount}}"), format!("{started_at} 0"));
     assert!(pod.gate.is_some() && pod.pause.is_running().await.unwrap());
 }
