@@ -63,9 +63,9 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         expect_metric: Option<String>,
     },
-    /// Check a live cluster, read-only: the Service, the ServiceMonitor and Prometheus object
-    /// selecting it (all the `manifests` links), its EndpointSlices and pods, then a scrape through
-    /// a port-forward to a ready pod, and optionally Prometheus's view through another
+    /// Check a live cluster, read-only: the Service, the ServiceMonitor or PodMonitor and the
+    /// Prometheus object selecting it (all the `manifests` links), its EndpointSlices and pods, then
+    /// a scrape through a port-forward to a ready pod, and optionally Prometheus's view through another
     Cluster {
         /// The app's namespace
         #[arg(long, short = 'n')]

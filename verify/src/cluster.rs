@@ -1,9 +1,11 @@
 //! `cluster`: the seed's steps 5 to 7 as one command, against a live cluster, read-only.
 //!
-//! It reads the Service, the ServiceMonitors that select it and the Prometheus objects, the
-//! workloads, ConfigMaps, PeerAuthentications and NetworkPolicies of its namespace, and runs the
-//! offline `manifests` checks on what the cluster really holds. Then the live links: the
-//! EndpointSlices' readiness on the metrics port, and the pods whose metrics container is ready.
+//! It reads the Service and its pods, the ServiceMonitors that select the Service and the
+//! PodMonitors that select its pods, the Prometheus objects, and the workloads, ConfigMaps,
+//! PeerAuthentications and NetworkPolicies of its namespace, and runs the offline `manifests`
+//! checks on what the cluster really holds. Then the live links: the EndpointSlices' readiness on
+//! the metrics port (for a ServiceMonitor; Prometheus scrapes a PodMonitor's pods directly), and
+//! the pods whose metrics container is ready.
 //! Last, a port-forward to one ready pod's metrics port runs the `endpoint` checks, and, with
 //! `--prometheus NS/SERVICE`, one to Prometheus runs the `prometheus` checks for the monitor's job.
 //!
@@ -165,13 +167,25 @@ pub async fn check(client: &kube::Client, options: &Options, connector: Arc<dyn 
     };
     report.push(Check::pass("Service", "exists").on(&sid));
 
-    // The objects the offline chain needs, as the cluster holds them.
+    // The pods behind the Service: PodMonitors select them, and their containers are checked.
+    let selector = service.pointer("/spec/selector").and_then(Value::as_object).cloned().unwrap_or_default();
+    let pods = if selector.is_empty() {
+        report.push(Check::warn("pods", "the Service has no selector, so its pods cannot be found", "check the EndpointSlices by hand").on(&sid));
+        Vec::new()
+    } else {
+        reader.list(&resource("", "v1", "Pod", "pods"), Some(ns), Some(&label_selector(&selector)), &mut report).await?
+    };
+
+    // The monitors that select the Service (ServiceMonitor) or its pods (PodMonitor), and the
+    // objects the offline chain needs, as the cluster holds them.
     say(options, "reading monitors, Prometheus objects and the namespace's workloads");
-    let monitors = reader.list(&resource("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"), None, None, &mut report).await?;
-    let selecting: Vec<Value> = monitors.iter().filter(|m| manifests::selects_service(m, &service)).cloned().collect();
+    let mut monitors = reader.list(&resource("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"), None, None, &mut report).await?;
+    monitors.extend(reader.list(&resource("monitoring.coreos.com", "v1", "PodMonitor", "podmonitors"), None, None, &mut report).await?);
+    let selecting: Vec<Value> =
+        monitors.iter().filter(|m| manifests::selects_service(m, &service) || pods.iter().any(|p| manifests::selects_pod(m, p))).cloned().collect();
     if selecting.is_empty() {
-        let why = if monitors.is_empty() { "there are no ServiceMonitors at all (is prometheus-operator installed, and may you list them?)".to_string() } else { format!("none of the {} ServiceMonitors selects it", monitors.len()) };
-        report.push(Check::fail("monitor", format!("no ServiceMonitor selects {sid}: {why}"), "apply the ServiceMonitor meshscrape-gen renders, or fix its spec.selector and spec.namespaceSelector").on(&sid));
+        let why = if monitors.is_empty() { "there are no monitors at all (is prometheus-operator installed, and may you list them?)".to_string() } else { format!("none of the {} ServiceMonitors and PodMonitors does", monitors.len()) };
+        report.push(Check::fail("monitor", format!("no monitor selects {sid} or its pods: {why}"), "apply the monitor meshscrape-gen renders, or fix its spec.selector and spec.namespaceSelector").on(&sid));
         if let Some((pns, psvc)) = &options.prometheus {
             report.push(Check::warn("Prometheus", "no monitor selects the Service, so there is no job to ask Prometheus about", "fix the monitor check above, then run again").on(format!("Service/{pns}/{psvc}")));
         }
@@ -189,27 +203,27 @@ pub async fn check(client: &kube::Client, options: &Options, connector: Arc<dyn 
         report.checks.extend(manifests::check(&manifests::Objects::from_values(docs), &manifests::Options::default()).checks);
     }
 
-    // The port: named on the command line, else by the monitor's endpoint.
-    let monitor_endpoint = selecting.first().and_then(|m| m.pointer("/spec/endpoints/0")).cloned().unwrap_or(Value::Null);
+    // The port: named on the command line (a Service port), else by the first monitor's endpoint:
+    // a Service port for a ServiceMonitor, a container port for a PodMonitor.
+    let monitor = selecting.first().cloned().unwrap_or(Value::Null);
+    let pod_monitor = s(&monitor, "/kind") == Some("PodMonitor");
+    let monitor_endpoint = monitor.pointer(if pod_monitor { "/spec/podMetricsEndpoints/0" } else { "/spec/endpoints/0" }).cloned().unwrap_or(Value::Null);
     let Some(port_name) = options.port.clone().or_else(|| s(&monitor_endpoint, "/port").map(str::to_string)) else {
         report.push(Check::fail("port", "no port to check: no monitor names one", "pass --port NAME (the Service's metrics port)").on(&sid));
         return Ok(report);
     };
-    let Some(service_port) = service.pointer("/spec/ports").and_then(Value::as_array).and_then(|ps| ps.iter().find(|p| s(p, "/name") == Some(port_name.as_str()))).cloned() else {
-        report.push(Check::fail("port", format!("{sid} has no port named {port_name}"), "name the Service's metrics port as the monitor's endpoint does").on(&sid).at("spec.ports"));
-        return Ok(report);
-    };
-
-    say(options, "reading EndpointSlices and pods");
-    check_endpoint_slices(&reader, options, &sid, &port_name, &mut report).await?;
-    let selector = service.pointer("/spec/selector").and_then(Value::as_object).cloned().unwrap_or_default();
-    let ready_pod = if selector.is_empty() {
-        report.push(Check::warn("pods", "the Service has no selector, so its pods cannot be found", "check the EndpointSlices by hand").on(&sid));
-        None
+    let container_port = if pod_monitor && options.port.is_none() {
+        Value::String(port_name.clone())
     } else {
-        let pods = reader.list(&resource("", "v1", "Pod", "pods"), Some(ns), Some(&label_selector(&selector)), &mut report).await?;
-        check_pods(&pods, &service_port, &sid, &mut report)
+        let Some(service_port) = service.pointer("/spec/ports").and_then(Value::as_array).and_then(|ps| ps.iter().find(|p| s(p, "/name") == Some(port_name.as_str()))) else {
+            report.push(Check::fail("port", format!("{sid} has no port named {port_name}"), "name the Service's metrics port as the monitor's endpoint does").on(&sid).at("spec.ports"));
+            return Ok(report);
+        };
+        say(options, "reading EndpointSlices");
+        check_endpoint_slices(&reader, options, &sid, &port_name, &mut report).await?;
+        service_port.get("targetPort").or_else(|| service_port.get("port")).cloned().unwrap_or(Value::Null)
     };
+    let ready_pod = if selector.is_empty() { None } else { check_pods(&pods, &container_port, &sid, &mut report) };
 
     let path = s(&monitor_endpoint, "/path").unwrap_or("/metrics").to_string();
     if options.port_forward {
@@ -230,7 +244,8 @@ pub async fn check(client: &kube::Client, options: &Options, connector: Arc<dyn 
 
     if let Some((pns, psvc)) = &options.prometheus {
         for m in &selecting {
-            let job = format!("serviceMonitor/{}/{}/0", s(m, "/metadata/namespace").unwrap_or("default"), name_of(m));
+            let kind = if s(m, "/kind") == Some("PodMonitor") { "podMonitor" } else { "serviceMonitor" };
+            let job = format!("{kind}/{}/{}/0", s(m, "/metadata/namespace").unwrap_or("default"), name_of(m));
             say(options, &format!("port-forwarding to Prometheus {pns}/{psvc} and asking about job {job}"));
             check_prometheus(&reader, connector.clone(), options, pns, psvc, &job, &mut report).await?;
         }
@@ -272,20 +287,19 @@ async fn check_endpoint_slices(reader: &Reader<'_>, options: &Options, sid: &str
     Ok(())
 }
 
-/// The pods behind the Service: is the container that serves the metrics port ready? Returns a
-/// ready pod and the container port to scrape.
-fn check_pods(pods: &[Value], service_port: &Value, sid: &str, report: &mut Report) -> Option<(String, u16)> {
+/// The pods behind the Service: is the container that serves the metrics port (`target`: a
+/// number or a container port name) ready? Returns a ready pod and the container port to scrape.
+fn check_pods(pods: &[Value], target: &Value, sid: &str, report: &mut Report) -> Option<(String, u16)> {
     if pods.is_empty() {
         report.push(Check::fail("pods", "no pod matches the Service's selector", "check the Deployment's pod labels against the Service's spec.selector").on(sid));
         return None;
     }
-    let target = service_port.get("targetPort").or_else(|| service_port.get("port")).cloned().unwrap_or(Value::Null);
     let mut chosen = None;
     for pod in pods {
         let pid = format!("Pod/{}/{}", s(pod, "/metadata/namespace").unwrap_or(""), name_of(pod));
         let containers = pod.pointer("/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
         let found = containers.iter().find_map(|c| {
-            let p = c.get("ports")?.as_array()?.iter().find(|p| match &target {
+            let p = c.get("ports")?.as_array()?.iter().find(|p| match target {
                 Value::Number(n) => p.get("containerPort").and_then(Value::as_i64) == n.as_i64(),
                 Value::String(name) => s(p, "/name") == Some(name),
                 _ => false,
@@ -293,7 +307,7 @@ fn check_pods(pods: &[Value], service_port: &Value, sid: &str, report: &mut Repo
             Some((s(c, "/name").unwrap_or("?").to_string(), p.get("containerPort").and_then(Value::as_u64).unwrap_or(0)))
         });
         let Some((cname, port)) = found else {
-            report.push(Check::fail("metrics container", format!("no container declares the Service's targetPort {target}"), "declare the sidecar's containerPort and name it as the Service's targetPort").on(&pid));
+            report.push(Check::fail("metrics container", format!("no container declares port {target}"), "declare the sidecar's containerPort and name it as the Service's targetPort or the PodMonitor's port").on(&pid));
             continue;
         };
         let statuses = pod.pointer("/status/containerStatuses").and_then(Value::as_array).cloned().unwrap_or_default();

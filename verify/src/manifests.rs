@@ -262,6 +262,12 @@ pub fn selects_service(m: &Value, service: &Value) -> bool {
     s(m, "/kind") == Some("ServiceMonitor") && admits(m, ns_of(service)) && selector_matches(&selector, &labels(service, "/metadata/labels"))
 }
 
+/// Whether PodMonitor `m` selects `pod`: its namespace admitted, its labels matched.
+pub fn selects_pod(m: &Value, pod: &Value) -> bool {
+    let selector = m.pointer("/spec/selector").cloned().unwrap_or(Value::Object(Map::new()));
+    s(m, "/kind") == Some("PodMonitor") && admits(m, ns_of(pod)) && selector_matches(&selector, &labels(pod, "/metadata/labels"))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn check_prometheus_selection(
     objects: &Objects,

@@ -267,12 +267,38 @@ async fn a_missing_service_or_monitor_is_named() {
     });
     let report = cluster::check(&world.client(), &options(), loopback(true).await).await.unwrap();
     let monitor = find(&report, "monitor");
-    assert!(monitor[0].status == Status::Fail && monitor[0].message.contains("none of the 1 ServiceMonitors selects it"), "{}", text(&report));
+    assert!(monitor[0].status == Status::Fail && monitor[0].message.contains("none of the 1 ServiceMonitors and PodMonitors does"), "{}", text(&report));
     // Asked about Prometheus too, it says why it cannot, instead of saying nothing.
     let mut o = options();
     o.prometheus = Some(("monitoring".into(), "prometheus-operated".into()));
     let report = cluster::check(&world.client(), &o, loopback(true).await).await.unwrap();
     assert!(find(&report, "Prometheus").iter().any(|c| c.status == Status::Warn && c.message.contains("no job to ask")), "{}", text(&report));
+}
+
+#[tokio::test]
+async fn a_pod_monitor_is_followed_to_the_container_port_it_names() {
+    // The generator's PodMonitor form: it selects the pods and names the sidecar's container port.
+    let mut world = healthy();
+    world.edit("ServiceMonitor", "argo-monitor", |m| {
+        m["kind"] = json!("PodMonitor");
+        let endpoints = m["spec"]["endpoints"].take();
+        m["spec"].as_object_mut().unwrap().remove("endpoints");
+        m["spec"]["podMetricsEndpoints"] = endpoints;
+        m["spec"]["selector"] = json!({"matchLabels": {"run": "identity-app"}});
+    });
+    let mut o = options();
+    o.prometheus = Some(("monitoring".into(), "prometheus-operated".into()));
+    let by_pod = ByPod { sidecar: sidecar_stub().await, prom: prometheus_stub("podMonitor/monitoring/argo-monitor/0").await };
+    let report = cluster::check(&world.client(), &o, Arc::new(by_pod)).await.unwrap();
+    assert!(!report.failed(), "{}", text(&report));
+    for name in ["Prometheus selection", "workload selection", "container port", "sidecar route", "metrics container", "status", "probe"] {
+        assert!(find(&report, name).iter().any(|c| c.status == Status::Pass), "no passing {name} check:\n{}", text(&report));
+    }
+    // Prometheus scrapes pods directly for a PodMonitor, so the Service's slices are not checked,
+    // and the job it is asked about is the PodMonitor's.
+    assert!(find(&report, "EndpointSlices").is_empty(), "{}", text(&report));
+    assert!(find(&report, "targets").iter().any(|c| c.status == Status::Pass && c.object.as_deref() == Some("job podMonitor/monitoring/argo-monitor/0")), "{}", text(&report));
+    assert_eq!(find(&report, "status")[0].object.as_deref(), Some("pod/tools/identity-service-7d9f8-abcde:9090/prometheus"));
 }
 
 #[tokio::test]
@@ -290,31 +316,41 @@ async fn forbidden_lists_warn_and_a_refused_port_forward_fails() {
     assert!(!text(&report).contains("127.0.0.1"), "a local address leaked into the report:\n{}", text(&report));
 }
 
+/// A Prometheus API that has one healthy target of `job` and three series for any query.
+async fn prometheus_stub(job: &str) -> SocketAddr {
+    let targets = json!({"status": "success", "data": {"activeTargets": [{
+        "discoveredLabels": {"job": job}, "labels": {"job": job, "namespace": "tools", "service": "identity-service"},
+        "scrapePool": job, "scrapeUrl": "http://10.0.0.12:9090/prometheus", "globalUrl": "http://10.0.0.12:9090/prometheus",
+        "lastError": "", "lastScrape": "2026-11-25T10:00:00Z", "lastScrapeDuration": 0.0021, "health": "up", "scrapeInterval": "30s", "scrapeTimeout": "10s"}], "droppedTargets": []}});
+    let query = json!({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1764064800, "3"]}]}});
+    http_server(vec![("/api/v1/targets", "application/json", targets.to_string()), ("/api/v1/query", "application/json", query.to_string())]).await
+}
+
+/// Both the sidecar and Prometheus listen on 9090 in their pods; this routes by pod.
+struct ByPod {
+    sidecar: SocketAddr,
+    prom: SocketAddr,
+}
+
+impl Connector for ByPod {
+    fn connect<'a>(&'a self, _: &'a str, pod: &'a str, _: u16) -> cluster::Connecting<'a> {
+        let addr = if pod.starts_with("prometheus-") { self.prom } else { self.sidecar };
+        Box::pin(async move { Ok(Box::new(TcpStream::connect(addr).await.map_err(|e| e.to_string())?) as Box<dyn Io>) })
+    }
+}
+
+async fn sidecar_stub() -> SocketAddr {
+    http_server(vec![("/prometheus", "text/plain; version=0.0.4", SEED.into()), ("/readiness", "text/plain", "ok\n".into())]).await
+}
+
 #[tokio::test]
 async fn prometheus_is_asked_through_its_own_port_forward() {
     let world = healthy();
-    let targets = json!({"status": "success", "data": {"activeTargets": [{
-        "discoveredLabels": {"job": JOB}, "labels": {"job": JOB, "namespace": "tools", "service": "identity-service"},
-        "scrapePool": JOB, "scrapeUrl": "http://10.0.0.12:9090/prometheus", "globalUrl": "http://10.0.0.12:9090/prometheus",
-        "lastError": "", "lastScrape": "2026-11-25T10:00:00Z", "lastScrapeDuration": 0.0021, "health": "up", "scrapeInterval": "30s", "scrapeTimeout": "10s"}], "droppedTargets": []}});
-    let query = json!({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1764064800, "3"]}]}});
-    let sidecar = http_server(vec![("/prometheus", "text/plain; version=0.0.4", SEED.into()), ("/readiness", "text/plain", "ok\n".into())]).await;
-    let prom = http_server(vec![("/api/v1/targets", "application/json", targets.to_string()), ("/api/v1/query", "application/json", query.to_string())]).await;
-    // Both listen on 9090 in their pods; the connector routes by pod.
-    struct ByPod {
-        sidecar: SocketAddr,
-        prom: SocketAddr,
-    }
-    impl Connector for ByPod {
-        fn connect<'a>(&'a self, _: &'a str, pod: &'a str, _: u16) -> cluster::Connecting<'a> {
-            let addr = if pod.starts_with("prometheus-") { self.prom } else { self.sidecar };
-            Box::pin(async move { Ok(Box::new(TcpStream::connect(addr).await.map_err(|e| e.to_string())?) as Box<dyn Io>) })
-        }
-    }
     let mut o = options();
     o.prometheus = Some(("monitoring".into(), "prometheus-operated".into()));
     o.expect_metric = Some("com_hybris_isAlive_count".into());
-    let report = cluster::check(&world.client(), &o, Arc::new(ByPod { sidecar, prom })).await.unwrap();
+    let by_pod = ByPod { sidecar: sidecar_stub().await, prom: prometheus_stub(JOB).await };
+    let report = cluster::check(&world.client(), &o, Arc::new(by_pod)).await.unwrap();
     assert!(!report.failed(), "{}", text(&report));
     let health = find(&report, "health");
     assert_eq!(health[0].status, Status::Pass);
@@ -432,12 +468,7 @@ fn kubeconfig(server: SocketAddr) -> std::path::PathBuf {
 #[tokio::test]
 async fn the_binary_walks_a_cluster_over_http_and_scrapes_through_real_port_forwards() {
     let world = healthy();
-    let targets = json!({"status": "success", "data": {"activeTargets": [{
-        "discoveredLabels": {"job": JOB}, "labels": {"job": JOB}, "scrapeUrl": "http://10.0.0.12:9090/prometheus",
-        "lastError": "", "lastScrapeDuration": 0.0021, "health": "up", "scrapeInterval": "30s", "scrapeTimeout": "10s"}], "droppedTargets": []}});
-    let query = json!({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1764064800, "3"]}]}});
-    let sidecar = http_server(vec![("/prometheus", "text/plain; version=0.0.4", SEED.into()), ("/readiness", "text/plain", "ok\n".into())]).await;
-    let prom = http_server(vec![("/api/v1/targets", "application/json", targets.to_string()), ("/api/v1/query", "application/json", query.to_string())]).await;
+    let (sidecar, prom) = (sidecar_stub().await, prometheus_stub(JOB).await);
     let api = api_server(world.clone(), BTreeMap::from([("identity-service-7d9f8-abcde", sidecar), ("prometheus-kube-prometheus-0", prom)])).await;
     let config = kubeconfig(api);
     let out = tokio::task::spawn_blocking(move || {
