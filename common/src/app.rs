@@ -413,7 +413,11 @@ impl AppConfig {
             c.fail(
                 "monitor.path",
                 &path_s.referenced,
-                format!("`{}` is not one of the sidecar's routes ({}); Prometheus would get 404. Add a route or pick one of these", path_s.value, public.join(", ")),
+                format!(
+                    "`{}` is not one of the sidecar's routes ({}); Prometheus would get 404. Add a route or pick one of these",
+                    path_s.value,
+                    public.join(", ")
+                ),
             );
         }
         let monitor_ns = c.value("monitor.namespace", &f.namespace, |n| names::dns1123_label(n).map(|()| n.clone())).unwrap_or_default();
@@ -434,7 +438,13 @@ impl AppConfig {
             && !service.labels.contains_key(job)
         {
             let loc = f.job_label.as_ref().map_or(Location::UNKNOWN, |j| j.referenced);
-            c.fail("monitor.jobLabel", &loc, format!("the Service has no label `{job}`, so the job would fall back to the Service name; add it to service.labels or drop jobLabel"));
+            c.fail(
+                "monitor.jobLabel",
+                &loc,
+                format!(
+                    "the Service has no label `{job}`, so the job would fall back to the Service name; add it to service.labels or drop jobLabel"
+                ),
+            );
         }
 
         let istio = c

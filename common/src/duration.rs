@@ -6,13 +6,9 @@ use std::time::Duration;
 /// a sidecar that guesses seconds where the author meant milliseconds fails in production.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("`{text}` has no unit; write it as 250ms, 5s or 2m"))?;
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(|| format!("`{text}` has no unit; write it as 250ms, 5s or 2m"))?;
     let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration; write it as 250ms, 5s or 2m"))?;
+    let value: f64 = number.parse().map_err(|_| format!("`{text}` is not a duration; write it as 250ms, 5s or 2m"))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "s" => value,
@@ -25,11 +21,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 /// Formats a duration so that [`parse`] reads it back exactly.
 pub fn format(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if millis.is_multiple_of(1000) {
-        format!("{}s", millis / 1000)
-    } else {
-        format!("{millis}ms")
-    }
+    if millis.is_multiple_of(1000) { format!("{}s", millis / 1000) } else { format!("{millis}ms") }
 }
 
 #[cfg(test)]

@@ -34,7 +34,8 @@ pub fn label_key(s: &str) -> Result<(), String> {
         None => (None, s),
     };
     if let Some(p) = prefix {
-        dns1123_subdomain(p).map_err(|_| format!("label key `{s}` has an invalid prefix `{p}`; it must be a DNS subdomain such as app.kubernetes.io"))?;
+        dns1123_subdomain(p)
+            .map_err(|_| format!("label key `{s}` has an invalid prefix `{p}`; it must be a DNS subdomain such as app.kubernetes.io"))?;
     }
     if name.is_empty() || !label_chars(name) {
         return Err(format!(
@@ -49,9 +50,7 @@ pub fn label_value(s: &str) -> Result<(), String> {
     if s.is_empty() || label_chars(s) {
         Ok(())
     } else {
-        Err(format!(
-            "label value `{s}` is invalid: use at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
-        ))
+        Err(format!("label value `{s}` is invalid: use at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"))
     }
 }
 
@@ -74,26 +73,19 @@ pub fn port_name(s: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "`{s}` is not a valid port name: at most 15 lowercase letters, digits and single '-', with at least one letter"
-        ))
+        Err(format!("`{s}` is not a valid port name: at most 15 lowercase letters, digits and single '-', with at least one letter"))
     }
 }
 
 /// A port number, 1 to 65535.
 pub fn port(n: i64) -> Result<u16, String> {
-    u16::try_from(n)
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(|| format!("{n} is not a port; use a number from 1 to 65535"))
+    u16::try_from(n).ok().filter(|p| *p != 0).ok_or_else(|| format!("{n} is not a port; use a number from 1 to 65535"))
 }
 
 /// A Kubernetes resource quantity such as `50m`, `100Mi`, `0.5` or `1e3`.
 pub fn quantity(s: &str) -> Result<(), String> {
-    let digits_end = s
-        .char_indices()
-        .find(|(i, c)| !(c.is_ascii_digit() || *c == '.' || (*i == 0 && (*c == '+' || *c == '-'))))
-        .map_or(s.len(), |(i, _)| i);
+    let digits_end =
+        s.char_indices().find(|(i, c)| !(c.is_ascii_digit() || *c == '.' || (*i == 0 && (*c == '+' || *c == '-')))).map_or(s.len(), |(i, _)| i);
     let (number, suffix) = s.split_at(digits_end);
     let number_ok = number.trim_start_matches(['+', '-']).parse::<f64>().is_ok();
     let suffix_ok = matches!(suffix, "" | "m" | "k" | "M" | "G" | "T" | "P" | "E" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei")

@@ -20,12 +20,7 @@ pub use url::check_path;
 pub const RESERVED_PREFIX: &str = "/-/";
 
 /// The seed wiki's nginx `location` blocks, as `PUBLIC=TARGET`.
-pub const SEED_ROUTES: [&str; 4] = [
-    "/=/prometheus",
-    "/prometheus=/prometheus",
-    "/readiness=/ready",
-    "/liveness=/alive",
-];
+pub const SEED_ROUTES: [&str; 4] = ["/=/prometheus", "/prometheus=/prometheus", "/readiness=/ready", "/liveness=/alive"];
 
 /// Built-in defaults, chosen for a sidecar serving one app to one Prometheus.
 pub mod defaults {
@@ -183,11 +178,7 @@ fn pick<T>(flag: Option<T>, flag_name: &'static str, file: Option<Spanned<T>>, p
 
 fn in_range(lo: u64, hi: u64, what: &'static str) -> impl FnOnce(u64) -> Result<u64, String> {
     move |v| {
-        if (lo..=hi).contains(&v) {
-            Ok(v)
-        } else {
-            Err(format!("{v} is out of range; {what} must be between {lo} and {hi}"))
-        }
+        if (lo..=hi).contains(&v) { Ok(v) } else { Err(format!("{v} is out of range; {what} must be between {lo} and {hi}")) }
     }
 }
 
@@ -204,8 +195,7 @@ impl ProxyConfig {
     pub fn load(file: Option<&Path>, overrides: &ProxyOverrides) -> Result<Self, ConfigError> {
         let parsed = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
                 Some(parse_file(path, &text)?)
             }
             None => None,
@@ -225,10 +215,8 @@ impl ProxyConfig {
         let dur = |d: Duration| duration::format(d);
 
         let listen = pick(o.listen.clone(), "--listen", file.listen, path, defaults::LISTEN.into());
-        let listen = c.check("listen", listen, |s| {
-            s.parse::<SocketAddr>()
-                .map_err(|_| format!("`{s}` is not an address; write IP:PORT such as 0.0.0.0:9090"))
-        });
+        let listen = c
+            .check("listen", listen, |s| s.parse::<SocketAddr>().map_err(|_| format!("`{s}` is not an address; write IP:PORT such as 0.0.0.0:9090")));
         let upstream = pick(o.upstream.clone(), "--upstream", file.upstream, path, defaults::UPSTREAM.into());
         let upstream = c.check("upstream", upstream, |s| url::parse_upstream(&s));
 
@@ -287,11 +275,7 @@ impl ProxyConfig {
         let s = |v: String| Some(Spanned::new(v, Location::UNKNOWN, Location::UNKNOWN));
         let n = |v: u64| Some(Spanned::new(v, Location::UNKNOWN, Location::UNKNOWN));
         let dur = |d: Duration| s(duration::format(d));
-        let routes = self
-            .routes
-            .iter()
-            .map(|r| Spanned::new(r.to_flag(self.upstream), Location::UNKNOWN, Location::UNKNOWN))
-            .collect();
+        let routes = self.routes.iter().map(|r| Spanned::new(r.to_flag(self.upstream), Location::UNKNOWN, Location::UNKNOWN)).collect();
         let file = ProxyFile {
             listen: s(self.listen.to_string()),
             upstream: s(format!("http://{}", self.upstream)),
@@ -367,11 +351,7 @@ fn resolve_routes(
             .map(|(i, s)| (format!("routes[{i}]"), Sourced { origin: Origin::at(path, &s.referenced), value: s.value }))
             .collect()
     } else {
-        SEED_ROUTES
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (format!("routes[{i}]"), Sourced { value: (*r).to_string(), origin: Origin::Default }))
-            .collect()
+        SEED_ROUTES.iter().enumerate().map(|(i, r)| (format!("routes[{i}]"), Sourced { value: (*r).to_string(), origin: Origin::Default })).collect()
     };
 
     // Without a valid upstream, path-only targets cannot resolve; still check their syntax.

@@ -57,12 +57,20 @@ fn build_images(demo_app: &Path) -> Result<Images, String> {
     }
     let root = crate::root();
     // Progress (debootstrap, the release build) goes to the test's stderr.
-    let base = Command::new(root.join("scripts/build-base-image")).stderr(Stdio::inherit()).output().map_err(|e| format!("scripts/build-base-image: {e}"))?;
+    let base = Command::new(root.join("scripts/build-base-image"))
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("scripts/build-base-image: {e}"))?;
     if !base.status.success() {
         return Err("scripts/build-base-image failed (its message is above)".into());
     }
     let proxy = "meshscrape-proxy:e2e".to_string();
-    let built = Command::new(root.join("scripts/build-proxy-image")).arg(&proxy).stdout(Stdio::null()).stderr(Stdio::inherit()).status().map_err(|e| format!("scripts/build-proxy-image: {e}"))?;
+    let built = Command::new(root.join("scripts/build-proxy-image"))
+        .arg(&proxy)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .status()
+        .map_err(|e| format!("scripts/build-proxy-image: {e}"))?;
     if !built.success() {
         return Err("scripts/build-proxy-image failed (its message is above)".into());
     }
@@ -117,7 +125,16 @@ pub fn peak_memory(id: &str) -> Option<u64> {
 
 /// A Kubernetes memory quantity ("15Mi", "64M", "1Gi", "1048576") in bytes.
 pub fn memory_bytes(quantity: &str) -> Result<i64, String> {
-    let units: [(&str, i64); 8] = [("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("Ti", 1 << 40), ("k", 1_000), ("M", 1_000_000), ("G", 1_000_000_000), ("T", 1_000_000_000_000)];
+    let units: [(&str, i64); 8] = [
+        ("Ki", 1 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+        ("k", 1_000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+        ("T", 1_000_000_000_000),
+    ];
     let (number, factor) = units.iter().find_map(|(suffix, f)| quantity.strip_suffix(suffix).map(|n| (n, *f))).unwrap_or((quantity, 1));
     let n: f64 = number.parse().map_err(|_| format!("memory quantity {quantity:?} is not a number with a Ki/Mi/Gi/k/M/G suffix"))?;
     Ok((n * factor as f64) as i64)

@@ -87,11 +87,7 @@ async fn start_pod(images: &Images, example: &Example, scratch: &Scratch, networ
 
     // The app: loopback only (the image's default), like an app whose sole inbound path is the
     // mesh's proxy.
-    let app = image(&images.app)
-        .with_network(&netns)
-        .start()
-        .await
-        .expect("start the app container");
+    let app = image(&images.app).with_network(&netns).start().await.expect("start the app container");
 
     let gate = if gate {
         issue_certificates(&pause).await;
@@ -208,7 +204,9 @@ async fn prometheus_scrapes_a_strict_mtls_pod_through_the_sidecar_and_sees_it_re
     let config = scratch.file("prometheus/prometheus.yml", &prometheus_yml(&[job.clone(), direct.clone()]));
     let prom = image(&images.prometheus)
         .with_network(&network)
-        .with_mount(Mount::bind_mount(Path::new(&config).parent().unwrap().display().to_string(), "/etc/prometheus").with_access_mode(AccessMode::ReadOnly))
+        .with_mount(
+            Mount::bind_mount(Path::new(&config).parent().unwrap().display().to_string(), "/etc/prometheus").with_access_mode(AccessMode::ReadOnly),
+        )
         .with_mount(Mount::bind_mount(scratch.dir("certs"), "/certs").with_access_mode(AccessMode::ReadOnly))
         .start()
         .await
@@ -221,7 +219,11 @@ async fn prometheus_scrapes_a_strict_mtls_pod_through_the_sidecar_and_sees_it_re
     assert!(plain.failed(), "a plaintext scrape of the app's port got through the gate:\n{}", human(&plain));
     let direct_options = prometheus::Options { job: direct.name.clone(), timeout: Duration::from_secs(5), ..Default::default() };
     let report = until(&prom_url, &direct_options, true, Duration::from_secs(60)).await;
-    assert!(report.checks.iter().any(|c| c.name == "health" && c.status == Status::Fail), "Prometheus scraped the app's port in plaintext:\n{}", human(&report));
+    assert!(
+        report.checks.iter().any(|c| c.name == "health" && c.status == Status::Fail),
+        "Prometheus scraped the app's port in plaintext:\n{}",
+        human(&report)
+    );
     // A TLS client without a mesh certificate is refused too; one with it gets the metrics.
     let https = format!("https://{APP_HOST}:8080{}", job.path);
     let resolve = format!("{APP_HOST}:8080:{}", pod.ip);
@@ -233,7 +235,12 @@ async fn prometheus_scrapes_a_strict_mtls_pod_through_the_sidecar_and_sees_it_re
     assert!(out.contains(METRIC), "the gate did not reach the app: {out}");
 
     // 2. Through the sidecar's excluded port: Prometheus has the target up and the seed's metric.
-    let options = prometheus::Options { job: job.name.clone(), expect_metric: Some(format!("{METRIC}_count")), timeout: Duration::from_secs(5), ..Default::default() };
+    let options = prometheus::Options {
+        job: job.name.clone(),
+        expect_metric: Some(format!("{METRIC}_count")),
+        timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
     let report = until(&prom_url, &options, false, Duration::from_secs(60)).await;
     assert!(!report.failed(), "{}", human(&report));
     assert!(report.checks.iter().any(|c| c.name == "metric" && c.status == Status::Pass), "{}", human(&report));
@@ -285,7 +292,10 @@ async fn repeated_twenty_megabyte_scrapes_fit_the_generated_limits() {
     let pod = start_pod(images, &example, &scratch, &network_name("limits"), false).await;
     let id = pod.sidecar.id().to_string();
     // The limits really are on the container, so nothing below passes by running unconfined.
-    assert_eq!(docker::inspect(&id, "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.ReadonlyRootfs}} {{.Config.User}}"), "15728640 100000000 true 65532:65532");
+    assert_eq!(
+        docker::inspect(&id, "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.ReadonlyRootfs}} {{.Config.User}}"),
+        "15728640 100000000 true 65532:65532"
+    );
 
     // Rounds of four concurrent 20 MB scrapes, each body checked to the byte.
     let url = format!("http://{}:9090/prometheus?bytes=20000000", pod.ip);

@@ -37,7 +37,10 @@ async fn demo_app(listener: TcpListener) -> JoinHandle<()> {
                     _ => String::new(),
                 };
                 let status = if body.is_empty() { "404 Not Found" } else { "200 OK" };
-                let resp = format!("HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
                 let _ = s.write_all(resp.as_bytes()).await;
             });
         }
@@ -103,7 +106,12 @@ async fn prometheus_scrapes_the_app_through_the_generated_sidecar_and_sees_it_re
     job.target = sidecar_addr.to_string();
     let path = job.path.clone();
     let prom = start_prometheus(&job);
-    let options = prometheus::Options { job: job.name.clone(), expect_metric: Some(format!("{METRIC}_count")), timeout: Duration::from_secs(5), ..Default::default() };
+    let options = prometheus::Options {
+        job: job.name.clone(),
+        expect_metric: Some(format!("{METRIC}_count")),
+        timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
 
     // 1. Prometheus reports the target up and has the seed's metric.
     let report = until(&prom.url, &options, false, Duration::from_secs(60)).await;

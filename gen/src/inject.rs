@@ -115,10 +115,9 @@ fn sidecar_parts(config: &AppConfig, templates: &Templates, namespace: &str) -> 
     let Object::Deployment(_) = &deployment.object else {
         return Err(GenError::Input { path: deployment.source, message: "the deployment template did not render a Deployment".into() });
     };
-    let value: Value = serde_saphyr::from_str(&deployment.text).map_err(|e| GenError::Input { path: deployment.source.clone(), message: e.to_string() })?;
-    let find = |path: &str, name: &str| {
-        value.pointer(path).and_then(Value::as_array).and_then(|a| a.iter().find(|c| c["name"] == name)).cloned()
-    };
+    let value: Value =
+        serde_saphyr::from_str(&deployment.text).map_err(|e| GenError::Input { path: deployment.source.clone(), message: e.to_string() })?;
+    let find = |path: &str, name: &str| value.pointer(path).and_then(Value::as_array).and_then(|a| a.iter().find(|c| c["name"] == name)).cloned();
     let missing = |what: &str| GenError::Input { path: deployment.source.clone(), message: format!("the deployment template has no {what}") };
     Ok(Parts {
         container: find("/spec/template/spec/containers", SIDECAR).ok_or_else(|| missing("meshscrape-proxy container"))?,
@@ -192,8 +191,7 @@ fn service_port(config: &AppConfig) -> Value {
 fn selects_injected(service: &Value, pods: &[(Option<String>, Map<String, Value>)]) -> bool {
     let ns = service.pointer("/metadata/namespace").and_then(Value::as_str);
     let Some(selector) = service.pointer("/spec/selector").and_then(Value::as_object) else { return false };
-    !selector.is_empty()
-        && pods.iter().any(|(pod_ns, labels)| pod_ns.as_deref() == ns && selector.iter().all(|(k, v)| labels.get(k) == Some(v)))
+    !selector.is_empty() && pods.iter().any(|(pod_ns, labels)| pod_ns.as_deref() == ns && selector.iter().all(|(k, v)| labels.get(k) == Some(v)))
 }
 
 fn is_ours(doc: &Value) -> bool {

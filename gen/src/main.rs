@@ -84,8 +84,5 @@ fn run_inject(args: &InjectArgs) -> Result<(), GenError> {
 
 fn print(text: &str) -> Result<(), GenError> {
     let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-        .map_err(|source| GenError::Io { path: "stdout".into(), source })
+    stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).map_err(|source| GenError::Io { path: "stdout".into(), source })
 }

@@ -61,9 +61,7 @@ pub fn unknown_field(orig: &Value, back: &Value, path: String) -> Option<String>
                 Some(bv) => unknown_field(v, bv, p),
             }
         }),
-        (Value::Array(o), Value::Array(b)) => {
-            o.iter().zip(b).enumerate().find_map(|(i, (ov, bv))| unknown_field(ov, bv, format!("{path}[{i}]")))
-        }
+        (Value::Array(o), Value::Array(b)) => o.iter().zip(b).enumerate().find_map(|(i, (ov, bv))| unknown_field(ov, bv, format!("{path}[{i}]"))),
         _ => None,
     }
 }
@@ -74,8 +72,8 @@ mod tests {
 
     #[test]
     fn rejects_a_field_the_api_does_not_have() {
-        let err = parse("apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec:\n  ports: [{port: 80, targetPort: 8080, tagretPort: 1}]\n")
-            .unwrap_err();
+        let err =
+            parse("apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec:\n  ports: [{port: 80, targetPort: 8080, tagretPort: 1}]\n").unwrap_err();
         assert!(err.contains("spec.ports[0].tagretPort"), "{err}");
     }
 

@@ -33,7 +33,9 @@ pub fn files(rendered: &[Rendered]) -> Vec<(PathBuf, String)> {
             out.push((Path::new(ns).join(&file), format!("# Source: {}\n{}", r.source, r.text)));
             resources.push(file);
         }
-        let mut k = String::from("# Written by meshscrape-gen; apply with: kubectl apply -k .\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n");
+        let mut k = String::from(
+            "# Written by meshscrape-gen; apply with: kubectl apply -k .\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n",
+        );
         for file in resources {
             k.push_str(&format!("  - {file}\n"));
         }

@@ -74,7 +74,8 @@ fn one(config: &AppConfig, templates: &Templates, name: &str, ctx: &serde_json::
     }
     // The ConfigMap must hold exactly what the sidecar will read back.
     if let Object::ConfigMap(cm) = &object {
-        let yaml = cm.data.as_ref().and_then(|d| d.get("sidecar.yaml")).ok_or_else(|| fail(&kind, &obj_name, "data.sidecar.yaml is missing".into()))?;
+        let yaml =
+            cm.data.as_ref().and_then(|d| d.get("sidecar.yaml")).ok_or_else(|| fail(&kind, &obj_name, "data.sidecar.yaml is missing".into()))?;
         let read = ProxyConfig::from_yaml(Path::new("sidecar.yaml"), yaml, &ProxyOverrides::default())
             .map_err(|e| fail(&kind, &obj_name, format!("meshscrape-proxy would reject data.sidecar.yaml: {e}")))?;
         if read != config.sidecar.proxy {

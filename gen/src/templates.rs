@@ -48,14 +48,12 @@ impl Templates {
             let over: Option<PathBuf> = dir.map(|d| d.join(name)).filter(|p| p.is_file());
             let (text, source) = match over {
                 Some(path) => {
-                    let text = std::fs::read_to_string(&path)
-                        .map_err(|source| GenError::Io { path: path.display().to_string(), source })?;
+                    let text = std::fs::read_to_string(&path).map_err(|source| GenError::Io { path: path.display().to_string(), source })?;
                     (text, path.display().to_string())
                 }
                 None => (embedded.to_string(), format!("templates/{name}")),
             };
-            env.add_template_owned(name.to_string(), text)
-                .map_err(|e| GenError::Template { template: source.clone(), message: chain(&e) })?;
+            env.add_template_owned(name.to_string(), text).map_err(|e| GenError::Template { template: source.clone(), message: chain(&e) })?;
             sources.push((name.to_string(), source));
         }
         Ok(Templates { env, sources })

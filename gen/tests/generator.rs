@@ -1,9 +1,9 @@
 //! Tests of meshscrape-gen: rendering, schemas, the scrape chain, options, and the binary.
 
 mod generator {
-    pub mod support;
     mod chain;
     mod cli;
     mod inject;
     mod options;
+    pub mod support;
 }

@@ -65,9 +65,9 @@ impl App {
         for route in &config.routes {
             labels.push(route.public.clone());
             // Validated as IP:port in meshscrape-common, so this always parses.
-            let authority = Authority::try_from(route.target.addr.to_string())
-                .unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
-            routes.insert(route.public.clone(), Entry { label: labels.len() - 1, addr: route.target.addr, authority, path: route.target.path.clone() });
+            let authority = Authority::try_from(route.target.addr.to_string()).unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
+            routes
+                .insert(route.public.clone(), Entry { label: labels.len() - 1, addr: route.target.addr, authority, path: route.target.path.clone() });
         }
         let reserved = [labels.len(), labels.len() + 1, labels.len() + 2];
         labels.extend([HEALTHY, READY, METRICS].map(String::from));
@@ -134,31 +134,23 @@ impl App {
 
     async fn route<B>(&self, req: Request<B>) -> Response<ProxyBody> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
-            let mut resp = text(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &format!("method {} is not allowed; the sidecar answers GET and HEAD only", req.method()),
-            );
+            let mut resp =
+                text(StatusCode::METHOD_NOT_ALLOWED, &format!("method {} is not allowed; the sidecar answers GET and HEAD only", req.method()));
             resp.headers_mut().insert(header::ALLOW, ALLOW);
             return resp;
         }
         // Absolute-form (`GET http://host/path`) is how clients talk to forward proxies; this is
         // not one, and honouring the authority would invite confusion about where a request goes.
         if req.uri().scheme().is_some() || req.uri().authority().is_some() {
-            return text(
-                StatusCode::BAD_REQUEST,
-                "absolute-form request targets are not accepted; send an origin-form request such as GET /metrics",
-            );
+            return text(StatusCode::BAD_REQUEST, "absolute-form request targets are not accepted; send an origin-form request such as GET /metrics");
         }
         match req.uri().path() {
             HEALTHY => text(StatusCode::OK, "ok"),
-            READY if self.draining.load(Ordering::Relaxed) => {
-                text(StatusCode::SERVICE_UNAVAILABLE, "draining: the sidecar is shutting down")
-            }
+            READY if self.draining.load(Ordering::Relaxed) => text(StatusCode::SERVICE_UNAVAILABLE, "draining: the sidecar is shutting down"),
             READY => text(StatusCode::OK, "ready"),
             METRICS => {
                 let mut resp = Response::new(ProxyBody::text(self.render_metrics()));
-                resp.headers_mut()
-                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+                resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
                 resp
             }
             path => match self.routes.get(path) {
@@ -188,10 +180,7 @@ impl App {
 
     async fn forward<B>(&self, entry: &Entry, req: Request<B>) -> Response<ProxyBody> {
         let Some(permit) = self.in_flight.try_take() else {
-            return text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("too many requests in flight (limit {}); retry later", self.in_flight.max),
-            );
+            return text(StatusCode::SERVICE_UNAVAILABLE, &format!("too many requests in flight (limit {}); retry later", self.in_flight.max));
         };
         let budget = self.deadline(req.headers());
         let deadline = Instant::now() + budget;
@@ -235,10 +224,7 @@ impl App {
             Err(_) => {
                 self.metrics.upstream_error(UpstreamError::Timeout);
                 tracing::warn!(route = %entry.path, upstream = %entry.authority, ?budget, "the app did not answer in time");
-                return text(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    &format!("the app did not answer within {}ms ({})", budget.as_millis(), entry.authority),
-                );
+                return text(StatusCode::GATEWAY_TIMEOUT, &format!("the app did not answer within {}ms ({})", budget.as_millis(), entry.authority));
             }
         };
         self.metrics.upstream_latency(entry.label, started.elapsed());
@@ -285,9 +271,7 @@ fn classify(err: &upstream::Error) -> (UpstreamError, &'static str) {
         upstream::Error::ConnectTimeout => return (UpstreamError::Connect, "connecting to the app timed out"),
         upstream::Error::Connect(io) => {
             return match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => {
-                    (UpstreamError::Connect, "the app refused the connection; is it listening on this address?")
-                }
+                std::io::ErrorKind::ConnectionRefused => (UpstreamError::Connect, "the app refused the connection; is it listening on this address?"),
                 std::io::ErrorKind::TimedOut => (UpstreamError::Connect, "connecting to the app timed out"),
                 _ => (UpstreamError::Connect, "cannot connect to the app"),
             };

@@ -132,7 +132,8 @@ impl Metrics {
 
         head(&mut out, "meshscrape_proxy_upstream_errors_total", "counter", "Failed exchanges with the app, by kind.");
         for kind in UpstreamError::ALL {
-            let _ = writeln!(out, "meshscrape_proxy_upstream_errors_total{{kind=\"{}\"}} {}", kind.as_str(), self.errors[kind as usize].load(Relaxed));
+            let _ =
+                writeln!(out, "meshscrape_proxy_upstream_errors_total{{kind=\"{}\"}} {}", kind.as_str(), self.errors[kind as usize].load(Relaxed));
         }
 
         head(&mut out, "meshscrape_proxy_response_bytes_total", "counter", "Body bytes forwarded from the app, by route.");

@@ -113,7 +113,8 @@ impl Pool {
             Err(_) => return Err(Error::ConnectTimeout),
         };
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::Builder::new().read_buf_exact_size(Some(self.read_buf)).handshake(TokioIo::new(stream)).await.map_err(Error::Http)?;
+        let (sender, conn) =
+            http1::Builder::new().read_buf_exact_size(Some(self.read_buf)).handshake(TokioIo::new(stream)).await.map_err(Error::Http)?;
         tokio::spawn(async move {
             // Ends when the app closes the connection or the last sender is dropped.
             let _ = conn.await;

@@ -2,8 +2,8 @@
 //! raw client bytes. One test binary with topic modules.
 
 mod proxy {
-    pub mod support;
     mod forwarding;
     mod hostile;
     mod lifecycle;
+    pub mod support;
 }

@@ -103,10 +103,7 @@ pub enum Command {
 
 /// Splits `K=V` arguments.
 pub fn pairs(values: &[String], flag: &str) -> Result<Vec<(String, String)>, String> {
-    values
-        .iter()
-        .map(|v| v.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{flag} `{v}` is not K=V")))
-        .collect()
+    values.iter().map(|v| v.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{flag} `{v}` is not K=V"))).collect()
 }
 
 /// Runs the subcommand `args` names, as the binary does (its own runtime, progress on stderr):
@@ -130,7 +127,12 @@ pub fn run(args: &Args) -> Result<Report, String> {
         }
         Command::Prometheus { url, job, labels, expect_metric } => {
             eprintln!("asking {url} about job {job}…");
-            let options = prometheus::Options { job: job.clone(), labels: pairs(labels, "--label")?, expect_metric: expect_metric.clone(), timeout: Duration::from_secs(15) };
+            let options = prometheus::Options {
+                job: job.clone(),
+                labels: pairs(labels, "--label")?,
+                expect_metric: expect_metric.clone(),
+                timeout: Duration::from_secs(15),
+            };
             Ok(runtime.block_on(prometheus::check(url, &options)))
         }
         Command::Cluster { namespace, service, port, context, request_timeout, prometheus, expect_metric, no_port_forward, probe, timeout } => {

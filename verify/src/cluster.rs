@@ -64,7 +64,8 @@ impl Connector for PortForward {
     fn connect<'a>(&'a self, namespace: &'a str, pod: &'a str, port: u16) -> Connecting<'a> {
         Box::pin(async move {
             let pods: Api<Pod> = Api::namespaced(self.0.clone(), namespace);
-            let mut forwarder = pods.portforward(pod, &[port]).await.map_err(|e| format!("port-forward to pod/{namespace}/{pod}:{port}: {}", api_error(&e)))?;
+            let mut forwarder =
+                pods.portforward(pod, &[port]).await.map_err(|e| format!("port-forward to pod/{namespace}/{pod}:{port}: {}", api_error(&e)))?;
             let stream = forwarder.take_stream(port).ok_or("the port-forward opened no stream")?;
             // The forwarder ends when the stream is dropped.
             tokio::spawn(async move {
@@ -125,7 +126,11 @@ impl Reader<'_> {
         match self.api(ar, namespace).list(&lp).await {
             Ok(list) => Ok(list.items.into_iter().map(|o| Self::value(ar, o)).collect()),
             Err(kube::Error::Api(s)) if s.is_forbidden() => {
-                report.push(Check::warn("access", format!("may not list {} {scope}: {}", ar.plural, s.message), format!("grant get and list on {} (kubectl auth can-i list {}); the checks that need them are skipped", ar.plural, ar.plural)));
+                report.push(Check::warn(
+                    "access",
+                    format!("may not list {} {scope}: {}", ar.plural, s.message),
+                    format!("grant get and list on {} (kubectl auth can-i list {}); the checks that need them are skipped", ar.plural, ar.plural),
+                ));
                 Ok(Vec::new())
             }
             Err(kube::Error::Api(s)) if s.is_not_found() => Ok(Vec::new()),
@@ -162,7 +167,9 @@ pub async fn check(client: &kube::Client, options: &Options, connector: Arc<dyn 
 
     say(options, &format!("reading {sid}"));
     let Some(service) = reader.get(&resource("", "v1", "Service", "services"), ns, name).await? else {
-        report.push(Check::fail("Service", format!("there is no {sid}"), format!("check --namespace and --service (kubectl get services -n {ns})")).on(&sid));
+        report.push(
+            Check::fail("Service", format!("there is no {sid}"), format!("check --namespace and --service (kubectl get services -n {ns})")).on(&sid),
+        );
         return Ok(report);
     };
     report.push(Check::pass("Service", "exists").on(&sid));
@@ -184,21 +191,47 @@ pub async fn check(client: &kube::Client, options: &Options, connector: Arc<dyn 
     let selecting: Vec<Value> =
         monitors.iter().filter(|m| manifests::selects_service(m, &service) || pods.iter().any(|p| manifests::selects_pod(m, p))).cloned().collect();
     if selecting.is_empty() {
-        let why = if monitors.is_empty() { "there are no monitors at all (is prometheus-operator installed, and may you list them?)".to_string() } else { format!("none of the {} ServiceMonitors and PodMonitors does", monitors.len()) };
-        report.push(Check::fail("monitor", format!("no monitor selects {sid} or its pods: {why}"), "apply the monitor meshscrape-gen renders, or fix its spec.selector and spec.namespaceSelector").on(&sid));
+        let why = if monitors.is_empty() {
+            "there are no monitors at all (is prometheus-operator installed, and may you list them?)".to_string()
+        } else {
+            format!("none of the {} ServiceMonitors and PodMonitors does", monitors.len())
+        };
+        report.push(
+            Check::fail(
+                "monitor",
+                format!("no monitor selects {sid} or its pods: {why}"),
+                "apply the monitor meshscrape-gen renders, or fix its spec.selector and spec.namespaceSelector",
+            )
+            .on(&sid),
+        );
         if let Some((pns, psvc)) = &options.prometheus {
-            report.push(Check::warn("Prometheus", "no monitor selects the Service, so there is no job to ask Prometheus about", "fix the monitor check above, then run again").on(format!("Service/{pns}/{psvc}")));
+            report.push(
+                Check::warn(
+                    "Prometheus",
+                    "no monitor selects the Service, so there is no job to ask Prometheus about",
+                    "fix the monitor check above, then run again",
+                )
+                .on(format!("Service/{pns}/{psvc}")),
+            );
         }
     } else {
         let mut docs = vec![service.clone()];
         docs.extend(selecting.iter().cloned());
         docs.extend(reader.list(&resource("monitoring.coreos.com", "v1", "Prometheus", "prometheuses"), None, None, &mut report).await?);
         docs.extend(reader.list(&resource("", "v1", "Namespace", "namespaces"), None, None, &mut report).await?);
-        for (group, kind, plural) in [("apps", "Deployment", "deployments"), ("apps", "StatefulSet", "statefulsets"), ("apps", "DaemonSet", "daemonsets")] {
+        for (group, kind, plural) in
+            [("apps", "Deployment", "deployments"), ("apps", "StatefulSet", "statefulsets"), ("apps", "DaemonSet", "daemonsets")]
+        {
             docs.extend(reader.list(&resource(group, "v1", kind, plural), Some(ns), None, &mut report).await?);
         }
-        docs.extend(reader.list(&resource("", "v1", "ConfigMap", "configmaps"), Some(ns), Some("app.kubernetes.io/managed-by=meshscrape-gen"), &mut report).await?);
-        docs.extend(reader.list(&resource("security.istio.io", "v1", "PeerAuthentication", "peerauthentications"), Some(ns), None, &mut report).await?);
+        docs.extend(
+            reader
+                .list(&resource("", "v1", "ConfigMap", "configmaps"), Some(ns), Some("app.kubernetes.io/managed-by=meshscrape-gen"), &mut report)
+                .await?,
+        );
+        docs.extend(
+            reader.list(&resource("security.istio.io", "v1", "PeerAuthentication", "peerauthentications"), Some(ns), None, &mut report).await?,
+        );
         docs.extend(reader.list(&resource("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies"), Some(ns), None, &mut report).await?);
         report.checks.extend(manifests::check(&manifests::Objects::from_values(docs), &manifests::Options::default()).checks);
     }
@@ -207,7 +240,8 @@ pub async fn check(client: &kube::Client, options: &Options, connector: Arc<dyn 
     // a Service port for a ServiceMonitor, a container port for a PodMonitor.
     let monitor = selecting.first().cloned().unwrap_or(Value::Null);
     let pod_monitor = s(&monitor, "/kind") == Some("PodMonitor");
-    let monitor_endpoint = monitor.pointer(if pod_monitor { "/spec/podMetricsEndpoints/0" } else { "/spec/endpoints/0" }).cloned().unwrap_or(Value::Null);
+    let monitor_endpoint =
+        monitor.pointer(if pod_monitor { "/spec/podMetricsEndpoints/0" } else { "/spec/endpoints/0" }).cloned().unwrap_or(Value::Null);
     let Some(port_name) = options.port.clone().or_else(|| s(&monitor_endpoint, "/port").map(str::to_string)) else {
         report.push(Check::fail("port", "no port to check: no monitor names one", "pass --port NAME (the Service's metrics port)").on(&sid));
         return Ok(report);
@@ -215,8 +249,14 @@ pub async fn check(client: &kube::Client, options: &Options, connector: Arc<dyn 
     let container_port = if pod_monitor && options.port.is_none() {
         Value::String(port_name.clone())
     } else {
-        let Some(service_port) = service.pointer("/spec/ports").and_then(Value::as_array).and_then(|ps| ps.iter().find(|p| s(p, "/name") == Some(port_name.as_str()))) else {
-            report.push(Check::fail("port", format!("{sid} has no port named {port_name}"), "name the Service's metrics port as the monitor's endpoint does").on(&sid).at("spec.ports"));
+        let Some(service_port) =
+            service.pointer("/spec/ports").and_then(Value::as_array).and_then(|ps| ps.iter().find(|p| s(p, "/name") == Some(port_name.as_str())))
+        else {
+            report.push(
+                Check::fail("port", format!("{sid} has no port named {port_name}"), "name the Service's metrics port as the monitor's endpoint does")
+                    .on(&sid)
+                    .at("spec.ports"),
+            );
             return Ok(report);
         };
         say(options, "reading EndpointSlices");
@@ -255,9 +295,23 @@ pub async fn check(client: &kube::Client, options: &Options, connector: Arc<dyn 
 
 /// EndpointSlices of the Service: how many endpoints are ready on the metrics port.
 async fn check_endpoint_slices(reader: &Reader<'_>, options: &Options, sid: &str, port_name: &str, report: &mut Report) -> Result<(), String> {
-    let slices = reader.list(&resource("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"), Some(&options.namespace), Some(&format!("kubernetes.io/service-name={}", options.service)), report).await?;
+    let slices = reader
+        .list(
+            &resource("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),
+            Some(&options.namespace),
+            Some(&format!("kubernetes.io/service-name={}", options.service)),
+            report,
+        )
+        .await?;
     if slices.is_empty() {
-        report.push(Check::fail("EndpointSlices", "the Service has no EndpointSlices", "its spec.selector matches no pod, or no pod is scheduled (kubectl get pods -l …)").on(sid));
+        report.push(
+            Check::fail(
+                "EndpointSlices",
+                "the Service has no EndpointSlices",
+                "its spec.selector matches no pod, or no pod is scheduled (kubectl get pods -l …)",
+            )
+            .on(sid),
+        );
         return Ok(());
     }
     let (mut ready, mut total, mut number) = (0, 0, None);
@@ -274,16 +328,25 @@ async fn check_endpoint_slices(reader: &Reader<'_>, options: &Options, sid: &str
         }
     }
     let Some(number) = number else {
-        report.push(Check::fail("EndpointSlices", format!("no EndpointSlice carries the port {port_name}"), "the Service's targetPort matches no container port of its pods").on(sid));
+        report.push(
+            Check::fail(
+                "EndpointSlices",
+                format!("no EndpointSlice carries the port {port_name}"),
+                "the Service's targetPort matches no container port of its pods",
+            )
+            .on(sid),
+        );
         return Ok(());
     };
     let what = format!("{ready} of {total} endpoints ready on port {port_name} ({number})");
-    report.push(match (ready, total) {
-        (0, _) => Check::fail("EndpointSlices", what, "no pod is ready: see the pod checks; Prometheus scrapes only ready endpoints"),
-        (r, t) if r < t => Check::warn("EndpointSlices", what, "some pods are not ready: see the pod checks"),
-        _ => Check::pass("EndpointSlices", what),
-    }
-    .on(sid));
+    report.push(
+        match (ready, total) {
+            (0, _) => Check::fail("EndpointSlices", what, "no pod is ready: see the pod checks; Prometheus scrapes only ready endpoints"),
+            (r, t) if r < t => Check::warn("EndpointSlices", what, "some pods are not ready: see the pod checks"),
+            _ => Check::pass("EndpointSlices", what),
+        }
+        .on(sid),
+    );
     Ok(())
 }
 
@@ -291,7 +354,10 @@ async fn check_endpoint_slices(reader: &Reader<'_>, options: &Options, sid: &str
 /// number or a container port name) ready? Returns a ready pod and the container port to scrape.
 fn check_pods(pods: &[Value], target: &Value, sid: &str, report: &mut Report) -> Option<(String, u16)> {
     if pods.is_empty() {
-        report.push(Check::fail("pods", "no pod matches the Service's selector", "check the Deployment's pod labels against the Service's spec.selector").on(sid));
+        report.push(
+            Check::fail("pods", "no pod matches the Service's selector", "check the Deployment's pod labels against the Service's spec.selector")
+                .on(sid),
+        );
         return None;
     }
     let mut chosen = None;
@@ -307,7 +373,14 @@ fn check_pods(pods: &[Value], target: &Value, sid: &str, report: &mut Report) ->
             Some((s(c, "/name").unwrap_or("?").to_string(), p.get("containerPort").and_then(Value::as_u64).unwrap_or(0)))
         });
         let Some((cname, port)) = found else {
-            report.push(Check::fail("metrics container", format!("no container declares port {target}"), "declare the sidecar's containerPort and name it as the Service's targetPort or the PodMonitor's port").on(&pid));
+            report.push(
+                Check::fail(
+                    "metrics container",
+                    format!("no container declares port {target}"),
+                    "declare the sidecar's containerPort and name it as the Service's targetPort or the PodMonitor's port",
+                )
+                .on(&pid),
+            );
             continue;
         };
         let statuses = pod.pointer("/status/containerStatuses").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -319,7 +392,14 @@ fn check_pods(pods: &[Value], target: &Value, sid: &str, report: &mut Report) ->
         if ready {
             let mut check = Check::pass("metrics container", format!("{cname} is ready on port {port}"));
             if restarts > 0 {
-                check = Check::warn("metrics container", format!("{cname} is ready on port {port} but restarted {restarts} time(s){}", last.map(|r| format!(", last: {r}")).unwrap_or_default()), restart_fix(last));
+                check = Check::warn(
+                    "metrics container",
+                    format!(
+                        "{cname} is ready on port {port} but restarted {restarts} time(s){}",
+                        last.map(|r| format!(", last: {r}")).unwrap_or_default()
+                    ),
+                    restart_fix(last),
+                );
             }
             report.push(check.on(&pid));
             if chosen.is_none() {
@@ -336,22 +416,39 @@ fn check_pods(pods: &[Value], target: &Value, sid: &str, report: &mut Report) ->
 fn restart_fix(reason: Option<&str>) -> String {
     match reason {
         Some("OOMKilled") => "the container ran out of memory: raise its memory limit or lower limits.maxInFlight in the sidecar config".into(),
-        Some("CrashLoopBackOff") | Some("Error") => "read its log (kubectl logs --previous -c <container>); exit 64 means a bad sidecar config".into(),
+        Some("CrashLoopBackOff") | Some("Error") => {
+            "read its log (kubectl logs --previous -c <container>); exit 64 means a bad sidecar config".into()
+        }
         _ => "kubectl describe pod and kubectl logs -c <container> say why".into(),
     }
 }
 
 /// Ask Prometheus, through a port-forward to one of its pods, about `job`.
-async fn check_prometheus(reader: &Reader<'_>, connector: Arc<dyn Connector>, options: &Options, ns: &str, name: &str, job: &str, report: &mut Report) -> Result<(), String> {
+async fn check_prometheus(
+    reader: &Reader<'_>,
+    connector: Arc<dyn Connector>,
+    options: &Options,
+    ns: &str,
+    name: &str,
+    job: &str,
+    report: &mut Report,
+) -> Result<(), String> {
     let psid = format!("Service/{ns}/{name}");
     let Some(svc) = reader.get(&resource("", "v1", "Service", "services"), ns, name).await? else {
-        report.push(Check::fail("Prometheus", format!("there is no {psid}"), "pass --prometheus NAMESPACE/SERVICE, e.g. monitoring/prometheus-operated").on(&psid));
+        report.push(
+            Check::fail("Prometheus", format!("there is no {psid}"), "pass --prometheus NAMESPACE/SERVICE, e.g. monitoring/prometheus-operated")
+                .on(&psid),
+        );
         return Ok(());
     };
     let selector = svc.pointer("/spec/selector").and_then(Value::as_object).cloned().unwrap_or_default();
     let pods = reader.list(&resource("", "v1", "Pod", "pods"), Some(ns), Some(&label_selector(&selector)), report).await?;
     let ready = pods.iter().find(|p| {
-        p.pointer("/status/conditions").and_then(Value::as_array).into_iter().flatten().any(|c| s(c, "/type") == Some("Ready") && s(c, "/status") == Some("True"))
+        p.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|c| s(c, "/type") == Some("Ready") && s(c, "/status") == Some("True"))
     });
     let Some(pod) = ready else {
         report.push(Check::fail("Prometheus", format!("no ready pod behind {psid}"), "check the Prometheus pods (kubectl get pods -n …)").on(&psid));
@@ -361,12 +458,24 @@ async fn check_prometheus(reader: &Reader<'_>, connector: Arc<dyn Connector>, op
     let first = svc.pointer("/spec/ports/0").cloned().unwrap_or(Value::Null);
     let port = match first.get("targetPort") {
         Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(pname)) => pod.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten().flat_map(|c| c.get("ports").and_then(Value::as_array).into_iter().flatten()).find(|p| s(p, "/name") == Some(pname.as_str())).and_then(|p| p.get("containerPort")?.as_u64()),
+        Some(Value::String(pname)) => pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c.get("ports").and_then(Value::as_array).into_iter().flatten())
+            .find(|p| s(p, "/name") == Some(pname.as_str()))
+            .and_then(|p| p.get("containerPort")?.as_u64()),
         _ => first.get("port").and_then(Value::as_u64),
     }
     .and_then(|p| u16::try_from(p).ok())
     .unwrap_or(9090);
-    let popts = prometheus::Options { job: job.to_string(), labels: Vec::new(), expect_metric: options.expect_metric.clone(), timeout: options.endpoint.timeout };
+    let popts = prometheus::Options {
+        job: job.to_string(),
+        labels: Vec::new(),
+        expect_metric: options.expect_metric.clone(),
+        timeout: options.endpoint.timeout,
+    };
     let target = format!("pod/{ns}/{}:{port}", name_of(pod));
     let found = through_forward(connector, ns, name_of(pod), port, &target, |base| async move { prometheus::check(&base, &popts).await }).await;
     report.checks.extend(found.checks);
@@ -399,7 +508,15 @@ where
         c.message = c.message.replace(&base, target);
     }
     if let Some(e) = errors.lock().ok().and_then(|mut e| e.take()) {
-        found.checks.insert(0, Check::fail("port-forward", e, "you need create on pods/portforward (kubectl auth can-i create pods/portforward), and the pod must be running").on(target));
+        found.checks.insert(
+            0,
+            Check::fail(
+                "port-forward",
+                e,
+                "you need create on pods/portforward (kubectl auth can-i create pods/portforward), and the pod must be running",
+            )
+            .on(target),
+        );
     } else if found.checks.iter().all(|c| c.status != Status::Fail) {
         found.checks.insert(0, Check::pass("port-forward", format!("forwarded local {addr}")).on(target));
     }
@@ -407,7 +524,13 @@ where
 }
 
 /// A local listener whose every connection is a new stream to the pod's port.
-async fn bridge(connector: Arc<dyn Connector>, ns: String, pod: String, port: u16, errors: Arc<Mutex<Option<String>>>) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+async fn bridge(
+    connector: Arc<dyn Connector>,
+    ns: String,
+    pod: String,
+    port: u16,
+    errors: Arc<Mutex<Option<String>>>,
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {

@@ -7,7 +7,8 @@ use crate::fetch;
 use crate::report::{Check, Report};
 
 /// Prometheus 2.x's scrape Accept header.
-pub const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+pub const ACCEPT: &str =
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
 /// Options for `endpoint`.
 #[derive(Debug, Clone)]
@@ -44,12 +45,26 @@ pub async fn check(url: &str, o: &Options) -> Report {
     let ms = fetched.elapsed.as_millis();
     if fetched.status.is_redirection() {
         let to = fetched.headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or("?");
-        report.push(Check::fail("status", format!("{} redirect to {to}", fetched.status), "scrape the final URL directly; a sidecar route should not redirect").on(url));
+        report.push(
+            Check::fail(
+                "status",
+                format!("{} redirect to {to}", fetched.status),
+                "scrape the final URL directly; a sidecar route should not redirect",
+            )
+            .on(url),
+        );
         return report;
     }
     if fetched.status != http::StatusCode::OK {
         let reason = String::from_utf8_lossy(&fetched.body[..fetched.body.len().min(200)]).trim().to_string();
-        report.push(Check::fail("status", format!("{}: {reason}", fetched.status), "see the reason; 404 means no route, 502 the app is down, 504 the app is too slow").on(url));
+        report.push(
+            Check::fail(
+                "status",
+                format!("{}: {reason}", fetched.status),
+                "see the reason; 404 means no route, 502 the app is down, 504 the app is too slow",
+            )
+            .on(url),
+        );
         return report;
     }
     report.push(Check::pass("status", format!("200 in {ms} ms, {} bytes", fetched.body.len())).on(url));
@@ -58,7 +73,14 @@ pub async fn check(url: &str, o: &Options) -> Report {
     if openmetrics || content_type.starts_with("text/plain") {
         report.push(Check::pass("content type", content_type.clone()).on(url));
     } else {
-        report.push(Check::warn("content type", format!("`{content_type}` is neither text/plain nor OpenMetrics; Prometheus falls back to the text parser"), "serve text/plain; version=0.0.4").on(url));
+        report.push(
+            Check::warn(
+                "content type",
+                format!("`{content_type}` is neither text/plain nor OpenMetrics; Prometheus falls back to the text parser"),
+                "serve text/plain; version=0.0.4",
+            )
+            .on(url),
+        );
     }
     let text = match std::str::from_utf8(&fetched.body) {
         Ok(t) => t,
@@ -79,7 +101,14 @@ pub async fn check(url: &str, o: &Options) -> Report {
         };
         match fetch::get(&probe_url, &[], o.timeout, 1 << 20).await {
             Ok(f) if f.status == http::StatusCode::OK => report.push(Check::pass("probe", "200").on(&probe_url)),
-            Ok(f) => report.push(Check::fail("probe", format!("{}: {}", f.status, String::from_utf8_lossy(&f.body).trim()), "check the route and the app's health endpoint").on(&probe_url)),
+            Ok(f) => report.push(
+                Check::fail(
+                    "probe",
+                    format!("{}: {}", f.status, String::from_utf8_lossy(&f.body).trim()),
+                    "check the route and the app's health endpoint",
+                )
+                .on(&probe_url),
+            ),
             Err(e) => report.push(Check::fail("probe", e, "check the route and the app's health endpoint").on(&probe_url)),
         }
     }

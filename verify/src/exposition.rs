@@ -85,11 +85,7 @@ pub fn parse(text: &str, openmetrics: bool) -> Result<Exposition, ParseError> {
 fn check_name(name: &str) -> Result<(), String> {
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':');
-    if first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
-        Ok(())
-    } else {
-        Err(format!("`{name}` is not a metric name"))
-    }
+    if first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') { Ok(()) } else { Err(format!("`{name}` is not a metric name")) }
 }
 
 /// Parses one sample line; returns its metric name.

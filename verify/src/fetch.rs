@@ -49,9 +49,8 @@ pub async fn get(url: &str, headers: &[(&str, String)], timeout: Duration, max_b
         }
         Ok((parts, raw))
     };
-    let (parts, raw) = tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| format!("no complete answer within {}s", timeout.as_secs_f64()))??;
+    let (parts, raw) =
+        tokio::time::timeout(timeout, exchange).await.map_err(|_| format!("no complete answer within {}s", timeout.as_secs_f64()))??;
     let gzip = parts.headers.get(http::header::CONTENT_ENCODING).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
     let body = if gzip {
         let mut out = Vec::new();

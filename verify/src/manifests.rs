@@ -11,10 +11,8 @@ use serde_json::{Map, Value};
 
 use crate::report::{Check, Report};
 
-const CRDS: [&str; 2] = [
-    include_str!("../../schemas/monitoring.coreos.com_servicemonitors.yaml"),
-    include_str!("../../schemas/monitoring.coreos.com_podmonitors.yaml"),
-];
+const CRDS: [&str; 2] =
+    [include_str!("../../schemas/monitoring.coreos.com_servicemonitors.yaml"), include_str!("../../schemas/monitoring.coreos.com_podmonitors.yaml")];
 const WORKLOADS: [&str; 3] = ["Deployment", "StatefulSet", "DaemonSet"];
 const EXCLUDE: &str = "traffic.sidecar.istio.io/excludeInboundPorts";
 const INCLUDE: &str = "traffic.sidecar.istio.io/includeInboundPorts";
@@ -55,11 +53,8 @@ pub fn load(paths: &[String], stdin: impl FnOnce() -> std::io::Result<String>) -
 fn collect(path: &Path, out: &mut Vec<(String, String)>) -> Result<(), String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if meta.is_dir() {
-        let mut entries: Vec<_> = std::fs::read_dir(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .collect();
+        let mut entries: Vec<_> =
+            std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?.filter_map(Result::ok).map(|e| e.path()).collect();
         entries.sort();
         for e in entries {
             if e.is_dir() || e.extension().is_some_and(|x| x == "yaml" || x == "yml") {
@@ -188,12 +183,24 @@ fn check_monitor(objects: &Objects, options: &Options, crds: &[Value], m: &Value
         let timeout = e.get("scrapeTimeout").and_then(Value::as_str);
         let parse = |d: Option<&str>| d.map(names::prometheus_duration);
         match (parse(interval), parse(timeout)) {
-            (Some(Err(msg)), _) => report.push(Check::fail("interval", msg, "use a Prometheus duration such as 30s").on(&mid).at(format!("{field}.interval"))),
-            (_, Some(Err(msg))) => report.push(Check::fail("scrapeTimeout", msg, "use a Prometheus duration such as 10s").on(&mid).at(format!("{field}.scrapeTimeout"))),
+            (Some(Err(msg)), _) => {
+                report.push(Check::fail("interval", msg, "use a Prometheus duration such as 30s").on(&mid).at(format!("{field}.interval")))
+            }
+            (_, Some(Err(msg))) => {
+                report.push(Check::fail("scrapeTimeout", msg, "use a Prometheus duration such as 10s").on(&mid).at(format!("{field}.scrapeTimeout")))
+            }
             (Some(Ok(i_ms)), Some(Ok(t_ms))) if t_ms > i_ms => report.push(
-                Check::fail("scrapeTimeout", format!("{} is longer than the interval {}; prometheus-operator drops this monitor without a word", timeout.unwrap_or(""), interval.unwrap_or("")), "make scrapeTimeout no longer than interval")
-                    .on(&mid)
-                    .at(format!("{field}.scrapeTimeout")),
+                Check::fail(
+                    "scrapeTimeout",
+                    format!(
+                        "{} is longer than the interval {}; prometheus-operator drops this monitor without a word",
+                        timeout.unwrap_or(""),
+                        interval.unwrap_or("")
+                    ),
+                    "make scrapeTimeout no longer than interval",
+                )
+                .on(&mid)
+                .at(format!("{field}.scrapeTimeout")),
             ),
             _ => report.push(Check::pass("scrapeTimeout", "no longer than the interval").on(&mid).at(&field)),
         }
@@ -222,11 +229,23 @@ fn check_monitor(objects: &Objects, options: &Options, crds: &[Value], m: &Value
     let what = if pod_monitor { "workload" } else { "Service" };
     if scoped.is_empty() {
         let hint = match elsewhere.first() {
-            Some(o) => format!("{} matches the labels but is in namespace {}, which spec.namespaceSelector does not admit; add it to matchNames", id(o), ns_of(o)),
+            Some(o) => format!(
+                "{} matches the labels but is in namespace {}, which spec.namespaceSelector does not admit; add it to matchNames",
+                id(o),
+                ns_of(o)
+            ),
             None => format!("label the {what} {} or change spec.selector", show(&selector)),
         };
-        let scope = if any { "any namespace".to_string() } else if match_names.is_empty() { format!("namespace {monitor_ns} (no namespaceSelector: the monitor's own)") } else { format!("namespaces {}", match_names.join(", ")) };
-        report.push(Check::fail(&format!("{what} selection"), format!("no {what} in {scope} carries {}", show(&selector)), hint).on(&mid).at("spec.selector"));
+        let scope = if any {
+            "any namespace".to_string()
+        } else if match_names.is_empty() {
+            format!("namespace {monitor_ns} (no namespaceSelector: the monitor's own)")
+        } else {
+            format!("namespaces {}", match_names.join(", "))
+        };
+        report.push(
+            Check::fail(&format!("{what} selection"), format!("no {what} in {scope} carries {}", show(&selector)), hint).on(&mid).at("spec.selector"),
+        );
         return;
     }
     for target in scoped {
@@ -278,12 +297,22 @@ fn check_prometheus_selection(
     monitor_ns: &str,
     report: &mut Report,
 ) -> Option<String> {
-    let (sel_field, ns_field) =
-        if pod_monitor { ("podMonitorSelector", "podMonitorNamespaceSelector") } else { ("serviceMonitorSelector", "serviceMonitorNamespaceSelector") };
+    let (sel_field, ns_field) = if pod_monitor {
+        ("podMonitorSelector", "podMonitorNamespaceSelector")
+    } else {
+        ("serviceMonitorSelector", "serviceMonitorNamespaceSelector")
+    };
     let proms: Vec<&Value> = objects.of_kind(&["Prometheus"]).collect();
     if proms.is_empty() {
         if options.prometheus_selector.is_empty() {
-            report.push(Check::warn("Prometheus selection", "no Prometheus object in the input and no --prometheus-selector; cannot tell whether Prometheus selects this monitor", "pass the Prometheus object's YAML or --prometheus-selector K=V").on(mid));
+            report.push(
+                Check::warn(
+                    "Prometheus selection",
+                    "no Prometheus object in the input and no --prometheus-selector; cannot tell whether Prometheus selects this monitor",
+                    "pass the Prometheus object's YAML or --prometheus-selector K=V",
+                )
+                .on(mid),
+            );
         } else {
             let missing: Vec<String> = options
                 .prometheus_selector
@@ -294,7 +323,15 @@ fn check_prometheus_selection(
             if missing.is_empty() {
                 report.push(Check::pass("Prometheus selection", "carries the labels the Prometheus selector requires").on(mid));
             } else {
-                report.push(Check::fail("Prometheus selection", format!("lacks label(s) {}", missing.join(", ")), format!("add {} to metadata.labels", missing.join(", "))).on(mid).at("metadata.labels"));
+                report.push(
+                    Check::fail(
+                        "Prometheus selection",
+                        format!("lacks label(s) {}", missing.join(", ")),
+                        format!("add {} to metadata.labels", missing.join(", ")),
+                    )
+                    .on(mid)
+                    .at("metadata.labels"),
+                );
             }
         }
         return None;
@@ -303,11 +340,26 @@ fn check_prometheus_selection(
     for p in &proms {
         let pid = id(p);
         let Some(sel) = p.pointer(&format!("/spec/{sel_field}")) else {
-            report.push(Check::fail("Prometheus selection", format!("{pid} has no spec.{sel_field}, so it selects no {}", if pod_monitor { "PodMonitor" } else { "ServiceMonitor" }), format!("set spec.{sel_field} on {pid}")).on(mid));
+            report.push(
+                Check::fail(
+                    "Prometheus selection",
+                    format!("{pid} has no spec.{sel_field}, so it selects no {}", if pod_monitor { "PodMonitor" } else { "ServiceMonitor" }),
+                    format!("set spec.{sel_field} on {pid}"),
+                )
+                .on(mid),
+            );
             continue;
         };
         if !selector_matches(sel, monitor_labels) {
-            report.push(Check::fail("Prometheus selection", format!("{pid} selects {} but the monitor's labels do not match", show(sel)), format!("add {} to metadata.labels", show(sel))).on(mid).at("metadata.labels"));
+            report.push(
+                Check::fail(
+                    "Prometheus selection",
+                    format!("{pid} selects {} but the monitor's labels do not match", show(sel)),
+                    format!("add {} to metadata.labels", show(sel)),
+                )
+                .on(mid)
+                .at("metadata.labels"),
+            );
             continue;
         }
         let ns_ok = match p.pointer(&format!("/spec/{ns_field}")) {
@@ -319,14 +371,32 @@ fn check_prometheus_selection(
             report.push(Check::pass("Prometheus selection", format!("selected by {pid}")).on(mid));
             selected_by = Some(ns_of(p).to_string());
         } else {
-            report.push(Check::fail("Prometheus selection", format!("{pid} does not admit namespace {monitor_ns} (spec.{ns_field})"), format!("move the monitor to {} or widen spec.{ns_field}", ns_of(p))).on(mid).at("metadata.namespace"));
+            report.push(
+                Check::fail(
+                    "Prometheus selection",
+                    format!("{pid} does not admit namespace {monitor_ns} (spec.{ns_field})"),
+                    format!("move the monitor to {} or widen spec.{ns_field}", ns_of(p)),
+                )
+                .on(mid)
+                .at("metadata.namespace"),
+            );
         }
     }
     selected_by
 }
 
 #[allow(clippy::too_many_arguments)]
-fn check_endpoint(objects: &Objects, m: &Value, mid: &str, field: &str, e: &Value, target: &Value, pod_monitor: bool, prom_ns: &Option<String>, report: &mut Report) {
+fn check_endpoint(
+    objects: &Objects,
+    m: &Value,
+    mid: &str,
+    field: &str,
+    e: &Value,
+    target: &Value,
+    pod_monitor: bool,
+    prom_ns: &Option<String>,
+    report: &mut Report,
+) {
     let ns = ns_of(target);
     let port_name = e.get("port").and_then(Value::as_str);
     // Resolve to (workload, container port number).
@@ -337,7 +407,19 @@ fn check_endpoint(objects: &Objects, m: &Value, mid: &str, field: &str, e: &Valu
         let ports = target.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
         let Some(sp) = ports.iter().find(|p| p.get("name").and_then(Value::as_str) == port_name) else {
             let names: Vec<&str> = ports.iter().filter_map(|p| p.get("name").and_then(Value::as_str)).collect();
-            report.push(Check::fail("Service port", format!("no port named {} (ports: {})", port_name.unwrap_or("?"), if names.is_empty() { "unnamed".into() } else { names.join(", ") }), format!("name the Service's metrics port {} or change {field}.port", port_name.unwrap_or("?"))).on(&tid).at("spec.ports"));
+            report.push(
+                Check::fail(
+                    "Service port",
+                    format!(
+                        "no port named {} (ports: {})",
+                        port_name.unwrap_or("?"),
+                        if names.is_empty() { "unnamed".into() } else { names.join(", ") }
+                    ),
+                    format!("name the Service's metrics port {} or change {field}.port", port_name.unwrap_or("?")),
+                )
+                .on(&tid)
+                .at("spec.ports"),
+            );
             return;
         };
         report.push(Check::pass("Service port", format!("has port {} ({})", port_name.unwrap_or(""), sp["port"])).on(&tid));
@@ -352,7 +434,15 @@ fn check_endpoint(objects: &Objects, m: &Value, mid: &str, field: &str, e: &Valu
             .filter(|w| ns_of(w) == ns && !sel.is_empty() && sel.iter().all(|(k, v)| labels(w, "/spec/template/metadata/labels").get(k) == Some(v)))
             .collect();
         if w.is_empty() {
-            report.push(Check::warn("workload", format!("no Deployment, StatefulSet or DaemonSet in the input matches the selector of {tid}"), "include the workload's YAML to check the container port, sidecar and Istio links").on(&tid).at("spec.selector"));
+            report.push(
+                Check::warn(
+                    "workload",
+                    format!("no Deployment, StatefulSet or DaemonSet in the input matches the selector of {tid}"),
+                    "include the workload's YAML to check the container port, sidecar and Istio links",
+                )
+                .on(&tid)
+                .at("spec.selector"),
+            );
             return;
         }
         (w, want)
@@ -399,7 +489,18 @@ impl std::fmt::Display for PortRef {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn check_sidecar_route(objects: &Objects, wid: &str, ns: &str, container: &Value, w: &Value, port: i64, e: &Value, mid: &str, field: &str, report: &mut Report) {
+fn check_sidecar_route(
+    objects: &Objects,
+    wid: &str,
+    ns: &str,
+    container: &Value,
+    w: &Value,
+    port: i64,
+    e: &Value,
+    mid: &str,
+    field: &str,
+    report: &mut Report,
+) {
     let image = container["image"].as_str().unwrap_or("");
     if container["name"] != "meshscrape-proxy" && !image.contains("meshscrape-proxy") {
         return;
@@ -408,11 +509,18 @@ fn check_sidecar_route(objects: &Objects, wid: &str, ns: &str, container: &Value
     // The ConfigMap mounted by the sidecar and named in its --config.
     let mounts = container["volumeMounts"].as_array().cloned().unwrap_or_default();
     let volumes = w.pointer("/spec/template/spec/volumes").and_then(Value::as_array).cloned().unwrap_or_default();
-    let cm_name = mounts.iter().find_map(|mnt| {
-        volumes.iter().find(|v| v["name"] == mnt["name"]).and_then(|v| v.pointer("/configMap/name")).and_then(Value::as_str)
-    });
+    let cm_name = mounts
+        .iter()
+        .find_map(|mnt| volumes.iter().find(|v| v["name"] == mnt["name"]).and_then(|v| v.pointer("/configMap/name")).and_then(Value::as_str));
     let Some(cm_name) = cm_name else {
-        report.push(Check::warn("sidecar route", "the sidecar mounts no ConfigMap, so it runs with flags or defaults; cannot check its routes offline", "mount the ConfigMap meshscrape-gen renders").on(wid));
+        report.push(
+            Check::warn(
+                "sidecar route",
+                "the sidecar mounts no ConfigMap, so it runs with flags or defaults; cannot check its routes offline",
+                "mount the ConfigMap meshscrape-gen renders",
+            )
+            .on(wid),
+        );
         return;
     };
     let Some(cm) = objects.of_kind(&["ConfigMap"]).find(|c| ns_of(c) == ns && s(c, "/metadata/name") == Some(cm_name)) else {
@@ -420,25 +528,47 @@ fn check_sidecar_route(objects: &Objects, wid: &str, ns: &str, container: &Value
         return;
     };
     let cmid = id(cm);
-    let Some((key, yaml)) = cm.get("data").and_then(Value::as_object).and_then(|d| d.iter().next()).map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())) else {
+    let Some((key, yaml)) =
+        cm.get("data").and_then(Value::as_object).and_then(|d| d.iter().next()).map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+    else {
         report.push(Check::fail("sidecar route", "the ConfigMap has no data", "render it with meshscrape-gen").on(&cmid));
         return;
     };
     let proxy = match ProxyConfig::from_yaml(Path::new(&key), &yaml, &ProxyOverrides::default()) {
         Ok(p) => p,
         Err(err) => {
-            report.push(Check::fail("sidecar config", format!("meshscrape-proxy would refuse to start: {err}"), "fix the ConfigMap's sidecar configuration").on(&cmid).at(format!("data.{key}")));
+            report.push(
+                Check::fail("sidecar config", format!("meshscrape-proxy would refuse to start: {err}"), "fix the ConfigMap's sidecar configuration")
+                    .on(&cmid)
+                    .at(format!("data.{key}")),
+            );
             return;
         }
     };
     if i64::from(proxy.listen.port()) != port {
-        report.push(Check::fail("sidecar listen port", format!("the sidecar listens on {} but the scrape goes to {port}", proxy.listen.port()), format!("set listen to 0.0.0.0:{port}")).on(&cmid).at(format!("data.{key}")));
+        report.push(
+            Check::fail(
+                "sidecar listen port",
+                format!("the sidecar listens on {} but the scrape goes to {port}", proxy.listen.port()),
+                format!("set listen to 0.0.0.0:{port}"),
+            )
+            .on(&cmid)
+            .at(format!("data.{key}")),
+        );
     }
     if proxy.routes.iter().any(|r| r.public == path) {
         report.push(Check::pass("sidecar route", format!("the sidecar routes {path}")).on(&cmid));
     } else {
         let public: Vec<&str> = proxy.routes.iter().map(|r| r.public.as_str()).collect();
-        report.push(Check::fail("sidecar route", format!("the sidecar has no route for {path} (routes: {}); Prometheus would get 404", public.join(", ")), format!("add a route {path}=<app path> or set {field}.path to one of the routes")).on(mid).at(format!("{field}.path")));
+        report.push(
+            Check::fail(
+                "sidecar route",
+                format!("the sidecar has no route for {path} (routes: {}); Prometheus would get 404", public.join(", ")),
+                format!("add a route {path}=<app path> or set {field}.path to one of the routes"),
+            )
+            .on(mid)
+            .at(format!("{field}.path")),
+        );
     }
 }
 
@@ -463,7 +593,10 @@ fn check_istio(objects: &Objects, wid: &str, w: &Value, port: i64, report: &mut 
     }
     let pod_labels = labels(w, "/spec/template/metadata/labels");
     let permissive = objects.of_kind(&["PeerAuthentication"]).filter(|pa| ns_of(pa) == ns_of(w)).find(|pa| {
-        let selects = pa.pointer("/spec/selector/matchLabels").and_then(Value::as_object).is_some_and(|ml| ml.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
+        let selects = pa
+            .pointer("/spec/selector/matchLabels")
+            .and_then(Value::as_object)
+            .is_some_and(|ml| ml.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
         let mode = pa.pointer(&format!("/spec/portLevelMtls/{port}/mode")).and_then(Value::as_str);
         selects && matches!(mode, Some("PERMISSIVE" | "DISABLE"))
     });
@@ -496,10 +629,16 @@ fn check_network_policy(objects: &Objects, wid: &str, w: &Value, port: i64, prom
     let prom_ns_labels = objects.ns_labels_or_name(prom_ns);
     let admits = |p: &&Value| {
         p.pointer("/spec/ingress").and_then(Value::as_array).into_iter().flatten().any(|rule| {
-            let port_ok = rule.get("ports").and_then(Value::as_array).is_none_or(|ps| ps.is_empty() || ps.iter().any(|x| x.get("port").is_none_or(|v| v.as_i64() == Some(port))));
+            let port_ok = rule
+                .get("ports")
+                .and_then(Value::as_array)
+                .is_none_or(|ps| ps.is_empty() || ps.iter().any(|x| x.get("port").is_none_or(|v| v.as_i64() == Some(port))));
             let from_ok = rule.get("from").and_then(Value::as_array).is_none_or(|fs| {
                 fs.is_empty()
-                    || fs.iter().any(|f| f.get("namespaceSelector").is_some_and(|ns| selector_matches(ns, &prom_ns_labels)) || (f.get("namespaceSelector").is_none() && f.get("podSelector").is_some() && prom_ns == ns_of(w)))
+                    || fs.iter().any(|f| {
+                        f.get("namespaceSelector").is_some_and(|ns| selector_matches(ns, &prom_ns_labels))
+                            || (f.get("namespaceSelector").is_none() && f.get("podSelector").is_some() && prom_ns == ns_of(w))
+                    })
             });
             port_ok && from_ok
         })
@@ -508,7 +647,14 @@ fn check_network_policy(objects: &Objects, wid: &str, w: &Value, port: i64, prom
         Some(p) => report.push(Check::pass("NetworkPolicy", format!("{} admits port {port} from namespace {prom_ns}", id(p))).on(wid)),
         None => {
             let ids: Vec<String> = policies.iter().map(|p| id(p)).collect();
-            report.push(Check::fail("NetworkPolicy", format!("{} select the pods but none admits port {port} from Prometheus's namespace {prom_ns}", ids.join(", ")), format!("add an ingress rule from namespaceSelector kubernetes.io/metadata.name={prom_ns} to port {port}")).on(wid));
+            report.push(
+                Check::fail(
+                    "NetworkPolicy",
+                    format!("{} select the pods but none admits port {port} from Prometheus's namespace {prom_ns}", ids.join(", ")),
+                    format!("add an ingress rule from namespaceSelector kubernetes.io/metadata.name={prom_ns} to port {port}"),
+                )
+                .on(wid),
+            );
         }
     }
 }

@@ -32,9 +32,7 @@ async fn api(base: &str, path_and_query: &str, timeout: Duration) -> Result<Valu
 }
 
 fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 fn label_matches(labels: &Value, job: &str, extra: &[(String, String)]) -> bool {
@@ -55,10 +53,12 @@ pub async fn check(url: &str, o: &Options) -> Report {
             return report;
         }
     };
-    let active: Vec<&Value> = data["activeTargets"].as_array().into_iter().flatten().filter(|t| label_matches(&t["labels"], &o.job, &o.labels)).collect();
+    let active: Vec<&Value> =
+        data["activeTargets"].as_array().into_iter().flatten().filter(|t| label_matches(&t["labels"], &o.job, &o.labels)).collect();
     let dropped = data["droppedTargets"].as_array().into_iter().flatten().filter(|t| label_matches(&t["discoveredLabels"], &o.job, &[])).count();
     if active.is_empty() {
-        let all_jobs: std::collections::BTreeSet<&str> = data["activeTargets"].as_array().into_iter().flatten().filter_map(|t| t["labels"]["job"].as_str()).collect();
+        let all_jobs: std::collections::BTreeSet<&str> =
+            data["activeTargets"].as_array().into_iter().flatten().filter_map(|t| t["labels"]["job"].as_str()).collect();
         let msg = if dropped > 0 {
             format!("no active target, but {dropped} discovered target(s) of this job were dropped by relabeling")
         } else {
@@ -69,7 +69,14 @@ pub async fn check(url: &str, o: &Options) -> Report {
     }
     report.push(Check::pass("targets", format!("{} active target(s)", active.len())).on(&who));
     if dropped > 0 {
-        report.push(Check::warn("targets", format!("{dropped} discovered target(s) of this job were dropped by relabeling"), "expected for the Service's other ports; otherwise check relabelings").on(&who));
+        report.push(
+            Check::warn(
+                "targets",
+                format!("{dropped} discovered target(s) of this job were dropped by relabeling"),
+                "expected for the Service's other ports; otherwise check relabelings",
+            )
+            .on(&who),
+        );
     }
     for t in active {
         let scrape_url = t["scrapeUrl"].as_str().unwrap_or("?").to_string();
@@ -77,14 +84,25 @@ pub async fn check(url: &str, o: &Options) -> Report {
             Some("up") => report.push(Check::pass("health", "up").on(&scrape_url)),
             Some("unknown") => report.push(Check::warn("health", "not scraped yet", "wait one scrape interval and run again").on(&scrape_url)),
             other => report.push(
-                Check::fail("health", format!("{}: {}", other.unwrap_or("?"), t["lastError"].as_str().unwrap_or("")), "run `meshscrape-verify endpoint` on the scrape URL")
-                    .on(&scrape_url),
+                Check::fail(
+                    "health",
+                    format!("{}: {}", other.unwrap_or("?"), t["lastError"].as_str().unwrap_or("")),
+                    "run `meshscrape-verify endpoint` on the scrape URL",
+                )
+                .on(&scrape_url),
             ),
         }
         let duration = t["lastScrapeDuration"].as_f64().unwrap_or(0.0);
         if let Some(timeout) = t["scrapeTimeout"].as_str().and_then(seconds) {
             if duration > timeout * 0.8 {
-                report.push(Check::warn("scrape duration", format!("last scrape took {duration:.3}s of a {timeout}s timeout"), "raise scrapeTimeout (not beyond the interval) or make the endpoint faster").on(&scrape_url));
+                report.push(
+                    Check::warn(
+                        "scrape duration",
+                        format!("last scrape took {duration:.3}s of a {timeout}s timeout"),
+                        "raise scrapeTimeout (not beyond the interval) or make the endpoint faster",
+                    )
+                    .on(&scrape_url),
+                );
             } else {
                 report.push(Check::pass("scrape duration", format!("{duration:.3}s of a {timeout}s timeout")).on(&scrape_url));
             }
@@ -97,7 +115,9 @@ pub async fn check(url: &str, o: &Options) -> Report {
                 let n = d["result"][0]["value"][1].as_str().unwrap_or("?").to_string();
                 report.push(Check::pass("metric", format!("{metric}: {n} series")).on(&who));
             }
-            Ok(_) => report.push(Check::fail("metric", format!("{metric} has no series for this job"), "check the metric name, and that the target is up").on(&who)),
+            Ok(_) => report.push(
+                Check::fail("metric", format!("{metric} has no series for this job"), "check the metric name, and that the target is up").on(&who),
+            ),
             Err(e) => report.push(Check::fail("metric", e, "check --url").on(&who)),
         }
     }

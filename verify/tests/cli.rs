@@ -64,7 +64,11 @@ fn cluster_exits_2_with_one_line_when_the_api_server_refuses_or_hangs() {
     let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let config = kubeconfig(&format!("https://{}:{}", "127.0.0.1", hung.local_addr().unwrap().port()));
     let started = std::time::Instant::now();
-    let out = Command::new(BIN).args(["cluster", "-n", "tools", "--service", "identity-service", "--request-timeout", "1s"]).env("KUBECONFIG", &config).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["cluster", "-n", "tools", "--service", "identity-service", "--request-timeout", "1s"])
+        .env("KUBECONFIG", &config)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
     drop(hung);

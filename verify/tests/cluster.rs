@@ -63,7 +63,13 @@ impl World {
             [p, rest @ ..] => (None, *p, rest.first().copied()),
             [] => return (StatusCode::NOT_FOUND, status(404, "NotFound", "no such path")),
         };
-        let labels = uri.query().unwrap_or("").split('&').find_map(|q| q.strip_prefix("labelSelector=")).map(|s| s.replace("%3D", "=").replace("%2C", ",").replace("%2F", "/")).unwrap_or_default();
+        let labels = uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .find_map(|q| q.strip_prefix("labelSelector="))
+            .map(|s| s.replace("%3D", "=").replace("%2C", ",").replace("%2F", "/"))
+            .unwrap_or_default();
         let mut found = self.objects.iter().filter(|o| {
             plural(o["kind"].as_str().unwrap_or("")) == plural_name
                 && ns.is_none_or(|ns| o.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns))
@@ -75,7 +81,10 @@ impl World {
                 Some(o) => (StatusCode::OK, o),
                 None => (StatusCode::NOT_FOUND, status(404, "NotFound", &format!("{plural_name} \"{n}\" not found"))),
             },
-            None if self.forbidden.contains(&plural_name) => (StatusCode::FORBIDDEN, status(403, "Forbidden", &format!("{plural_name} is forbidden: User \"ci\" cannot list resource \"{plural_name}\""))),
+            None if self.forbidden.contains(&plural_name) => (
+                StatusCode::FORBIDDEN,
+                status(403, "Forbidden", &format!("{plural_name} is forbidden: User \"ci\" cannot list resource \"{plural_name}\"")),
+            ),
             None => {
                 // Items of a real list carry no apiVersion or kind.
                 let items: Vec<Value> = found
@@ -96,7 +105,13 @@ impl World {
         tokio::spawn(async move {
             while let Some((req, send)) = handle.next_request().await {
                 let (code, body) = world.answer(req.method(), req.uri());
-                send.send_response(Response::builder().status(code).header("content-type", "application/json").body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap());
+                send.send_response(
+                    Response::builder()
+                        .status(code)
+                        .header("content-type", "application/json")
+                        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                        .unwrap(),
+                );
             }
         });
         kube::Client::new(service, "default")
@@ -170,9 +185,15 @@ async fn http_server(answers: Vec<(&'static str, &'static str, String)>) -> Sock
                 let n = s.read(&mut buf).await.unwrap_or(0);
                 let head = String::from_utf8_lossy(&buf[..n]);
                 let path = head.split(' ').nth(1).unwrap_or("").split('?').next().unwrap_or("").to_string();
-                let (ct, body) = answers.iter().find(|(p, _, _)| *p == path).map(|(_, ct, b)| (*ct, b.clone())).unwrap_or(("text/plain", String::new()));
+                let (ct, body) =
+                    answers.iter().find(|(p, _, _)| *p == path).map(|(_, ct, b)| (*ct, b.clone())).unwrap_or(("text/plain", String::new()));
                 let status = if body.is_empty() { "404 Not Found" } else { "200 OK" };
-                let _ = s.write_all(format!("HTTP/1.1 {status}\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes()).await;
+                let _ = s
+                    .write_all(
+                        format!("HTTP/1.1 {status}\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                            .as_bytes(),
+                    )
+                    .await;
             });
         }
     });
@@ -217,7 +238,21 @@ async fn a_healthy_cluster_passes_every_link_and_is_only_read() {
     let report = cluster::check(&world.client(), &options(), lb.clone()).await.unwrap();
     assert!(!report.failed(), "{}", text(&report));
     // The offline chain ran on what the cluster holds, the Prometheus object included.
-    for name in ["Service", "Service selection", "Prometheus selection", "Service port", "container port", "sidecar route", "Istio", "EndpointSlices", "metrics container", "port-forward", "status", "exposition", "probe"] {
+    for name in [
+        "Service",
+        "Service selection",
+        "Prometheus selection",
+        "Service port",
+        "container port",
+        "sidecar route",
+        "Istio",
+        "EndpointSlices",
+        "metrics container",
+        "port-forward",
+        "status",
+        "exposition",
+        "probe",
+    ] {
         assert!(find(&report, name).iter().any(|c| c.status == Status::Pass), "no passing {name} check:\n{}", text(&report));
     }
     assert!(find(&report, "EndpointSlices")[0].message.contains("1 of 1 endpoints ready on port prometheus (9090)"));
@@ -225,7 +260,11 @@ async fn a_healthy_cluster_passes_every_link_and_is_only_read() {
     assert_eq!(*lb.asked.lock().unwrap(), ["tools/identity-service-7d9f8-abcde:9090", "tools/identity-service-7d9f8-abcde:9090"]);
     let requests = world.requests.lock().unwrap();
     assert!(requests.iter().all(|r| r.starts_with("GET ")), "the verifier wrote to the cluster: {requests:?}");
-    assert!(requests.iter().any(|r| r.contains("endpointslices?&labelSelector=kubernetes.io%2Fservice-name%3Didentity-service") || r.contains("endpointslices?labelSelector=")), "{requests:?}");
+    assert!(
+        requests.iter().any(|r| r.contains("endpointslices?&labelSelector=kubernetes.io%2Fservice-name%3Didentity-service")
+            || r.contains("endpointslices?labelSelector=")),
+        "{requests:?}"
+    );
 }
 
 #[tokio::test]
@@ -243,7 +282,13 @@ async fn broken_links_each_fail_with_a_fix() {
         });
     let report = cluster::check(&world.client(), &options(), loopback(true).await).await.unwrap();
     assert_eq!(report.exit_code(), 1);
-    let fail = |name: &str| find(&report, name).into_iter().find(|c| c.status == Status::Fail).cloned().unwrap_or_else(|| panic!("no failing {name} check:\n{}", text(&report)));
+    let fail = |name: &str| {
+        find(&report, name)
+            .into_iter()
+            .find(|c| c.status == Status::Fail)
+            .cloned()
+            .unwrap_or_else(|| panic!("no failing {name} check:\n{}", text(&report)))
+    };
     assert!(fail("Prometheus selection").fix.unwrap().contains("prometheus=kube-prometheus"));
     assert!(fail("EndpointSlices").message.starts_with("0 of 1 endpoints ready"));
     let container = fail("metrics container");
@@ -267,7 +312,11 @@ async fn a_missing_service_or_monitor_is_named() {
     });
     let report = cluster::check(&world.client(), &options(), loopback(true).await).await.unwrap();
     let monitor = find(&report, "monitor");
-    assert!(monitor[0].status == Status::Fail && monitor[0].message.contains("none of the 1 ServiceMonitors and PodMonitors does"), "{}", text(&report));
+    assert!(
+        monitor[0].status == Status::Fail && monitor[0].message.contains("none of the 1 ServiceMonitors and PodMonitors does"),
+        "{}",
+        text(&report)
+    );
     // Asked about Prometheus too, it says why it cannot, instead of saying nothing.
     let mut o = options();
     o.prometheus = Some(("monitoring".into(), "prometheus-operated".into()));
@@ -297,7 +346,11 @@ async fn a_pod_monitor_is_followed_to_the_container_port_it_names() {
     // Prometheus scrapes pods directly for a PodMonitor, so the Service's slices are not checked,
     // and the job it is asked about is the PodMonitor's.
     assert!(find(&report, "EndpointSlices").is_empty(), "{}", text(&report));
-    assert!(find(&report, "targets").iter().any(|c| c.status == Status::Pass && c.object.as_deref() == Some("job podMonitor/monitoring/argo-monitor/0")), "{}", text(&report));
+    assert!(
+        find(&report, "targets").iter().any(|c| c.status == Status::Pass && c.object.as_deref() == Some("job podMonitor/monitoring/argo-monitor/0")),
+        "{}",
+        text(&report)
+    );
     assert_eq!(find(&report, "status")[0].object.as_deref(), Some("pod/tools/identity-service-7d9f8-abcde:9090/prometheus"));
 }
 
@@ -312,7 +365,13 @@ async fn forbidden_lists_warn_and_a_refused_port_forward_fails() {
     assert!(access[0].status == Status::Warn && access[0].message.contains("may not list namespaces"), "{}", text(&report));
     // The pod's port answers nothing: the scrape fails, naming the pod, not a local address.
     let scrape = find(&report, "scrape");
-    assert!(scrape.iter().any(|c| c.status == Status::Fail && c.object.as_deref().is_some_and(|o| o.starts_with("pod/tools/identity-service-7d9f8-abcde:9090"))), "{}", text(&report));
+    assert!(
+        scrape
+            .iter()
+            .any(|c| c.status == Status::Fail && c.object.as_deref().is_some_and(|o| o.starts_with("pod/tools/identity-service-7d9f8-abcde:9090"))),
+        "{}",
+        text(&report)
+    );
     assert!(!text(&report).contains("127.0.0.1"), "a local address leaked into the report:\n{}", text(&report));
 }
 
@@ -355,7 +414,11 @@ async fn prometheus_is_asked_through_its_own_port_forward() {
     let health = find(&report, "health");
     assert_eq!(health[0].status, Status::Pass);
     assert!(find(&report, "metric")[0].message.contains("3 series"));
-    assert!(find(&report, "port-forward").iter().any(|c| c.object.as_deref() == Some("pod/monitoring/prometheus-kube-prometheus-0:9090")), "{}", text(&report));
+    assert!(
+        find(&report, "port-forward").iter().any(|c| c.object.as_deref() == Some("pod/monitoring/prometheus-kube-prometheus-0:9090")),
+        "{}",
+        text(&report)
+    );
 }
 
 #[tokio::test]
@@ -385,12 +448,22 @@ async fn api_server(world: World, pods: BTreeMap<&'static str, SocketAddr>) -> S
                     if segs.last() == Some(&"portforward") {
                         world.requests.lock().unwrap().push(format!("{} {}", req.method(), req.uri()));
                         let pod = segs[segs.len() - 2].to_string();
-                        let port: u16 = req.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("ports="))).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{}", req.uri()));
+                        let port: u16 = req
+                            .uri()
+                            .query()
+                            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("ports=")))
+                            .and_then(|p| p.parse().ok())
+                            .unwrap_or_else(|| panic!("{}", req.uri()));
                         let key = req.headers()["sec-websocket-key"].as_bytes().to_vec();
                         let upgrade = hyper::upgrade::on(&mut req);
                         let target = pods.get(pod.as_str()).copied();
                         tokio::spawn(async move {
-                            let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(upgrade.await.unwrap()), tokio_tungstenite::tungstenite::protocol::Role::Server, None).await;
+                            let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                                TokioIo::new(upgrade.await.unwrap()),
+                                tokio_tungstenite::tungstenite::protocol::Role::Server,
+                                None,
+                            )
+                            .await;
                             forward_ws(ws, port, target).await;
                         });
                         let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
@@ -405,7 +478,11 @@ async fn api_server(world: World, pods: BTreeMap<&'static str, SocketAddr>) -> S
                         return Ok::<_, std::convert::Infallible>(resp);
                     }
                     let (code, body) = world.answer(req.method(), req.uri());
-                    Ok(Response::builder().status(code).header("content-type", "application/json").body(http_body_util::Full::new(bytes::Bytes::from(serde_json::to_vec(&body).unwrap()))).unwrap())
+                    Ok(Response::builder()
+                        .status(code)
+                        .header("content-type", "application/json")
+                        .body(http_body_util::Full::new(bytes::Bytes::from(serde_json::to_vec(&body).unwrap())))
+                        .unwrap())
                 }
             });
             tokio::spawn(async move {
@@ -416,7 +493,11 @@ async fn api_server(world: World, pods: BTreeMap<&'static str, SocketAddr>) -> S
     addr
 }
 
-async fn forward_ws<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(ws: tokio_tungstenite::WebSocketStream<S>, port: u16, target: Option<SocketAddr>) {
+async fn forward_ws<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    ws: tokio_tungstenite::WebSocketStream<S>,
+    port: u16,
+    target: Option<SocketAddr>,
+) {
     use futures_util::{SinkExt as _, StreamExt as _};
     use tokio_tungstenite::tungstenite::Message;
     let (mut sink, mut source) = ws.split();
@@ -460,7 +541,9 @@ async fn forward_ws<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(ws:
 
 fn kubeconfig(server: SocketAddr) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("meshscrape-verify-cluster-{}-{}", std::process::id(), server.port()));
-    let yaml = format!("apiVersion: v1\nkind: Config\ncurrent-context: kind-test\nclusters:\n- name: test\n  cluster: {{server: \"http://{server}\"}}\ncontexts:\n- name: kind-test\n  context: {{cluster: test, user: test}}\nusers:\n- name: test\n  user: {{token: t}}\n");
+    let yaml = format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: kind-test\nclusters:\n- name: test\n  cluster: {{server: \"http://{server}\"}}\ncontexts:\n- name: kind-test\n  context: {{cluster: test, user: test}}\nusers:\n- name: test\n  user: {{token: t}}\n"
+    );
     std::fs::write(&path, yaml).unwrap();
     path
 }
@@ -484,7 +567,13 @@ async fn the_binary_walks_a_cluster_over_http_and_scrapes_through_real_port_forw
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_str(&stdout).unwrap();
-    let passed = |name: &str, object: &str| report["checks"].as_array().unwrap().iter().any(|c| c["name"] == name && c["status"] == "pass" && c["object"].as_str().is_some_and(|o| o.starts_with(object)));
+    let passed = |name: &str, object: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == name && c["status"] == "pass" && c["object"].as_str().is_some_and(|o| o.starts_with(object)))
+    };
     assert!(passed("status", "pod/tools/identity-service-7d9f8-abcde:9090/prometheus"), "{stdout}");
     assert!(passed("probe", "pod/tools/identity-service-7d9f8-abcde:9090/readiness"), "{stdout}");
     assert!(passed("health", "http://10.0.0.12:9090/prometheus"), "{stdout}");

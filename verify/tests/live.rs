@@ -57,7 +57,11 @@ async fn gzip_bodies_are_decoded() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(SEED.as_bytes()).unwrap();
     let body = gz.finish().unwrap();
-    let mut resp = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
+    let mut resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
     resp.extend(body);
     let r = endpoint::check(&serve(resp, false).await, &opts()).await;
     assert!(!r.failed(), "{r:?}");
@@ -105,7 +109,10 @@ async fn probes_must_answer_200() {
     let url = serve(ok(SEED, "text/plain"), false).await;
     let o = endpoint::Options { probes: vec!["/readiness".into()], ..opts() };
     let r = endpoint::check(&format!("{url}/prometheus"), &o).await;
-    assert!(r.checks.iter().any(|c| c.name == "probe" && c.status == Status::Pass && c.object.as_deref() == Some(&format!("{url}/readiness")[..])), "{r:?}");
+    assert!(
+        r.checks.iter().any(|c| c.name == "probe" && c.status == Status::Pass && c.object.as_deref() == Some(&format!("{url}/readiness")[..])),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]

@@ -103,7 +103,10 @@ fn sidecar_port_clashing_with_app_port() {
 
 #[test]
 fn https_scheme_and_bad_quantities() {
-    let text = format!("{}sidecar: {{resources: {{limits: {{memory: 15MB}}}}}}\n", MINIMAL.replace("namespace: monitoring", "namespace: monitoring, scheme: https"));
+    let text = format!(
+        "{}sidecar: {{resources: {{limits: {{memory: 15MB}}}}}}\n",
+        MINIMAL.replace("namespace: monitoring", "namespace: monitoring, scheme: https")
+    );
     let fields: Vec<_> = problems(&text).into_iter().map(|p| p.field).collect();
     assert!(fields.contains(&"monitor.scheme".to_string()) && fields.contains(&"sidecar.resources.limits.memory".to_string()), "{fields:?}");
 }

@@ -57,14 +57,8 @@ fn reads_every_key_from_yaml() {
 
 #[test]
 fn flags_override_the_file() {
-    let o = ProxyOverrides {
-        listen: Some("127.0.0.1:1".into()),
-        routes: vec!["/m=/metrics".into()],
-        max_in_flight: Some(2),
-        ..Default::default()
-    };
-    let c = ProxyConfig::from_yaml(Path::new("f.yaml"), "listen: 0.0.0.0:9999\nroutes: [/a=/b, /c=/d]\nlimits: {maxInFlight: 9}\n", &o)
-        .unwrap();
+    let o = ProxyOverrides { listen: Some("127.0.0.1:1".into()), routes: vec!["/m=/metrics".into()], max_in_flight: Some(2), ..Default::default() };
+    let c = ProxyConfig::from_yaml(Path::new("f.yaml"), "listen: 0.0.0.0:9999\nroutes: [/a=/b, /c=/d]\nlimits: {maxInFlight: 9}\n", &o).unwrap();
     assert_eq!(c.listen.port(), 1);
     assert_eq!(c.routes.len(), 1, "flag routes replace the file's");
     assert_eq!(c.routes[0].public, "/m");
@@ -122,10 +116,7 @@ fn rejects_reserved_relative_and_duplicate_public_paths_all_at_once() {
         from_yaml("routes:\n  - /-/metrics=/metrics\n  - metrics=/metrics\n  - /a=/x\n  - /a=/y\n  - /b/../c=/x\n  - /q?x=1=/x\n").unwrap_err(),
     );
     let fields: Vec<_> = p.iter().map(|p| (p.field.as_str(), line_of(p))).collect();
-    assert_eq!(
-        fields,
-        [("routes[0]", 2), ("routes[1]", 3), ("routes[3]", 5), ("routes[4]", 6), ("routes[5]", 7)]
-    );
+    assert_eq!(fields, [("routes[0]", 2), ("routes[1]", 3), ("routes[3]", 5), ("routes[4]", 6), ("routes[5]", 7)]);
     assert!(p[0].message.contains("/-/"));
     assert!(p[1].message.contains("must start with /"));
     assert!(p[2].message.contains("already routed (at sidecar.yaml:4:"), "{}", p[2].message);
@@ -162,8 +153,7 @@ fn reports_wrong_types_and_syntax_errors_with_the_line() {
 #[test]
 fn rejects_limits_and_timeouts_out_of_range() {
     let p = problems(
-        from_yaml("timeouts:\n  upstream: 0s\n  connect: 30\nlimits:\n  maxInFlight: 0\n  maxRequestHeadBytes: 10\nlogFormat: xml\n")
-            .unwrap_err(),
+        from_yaml("timeouts:\n  upstream: 0s\n  connect: 30\nlimits:\n  maxInFlight: 0\n  maxRequestHeadBytes: 10\nlogFormat: xml\n").unwrap_err(),
     );
     let fields: Vec<_> = p.iter().map(|p| p.field.as_str()).collect();
     assert_eq!(fields, ["timeouts.connect", "timeouts.upstream", "limits.maxInFlight", "limits.maxRequestHeadBytes", "logFormat"]);

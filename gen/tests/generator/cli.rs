@@ -38,7 +38,12 @@ fn out_writes_one_folder_per_namespace_with_a_kustomization() {
     folders.sort();
     assert_eq!(folders, ["monitoring", "staging", "tools"]);
     let k = std::fs::read_to_string(dir.join("staging/kustomization.yaml")).unwrap();
-    for file in ["configmap-identity-service-meshscrape.yaml", "deployment-identity-service.yaml", "service-identity-service.yaml", "networkpolicy-identity-service-metrics.yaml"] {
+    for file in [
+        "configmap-identity-service-meshscrape.yaml",
+        "deployment-identity-service.yaml",
+        "service-identity-service.yaml",
+        "networkpolicy-identity-service-metrics.yaml",
+    ] {
         assert!(k.contains(&format!("  - {file}\n")), "{k}");
         let text = std::fs::read_to_string(dir.join("staging").join(file)).unwrap();
         assert!(text.contains("namespace: \"staging\""), "{file}");

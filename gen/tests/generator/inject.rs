@@ -1,7 +1,7 @@
 //! `inject`: the sidecar added to existing workloads, everything else kept, twice = once.
 
-use std::process::{Command, Stdio};
 use std::io::Write as _;
+use std::process::{Command, Stdio};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;

@@ -76,8 +76,7 @@ fn pod_monitor_replaces_the_service_monitor_and_validates() {
 #[test]
 fn monitor_fields_reach_the_endpoint() {
     let rendered = render_config(&config_with(|t| {
-        t.replace("interval: 30s", "interval: 1m\n  scrapeTimeout: 15s\n  jobLabel: app")
-            .replace("honorLabels: true", "honorLabels: false")
+        t.replace("interval: 30s", "interval: 1m\n  scrapeTimeout: 15s\n  jobLabel: app").replace("honorLabels: true", "honorLabels: false")
     }));
     let Object::ServiceMonitor(sm) = &rendered.last().unwrap().object else { panic!("last is the monitor") };
     let e = &sm.spec.endpoints[0];
@@ -125,7 +124,8 @@ fn templates_folder_overrides_one_template_and_strict_undefined_fails_naming_it(
     assert!(matches!(err, GenError::Template { .. }), "{err}");
     assert!(err.to_string().contains("service.yaml.j2") && err.to_string().contains("undefined"), "{err}");
 
-    std::fs::write(dir.join("service.yaml.j2"), "apiVersion: v1\nkind: Service\nmetadata:\n  name: x\n  namespace: tools\nspec:\n  prots: []\n").unwrap();
+    std::fs::write(dir.join("service.yaml.j2"), "apiVersion: v1\nkind: Service\nmetadata:\n  name: x\n  namespace: tools\nspec:\n  prots: []\n")
+        .unwrap();
     let err = render(&config, &Templates::load(Some(&dir)).unwrap()).unwrap_err().to_string();
     assert!(err.contains("service.yaml.j2") && err.contains("spec.prots"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();

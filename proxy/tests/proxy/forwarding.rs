@@ -122,9 +122,11 @@ async fn serves_keep_alive_clients_several_requests() {
     let up = Upstream::start(Script::Body("x 1\n")).await;
     let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
     let mut s = TcpStream::connect(sidecar.addr).await.unwrap();
-    s.write_all(b"GET /m HTTP/1.1\r\nHost: s\r\n\r\nGET /-/healthy HTTP/1.1\r\nHost: s\r\n\r\nGET /m HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    s.write_all(
+        b"GET /m HTTP/1.1\r\nHost: s\r\n\r\nGET /-/healthy HTTP/1.1\r\nHost: s\r\n\r\nGET /m HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.unwrap();
     let text = String::from_utf8_lossy(&buf);

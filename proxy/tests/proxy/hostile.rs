@@ -69,7 +69,8 @@ async fn content_length_with_transfer_encoding_closes_the_connection() {
     // nothing after the chunked body can be read as a second request.
     let up = Upstream::start(Script::Body("x 1\n")).await;
     let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
-    let req = b"GET /m HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /-/metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+    let req =
+        b"GET /m HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /-/metrics HTTP/1.1\r\nHost: x\r\n\r\n";
     let reply = raw(sidecar.addr, req).await.expect("an answer");
     assert_eq!(reply.header("connection").as_deref(), Some("close"));
     assert_eq!(reply.text(), "x 1\n", "exactly one response, no second one for the trailing request");

@@ -17,14 +17,7 @@ fn free_port() -> u16 {
 async fn spawn(args: &[&str]) -> (Child, SocketAddr) {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut child = Command::new(BIN)
-        .arg("--listen")
-        .arg(addr.to_string())
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Command::new(BIN).arg("--listen").arg(addr.to_string()).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
             return (child, addr);

@@ -53,7 +53,9 @@ fn prometheus_without_namespace_selector_only_sees_its_own_namespace() {
 
 #[test]
 fn service_labels_the_monitor_does_not_select() {
-    let text = with_prometheus(&GENERATED.replace("    \"app\": \"argo-monitoring-service\"\n    \"app.kubernetes.io/managed-by\"", "    \"app.kubernetes.io/managed-by\""));
+    let text = with_prometheus(
+        &GENERATED.replace("    \"app\": \"argo-monitoring-service\"\n    \"app.kubernetes.io/managed-by\"", "    \"app.kubernetes.io/managed-by\""),
+    );
     let report = run(&text, &Options::default());
     let c = report.checks.iter().find(|c| c.status == Status::Fail).unwrap();
     assert_eq!(c.name, "Service selection");
@@ -102,7 +104,8 @@ fn monitor_path_that_the_sidecar_does_not_route() {
 
 #[test]
 fn network_policy_that_blocks_prometheus() {
-    let text = with_prometheus(&GENERATED.replace("\"kubernetes.io/metadata.name\": \"monitoring\"", "\"kubernetes.io/metadata.name\": \"elsewhere\""));
+    let text =
+        with_prometheus(&GENERATED.replace("\"kubernetes.io/metadata.name\": \"monitoring\"", "\"kubernetes.io/metadata.name\": \"elsewhere\""));
     let f = failures(&run(&text, &Options::default()));
     assert!(f.iter().any(|(n, m)| n == "NetworkPolicy" && m.contains("none admits port 9090")), "{f:?}");
 }
