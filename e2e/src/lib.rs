@@ -1,8 +1,8 @@
 //! End-to-end tests of meshscrape live in `tests/`; this library holds what they share.
 //!
-//! - Tier 2 (`tests/prometheus.rs`): the sidecar in-process, configured from the ConfigMap that
+//! - Tier 2 (`tests/e2e/prometheus.rs`): the sidecar in-process, configured from the ConfigMap that
 //!   `meshscrape-gen` renders, a demo app, and a real Prometheus process scraping through it.
-//! - Tier 3 (`tests/containers.rs`): the same as a pod of containers (testcontainers) behind a
+//! - Tier 3 (`tests/e2e/containers.rs`): the same as a pod of containers (testcontainers) behind a
 //!   STRICT mTLS gate, inside the generated Deployment's resource limits, with Prometheus in a
 //!   container of its own.
 //!

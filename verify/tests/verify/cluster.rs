@@ -120,9 +120,9 @@ impl World {
 
 /// The generated example as `kubectl apply` leaves it, plus what a cluster adds around it.
 fn healthy() -> World {
-    let fixture = include_str!("fixtures/identity-service.yaml");
+    let fixture = include_str!("../fixtures/identity-service.yaml");
     let mut objects: Vec<Value> = serde_saphyr::from_multiple(fixture).unwrap();
-    objects.push(serde_saphyr::from_str(include_str!("fixtures/prometheus.yaml")).unwrap());
+    objects.push(serde_saphyr::from_str(include_str!("../fixtures/prometheus.yaml")).unwrap());
     let deployment = objects.iter().find(|o| o["kind"] == "Deployment").unwrap().clone();
     let template = &deployment["spec"]["template"];
     for ns in ["tools", "monitoring"] {

@@ -1,0 +1,7 @@
+//! End-to-end tests: tier 2 (a real Prometheus process scraping through the sidecar in this
+//! process) and tier 3 (a pod of containers behind an mTLS gate, Prometheus in a container).
+
+mod e2e {
+    mod containers;
+    mod prometheus;
+}
