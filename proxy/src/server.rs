@@ -61,8 +61,13 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, config: &ProxyConfig, s
         let conn = http.serve_connection(TokioIo::new(stream), service_fn(move |req| service_app.clone().serve(req)));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            match conn.await {
+                // hyper has answered 400 or 431 with no body; the reason goes to the log instead.
+                Err(e) if e.is_parse() || e.is_parse_too_large() => {
+                    tracing::info!(%peer, error = %e, "rejected an unparseable or oversized request head");
+                }
+                Err(e) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+                Ok(()) => {}
             }
             drop(slot);
         });

@@ -101,3 +101,20 @@ async fn json_logs_are_one_object_per_line_on_stderr() {
     }
     assert!(lines.iter().any(|l| l.contains("\"message\":\"serving\"")), "{lines:?}");
 }
+
+#[tokio::test]
+async fn a_head_hyper_rejects_is_logged_with_its_reason() {
+    let (mut child, addr) = spawn(&["--log-format", "json", "--route", "/m=/m"]).await;
+    // Not HTTP at all: hyper answers 400 itself, with no body, so the reason must be in the log.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut s, b"GET /m HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n").await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::io::AsyncReadExt::read_to_end(&mut s, &mut reply).await;
+    assert!(reply.starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&reply));
+    terminate(&child);
+    let stderr = child.stderr.take().unwrap();
+    let lines: Vec<String> = BufReader::new(stderr).lines().map_while(Result::ok).collect();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let logged = lines.iter().find(|l| l.contains("rejected an unparseable or oversized request head")).unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(logged.contains("\"level\":\"INFO\"") && logged.contains("\"peer\":\"127.0.0.1:"), "{logged}");
+}
