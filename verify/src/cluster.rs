@@ -115,25 +115,25 @@ impl Reader<'_> {
         }
     }
 
-    /// A list; kinds the cluster does not serve are empty, and lists it forbids are empty with a
-    /// warning in `report`.
-    async fn list(&self, ar: &ApiResource, namespace: Option<&str>, labels: Option<&str>, report: &mut Report) -> Result<Vec<Value>, String> {
+    /// A list; kinds the cluster does not serve are empty. `None` when it may not be read, with a
+    /// warning in `report`, so that checks needing it are skipped rather than failed.
+    async fn list(&self, ar: &ApiResource, namespace: Option<&str>, labels: Option<&str>, report: &mut Report) -> Result<Option<Vec<Value>>, String> {
         let mut lp = ListParams::default();
         if let Some(l) = labels {
             lp = lp.labels(l);
         }
         let scope = namespace.map_or("in all namespaces".to_string(), |ns| format!("in namespace {ns}"));
         match self.api(ar, namespace).list(&lp).await {
-            Ok(list) => Ok(list.items.into_iter().map(|o| Self::value(ar, o)).collect()),
+            Ok(list) => Ok(Some(list.items.into_iter().map(|o| Self::value(ar, o)).collect())),
             Err(kube::Error::Api(s)) if s.is_forbidden() => {
                 report.push(Check::warn(
                     "access",
                     format!("may not list {} {scope}: {}", ar.plural, s.message),
                     format!("grant get and list on {} (kubectl auth can-i list {}); the checks that need them are skipped", ar.plural, ar.plural),
                 ));
-                Ok(Vec::new())
+                Ok(None)
             }
-            Err(kube::Error::Api(s)) if s.is_not_found() => Ok(Vec::new()),
+            Err(kube::Error::Api(s)) if s.is_not_found() => Ok(Some(Vec::new())),
             Err(e) => Err(format!("listing {} {scope}: {}", ar.plural, api_error(&e))),
         }
     }
@@ -176,9 +176,10 @@ pub async fn check(client: &kube::Client, options: &Options, connector: Arc<dyn 
 
     // The pods behind the Service: PodMonitors select them, and their containers are checked.
     let selector = service.pointer("/spec/selector").and_then(Value::as_object).cloned().unwrap_or_default();
+    // `None`: no selector, or pods may not be listed (either is said in the report).
     let pods = if selector.is_empty() {
         report.push(Check::warn("pods", "the Service has no selector, so its pods cannot be found", "check the EndpointSlices by hand").on(&sid));
-        Vec::new()
+        None
     } else {
         reader.list(&resource("", "v1", "Pod", "pods"), Some(ns), Some(&label_selector(&selector)), &mut report).await?
     };
@@ -186,11 +187,27 @@ pub async fn check(client: &kube::Client, options: &Options, connector: Arc<dyn 
     // The monitors that select the Service (ServiceMonitor) or its pods (PodMonitor), and the
     // objects the offline chain needs, as the cluster holds them.
     say(options, "reading monitors, Prometheus objects and the namespace's workloads");
-    let mut monitors = reader.list(&resource("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"), None, None, &mut report).await?;
-    monitors.extend(reader.list(&resource("monitoring.coreos.com", "v1", "PodMonitor", "podmonitors"), None, None, &mut report).await?);
-    let selecting: Vec<Value> =
-        monitors.iter().filter(|m| manifests::selects_service(m, &service) || pods.iter().any(|p| manifests::selects_pod(m, p))).cloned().collect();
-    if selecting.is_empty() {
+    let service_monitors =
+        reader.list(&resource("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"), None, None, &mut report).await?;
+    let pod_monitors = reader.list(&resource("monitoring.coreos.com", "v1", "PodMonitor", "podmonitors"), None, None, &mut report).await?;
+    let monitors_hidden = service_monitors.is_none() || pod_monitors.is_none();
+    let monitors: Vec<Value> = service_monitors.into_iter().chain(pod_monitors).flatten().collect();
+    let pod_list = pods.as_deref().unwrap_or_default();
+    let selecting: Vec<Value> = monitors
+        .iter()
+        .filter(|m| manifests::selects_service(m, &service) || pod_list.iter().any(|p| manifests::selects_pod(m, p)))
+        .cloned()
+        .collect();
+    if selecting.is_empty() && monitors_hidden {
+        report.push(
+            Check::warn(
+                "monitor",
+                "cannot tell which monitor selects the Service: monitors may not be listed",
+                "grant list on servicemonitors and podmonitors",
+            )
+            .on(&sid),
+        );
+    } else if selecting.is_empty() {
         let why = if monitors.is_empty() {
             "there are no monitors at all (is prometheus-operator installed, and may you list them?)".to_string()
         } else {
@@ -217,22 +234,33 @@ pub async fn check(client: &kube::Client, options: &Options, connector: Arc<dyn 
     } else {
         let mut docs = vec![service.clone()];
         docs.extend(selecting.iter().cloned());
-        docs.extend(reader.list(&resource("monitoring.coreos.com", "v1", "Prometheus", "prometheuses"), None, None, &mut report).await?);
-        docs.extend(reader.list(&resource("", "v1", "Namespace", "namespaces"), None, None, &mut report).await?);
+        docs.extend(
+            reader.list(&resource("monitoring.coreos.com", "v1", "Prometheus", "prometheuses"), None, None, &mut report).await?.unwrap_or_default(),
+        );
+        docs.extend(reader.list(&resource("", "v1", "Namespace", "namespaces"), None, None, &mut report).await?.unwrap_or_default());
         for (group, kind, plural) in
             [("apps", "Deployment", "deployments"), ("apps", "StatefulSet", "statefulsets"), ("apps", "DaemonSet", "daemonsets")]
         {
-            docs.extend(reader.list(&resource(group, "v1", kind, plural), Some(ns), None, &mut report).await?);
+            docs.extend(reader.list(&resource(group, "v1", kind, plural), Some(ns), None, &mut report).await?.unwrap_or_default());
         }
         docs.extend(
             reader
                 .list(&resource("", "v1", "ConfigMap", "configmaps"), Some(ns), Some("app.kubernetes.io/managed-by=meshscrape-gen"), &mut report)
-                .await?,
+                .await?
+                .unwrap_or_default(),
         );
         docs.extend(
-            reader.list(&resource("security.istio.io", "v1", "PeerAuthentication", "peerauthentications"), Some(ns), None, &mut report).await?,
+            reader
+                .list(&resource("security.istio.io", "v1", "PeerAuthentication", "peerauthentications"), Some(ns), None, &mut report)
+                .await?
+                .unwrap_or_default(),
         );
-        docs.extend(reader.list(&resource("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies"), Some(ns), None, &mut report).await?);
+        docs.extend(
+            reader
+                .list(&resource("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies"), Some(ns), None, &mut report)
+                .await?
+                .unwrap_or_default(),
+        );
         report.checks.extend(manifests::check(&manifests::Objects::from_values(docs), &manifests::Options::default()).checks);
     }
 
@@ -263,7 +291,7 @@ pub async fn check(client: &kube::Client, options: &Options, connector: Arc<dyn 
         check_endpoint_slices(&reader, options, &sid, &port_name, &mut report).await?;
         service_port.get("targetPort").or_else(|| service_port.get("port")).cloned().unwrap_or(Value::Null)
     };
-    let ready_pod = if selector.is_empty() { None } else { check_pods(&pods, &container_port, &sid, &mut report) };
+    let ready_pod = pods.as_deref().and_then(|pods| check_pods(pods, &container_port, &sid, &mut report));
 
     let path = s(&monitor_endpoint, "/path").unwrap_or("/metrics").to_string();
     if options.port_forward {
@@ -277,6 +305,9 @@ pub async fn check(client: &kube::Client, options: &Options, connector: Arc<dyn 
                 })
                 .await;
                 report.checks.extend(found.checks);
+            }
+            None if pods.is_none() => {
+                report.push(Check::warn("scrape", "no pod to scrape: the pods cannot be found", "see the warnings above").on(&sid));
             }
             None => report.push(Check::fail("scrape", "no pod is ready to scrape", "fix the pod and container checks above first").on(&sid)),
         }
@@ -303,6 +334,8 @@ async fn check_endpoint_slices(reader: &Reader<'_>, options: &Options, sid: &str
             report,
         )
         .await?;
+    // May not be listed: said in the report already.
+    let Some(slices) = slices else { return Ok(()) };
     if slices.is_empty() {
         report.push(
             Check::fail(
@@ -442,7 +475,9 @@ async fn check_prometheus(
         return Ok(());
     };
     let selector = svc.pointer("/spec/selector").and_then(Value::as_object).cloned().unwrap_or_default();
-    let pods = reader.list(&resource("", "v1", "Pod", "pods"), Some(ns), Some(&label_selector(&selector)), report).await?;
+    let Some(pods) = reader.list(&resource("", "v1", "Pod", "pods"), Some(ns), Some(&label_selector(&selector)), report).await? else {
+        return Ok(());
+    };
     let ready = pods.iter().find(|p| {
         p.pointer("/status/conditions")
             .and_then(Value::as_array)

@@ -355,6 +355,24 @@ async fn a_pod_monitor_is_followed_to_the_container_port_it_names() {
 }
 
 #[tokio::test]
+async fn checks_that_need_a_forbidden_list_are_skipped_not_failed() {
+    let mut world = healthy();
+    world.forbidden = vec!["pods", "endpointslices", "servicemonitors"];
+    // No monitor can be read to name the port, so it is named on the command line.
+    let mut o = options();
+    o.port = Some("prometheus".into());
+    let report = cluster::check(&world.client(), &o, loopback(true).await).await.unwrap();
+    let warned: Vec<&str> = report.checks.iter().filter(|c| c.status == Status::Warn).map(|c| c.message.as_str()).collect();
+    for plural in ["pods", "endpointslices", "servicemonitors"] {
+        assert!(warned.iter().any(|m| m.starts_with(&format!("may not list {plural} "))), "{}", text(&report));
+    }
+    // What could not be read is not reported as broken.
+    assert!(!report.failed(), "{}", text(&report));
+    assert!(find(&report, "monitor").iter().all(|c| c.status == Status::Warn), "{}", text(&report));
+    assert!(find(&report, "scrape").iter().all(|c| c.status == Status::Warn), "{}", text(&report));
+}
+
+#[tokio::test]
 async fn forbidden_lists_warn_and_a_refused_port_forward_fails() {
     let mut world = healthy();
     world.forbidden = vec!["namespaces"];
