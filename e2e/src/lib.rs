@@ -6,8 +6,7 @@
 //!   STRICT mTLS gate, inside the generated Deployment's resource limits, with Prometheus in a
 //!   container of its own.
 //!
-//! The demo app both tiers scrape is `src/bin/demo-app.rs` (tier 3) or the in-process copy of it
-//! in tier 2.
+//! Both tiers scrape the demo app `src/bin/demo-app.rs`: a process in tier 2, an image in tier 3.
 
 pub mod docker;
 

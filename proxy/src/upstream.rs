@@ -59,12 +59,6 @@ struct Idle {
     since: Instant,
 }
 
-impl Idle {
-    fn usable(&self, idle_timeout: Duration) -> bool {
-        !self.sender.is_closed() && self.since.elapsed() < idle_timeout
-    }
-}
-
 /// Pooled keep-alive connections to the app.
 pub struct Pool {
     idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
@@ -122,11 +116,11 @@ impl Pool {
         Ok(sender)
     }
 
-    /// A ready connection to `addr`, dropping closed and long-idle ones on the way.
+    /// A ready connection to `addr` (a closed one is never ready). Pruning closed and long-idle
+    /// ones is `reap`'s job, once a second, not every request's.
     fn checkout(&self, addr: SocketAddr) -> Option<SendRequest<Empty<Bytes>>> {
         let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let list = idle.get_mut(&addr)?;
-        list.retain(|c| c.usable(self.idle_timeout));
         let ready = list.iter().position(|c| c.sender.is_ready())?;
         Some(list.swap_remove(ready).sender)
     }
@@ -136,7 +130,7 @@ impl Pool {
     pub fn reap(&self) {
         let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for list in idle.values_mut() {
-            list.retain(|c| c.usable(self.idle_timeout));
+            list.retain(|c| !c.sender.is_closed() && c.since.elapsed() < self.idle_timeout);
         }
     }
 

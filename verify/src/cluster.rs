@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::manifests::s;
 use crate::report::{Check, Report, Status};
 use crate::{endpoint, manifests, prometheus};
 
@@ -139,10 +140,6 @@ impl Reader<'_> {
     }
 }
 
-fn s<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer).and_then(Value::as_str)
-}
-
 fn name_of(v: &Value) -> &str {
     s(v, "/metadata/name").unwrap_or("?")
 }
@@ -193,11 +190,8 @@ pub async fn check(client: &kube::Client, options: &Options, connector: Arc<dyn 
     let monitors_hidden = service_monitors.is_none() || pod_monitors.is_none();
     let monitors: Vec<Value> = service_monitors.into_iter().chain(pod_monitors).flatten().collect();
     let pod_list = pods.as_deref().unwrap_or_default();
-    let selecting: Vec<Value> = monitors
-        .iter()
-        .filter(|m| manifests::selects_service(m, &service) || pod_list.iter().any(|p| manifests::selects_pod(m, p)))
-        .cloned()
-        .collect();
+    let selecting: Vec<Value> =
+        monitors.iter().filter(|m| manifests::selects(m, &service) || pod_list.iter().any(|p| manifests::selects(m, p))).cloned().collect();
     if selecting.is_empty() && monitors_hidden {
         report.push(
             Check::warn(

@@ -68,7 +68,8 @@ fn collect(path: &Path, out: &mut Vec<(String, String)>) -> Result<(), String> {
     Ok(())
 }
 
-fn s<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+/// The string at a JSON pointer, if there is one.
+pub(crate) fn s<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
     v.pointer(pointer).and_then(Value::as_str)
 }
 
@@ -275,16 +276,16 @@ fn admits(m: &Value, ns: &str) -> bool {
     any || if match_names.is_empty() { ns == ns_of(m) } else { match_names.iter().any(|n| n == ns) }
 }
 
-/// Whether ServiceMonitor `m` selects `service`: its namespace admitted, its labels matched.
-pub fn selects_service(m: &Value, service: &Value) -> bool {
+/// Whether monitor `m` selects `target`, a Service for a ServiceMonitor or a Pod for a PodMonitor:
+/// the target's namespace admitted and its labels matched.
+pub fn selects(m: &Value, target: &Value) -> bool {
+    let wanted = match s(m, "/kind") {
+        Some("ServiceMonitor") => "Service",
+        Some("PodMonitor") => "Pod",
+        _ => return false,
+    };
     let selector = m.pointer("/spec/selector").cloned().unwrap_or(Value::Object(Map::new()));
-    s(m, "/kind") == Some("ServiceMonitor") && admits(m, ns_of(service)) && selector_matches(&selector, &labels(service, "/metadata/labels"))
-}
-
-/// Whether PodMonitor `m` selects `pod`: its namespace admitted, its labels matched.
-pub fn selects_pod(m: &Value, pod: &Value) -> bool {
-    let selector = m.pointer("/spec/selector").cloned().unwrap_or(Value::Object(Map::new()));
-    s(m, "/kind") == Some("PodMonitor") && admits(m, ns_of(pod)) && selector_matches(&selector, &labels(pod, "/metadata/labels"))
+    s(target, "/kind") == Some(wanted) && admits(m, ns_of(target)) && selector_matches(&selector, &labels(target, "/metadata/labels"))
 }
 
 #[allow(clippy::too_many_arguments)]

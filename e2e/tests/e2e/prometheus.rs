@@ -2,6 +2,7 @@
 //! then the app dies and comes back. Needs the `prometheus` binary (Debian package, installed by
 //! scripts/setup-debian); without it the test says so and returns.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -10,41 +11,31 @@ use std::time::Duration;
 use meshscrape_common::{ProxyConfig, ProxyOverrides};
 use meshscrape_e2e::{Example, METRIC, ScrapeJob, human, prometheus_yml, until};
 use meshscrape_verify::{endpoint, prometheus, report::Status};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
-/// The seed's identity-service: Dropwizard summaries at /prometheus, /ready and /alive.
-async fn demo_app(listener: TcpListener) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 2048];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let path = String::from_utf8_lossy(&head).split(' ').nth(1).unwrap_or("").to_string();
-                let body = match path.split('?').next().unwrap_or("") {
-                    "/prometheus" => format!(
-                        "# HELP {METRIC} Generated from Dropwizard metric import\n# TYPE {METRIC} summary\n{METRIC}{{quantile=\"0.5\",}} 1.353475E-4\n{METRIC}{{quantile=\"0.99\",}} 4.1210555000000096E-4\n{METRIC}_count 50598.0\n"
-                    ),
-                    "/ready" | "/alive" => "ok\n".to_string(),
-                    _ => String::new(),
-                };
-                let status = if body.is_empty() { "404 Not Found" } else { "200 OK" };
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(resp.as_bytes()).await;
-            });
+/// The demo app (`src/bin/demo-app.rs`, the seed's identity-service as monitoring sees it) on
+/// `addr`; killed when dropped.
+struct DemoApp(Child);
+
+impl DemoApp {
+    async fn start(addr: SocketAddr) -> DemoApp {
+        // Owned at once, so every way out of here kills and reaps it.
+        let app = DemoApp(Command::new(env!("CARGO_BIN_EXE_demo-app")).arg(addr.to_string()).stderr(Stdio::null()).spawn().expect("start demo-app"));
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return app;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    })
+        panic!("demo-app did not listen on {addr}");
+    }
+}
+
+impl Drop for DemoApp {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 struct Prometheus {
@@ -91,9 +82,8 @@ async fn prometheus_scrapes_the_app_through_the_generated_sidecar_and_sees_it_re
     }
     // The example, rendered: the sidecar runs exactly the ConfigMap's configuration, on test ports.
     let example = Example::render_fast();
-    let app_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app_addr = app_listener.local_addr().unwrap();
-    let mut app = demo_app(app_listener).await;
+    let app_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let app = DemoApp::start(app_addr).await;
     let overrides = ProxyOverrides { listen: Some("127.0.0.1:0".into()), upstream: Some(format!("http://{app_addr}")), ..Default::default() };
     let proxy_config = ProxyConfig::from_yaml(Path::new("sidecar.yaml"), &example.sidecar_yaml, &overrides).unwrap();
     let listener = TcpListener::bind(proxy_config.listen).await.unwrap();
@@ -124,8 +114,7 @@ async fn prometheus_scrapes_the_app_through_the_generated_sidecar_and_sees_it_re
     assert!(!report.failed(), "{}", human(&report));
 
     // 3. The app dies: 502 through the sidecar, readiness fails, Prometheus marks the target down.
-    app.abort();
-    let _ = (&mut app).await;
+    drop(app);
     let report = endpoint::check(&format!("http://{sidecar_addr}{path}"), &eo).await;
     let failed: Vec<String> = report.checks.iter().filter(|c| c.status == Status::Fail).map(|c| c.message.clone()).collect();
     assert!(failed.iter().any(|m| m.starts_with("502")), "{failed:?}");
@@ -133,7 +122,7 @@ async fn prometheus_scrapes_the_app_through_the_generated_sidecar_and_sees_it_re
     assert!(report.checks.iter().any(|c| c.name == "health" && c.status == Status::Fail && c.message.contains("down")), "{}", human(&report));
 
     // 4. The app comes back on the same port; everything recovers without restarting the sidecar.
-    let _app = demo_app(TcpListener::bind(app_addr).await.unwrap()).await;
+    let _app = DemoApp::start(app_addr).await;
     let report = until(&prom.url, &options, false, Duration::from_secs(30)).await;
     assert!(!report.failed(), "{}", human(&report));
     assert!(proxy_app.render_metrics().contains("meshscrape_proxy_requests_total{route=\"/prometheus\",status=\"502\"}"));
