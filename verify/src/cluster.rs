@@ -547,7 +547,7 @@ where
             .on(target),
         );
     } else if found.checks.iter().all(|c| c.status != Status::Fail) {
-        found.checks.insert(0, Check::pass("port-forward", format!("forwarded local {addr}")).on(target));
+        found.checks.insert(0, Check::pass("port-forward", "open").on(target));
     }
     found
 }

@@ -157,20 +157,31 @@ impl World {
     }
 }
 
-/// Stands in for port-forwards: every stream goes to a loopback server; records what was asked.
-struct Loopback {
-    routes: BTreeMap<u16, SocketAddr>,
+/// Stands in for port-forwards: a stream to a Prometheus pod goes to `prom`, any other to
+/// `sidecar` (both listen on 9090 in their pods); records what was asked.
+struct Stubs {
+    sidecar: SocketAddr,
+    prom: SocketAddr,
     asked: Mutex<Vec<String>>,
 }
 
-impl Connector for Loopback {
+impl Connector for Stubs {
     fn connect<'a>(&'a self, namespace: &'a str, pod: &'a str, port: u16) -> cluster::Connecting<'a> {
-        Box::pin(async move {
-            self.asked.lock().unwrap().push(format!("{namespace}/{pod}:{port}"));
-            let addr = self.routes.get(&port).ok_or(format!("error upgrading connection: unable to forward port {port}"))?;
-            Ok(Box::new(TcpStream::connect(addr).await.map_err(|e| e.to_string())?) as Box<dyn Io>)
-        })
+        self.asked.lock().unwrap().push(format!("{namespace}/{pod}:{port}"));
+        let addr = if pod.starts_with("prometheus-") { self.prom } else { self.sidecar };
+        Box::pin(async move { Ok(Box::new(TcpStream::connect(addr).await.map_err(|e| e.to_string())?) as Box<dyn Io>) })
     }
+}
+
+/// The sidecar's routes (or, when not `sidecar_up`, a closed port) and a Prometheus that knows
+/// `job`.
+async fn stubs(sidecar_up: bool, job: &str) -> Arc<Stubs> {
+    let sidecar = if sidecar_up {
+        http_server(vec![("/prometheus", "text/plain; version=0.0.4", SEED.into()), ("/readiness", "text/plain", "ok\n".into())]).await
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    };
+    Arc::new(Stubs { sidecar, prom: prometheus_stub(job).await, asked: Mutex::default() })
 }
 
 /// A loopback HTTP server answering by path from `answers` (404 otherwise).
@@ -200,19 +211,6 @@ async fn http_server(answers: Vec<(&'static str, &'static str, String)>) -> Sock
     addr
 }
 
-/// The sidecar's routes on 9090 and a Prometheus API on... 9090 as well: distinct servers, so
-/// the connector tells them apart by the pod's port being asked for, which both use.
-async fn loopback(sidecar_up: bool) -> Arc<Loopback> {
-    let sidecar = if sidecar_up {
-        http_server(vec![("/prometheus", "text/plain; version=0.0.4", SEED.into()), ("/readiness", "text/plain", "ok\n".into())]).await
-    } else {
-        // Nothing listens: a closed port.
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
-    Arc::new(Loopback { routes: BTreeMap::from([(9090, sidecar)]), asked: Mutex::default() })
-}
-
 fn options() -> cluster::Options {
     cluster::Options {
         namespace: "tools".into(),
@@ -234,7 +232,7 @@ fn text(report: &Report) -> String {
 #[tokio::test]
 async fn a_healthy_cluster_passes_every_link_and_is_only_read() {
     let world = healthy();
-    let lb = loopback(true).await;
+    let lb = stubs(true, JOB).await;
     let report = cluster::check(&world.client(), &options(), lb.clone()).await.unwrap();
     assert!(!report.failed(), "{}", text(&report));
     // The offline chain ran on what the cluster holds, the Prometheus object included.
@@ -280,7 +278,7 @@ async fn broken_links_each_fail_with_a_fix() {
         .edit("ServiceMonitor", "argo-monitor", |m| {
             m["metadata"]["labels"].as_object_mut().unwrap().remove("prometheus");
         });
-    let report = cluster::check(&world.client(), &options(), loopback(true).await).await.unwrap();
+    let report = cluster::check(&world.client(), &options(), stubs(true, JOB).await).await.unwrap();
     assert_eq!(report.exit_code(), 1);
     let fail = |name: &str| {
         find(&report, name)
@@ -302,7 +300,7 @@ async fn a_missing_service_or_monitor_is_named() {
     let world = healthy();
     let mut o = options();
     o.service = "identiy-service".into();
-    let report = cluster::check(&world.client(), &o, loopback(true).await).await.unwrap();
+    let report = cluster::check(&world.client(), &o, stubs(true, JOB).await).await.unwrap();
     assert_eq!(report.checks.len(), 1);
     assert!(report.checks[0].message.contains("there is no Service/tools/identiy-service"), "{}", text(&report));
 
@@ -310,7 +308,7 @@ async fn a_missing_service_or_monitor_is_named() {
     world.edit("Service", "identity-service", |s| {
         s["metadata"]["labels"].as_object_mut().unwrap().remove("app");
     });
-    let report = cluster::check(&world.client(), &options(), loopback(true).await).await.unwrap();
+    let report = cluster::check(&world.client(), &options(), stubs(true, JOB).await).await.unwrap();
     let monitor = find(&report, "monitor");
     assert!(
         monitor[0].status == Status::Fail && monitor[0].message.contains("none of the 1 ServiceMonitors and PodMonitors does"),
@@ -320,7 +318,7 @@ async fn a_missing_service_or_monitor_is_named() {
     // Asked about Prometheus too, it says why it cannot, instead of saying nothing.
     let mut o = options();
     o.prometheus = Some(("monitoring".into(), "prometheus-operated".into()));
-    let report = cluster::check(&world.client(), &o, loopback(true).await).await.unwrap();
+    let report = cluster::check(&world.client(), &o, stubs(true, JOB).await).await.unwrap();
     assert!(find(&report, "Prometheus").iter().any(|c| c.status == Status::Warn && c.message.contains("no job to ask")), "{}", text(&report));
 }
 
@@ -337,8 +335,7 @@ async fn a_pod_monitor_is_followed_to_the_container_port_it_names() {
     });
     let mut o = options();
     o.prometheus = Some(("monitoring".into(), "prometheus-operated".into()));
-    let by_pod = ByPod { sidecar: sidecar_stub().await, prom: prometheus_stub("podMonitor/monitoring/argo-monitor/0").await };
-    let report = cluster::check(&world.client(), &o, Arc::new(by_pod)).await.unwrap();
+    let report = cluster::check(&world.client(), &o, stubs(true, "podMonitor/monitoring/argo-monitor/0").await).await.unwrap();
     assert!(!report.failed(), "{}", text(&report));
     for name in ["Prometheus selection", "workload selection", "container port", "sidecar route", "metrics container", "status", "probe"] {
         assert!(find(&report, name).iter().any(|c| c.status == Status::Pass), "no passing {name} check:\n{}", text(&report));
@@ -361,7 +358,7 @@ async fn checks_that_need_a_forbidden_list_are_skipped_not_failed() {
     // No monitor can be read to name the port, so it is named on the command line.
     let mut o = options();
     o.port = Some("prometheus".into());
-    let report = cluster::check(&world.client(), &o, loopback(true).await).await.unwrap();
+    let report = cluster::check(&world.client(), &o, stubs(true, JOB).await).await.unwrap();
     let warned: Vec<&str> = report.checks.iter().filter(|c| c.status == Status::Warn).map(|c| c.message.as_str()).collect();
     for plural in ["pods", "endpointslices", "servicemonitors"] {
         assert!(warned.iter().any(|m| m.starts_with(&format!("may not list {plural} "))), "{}", text(&report));
@@ -378,7 +375,7 @@ async fn forbidden_lists_warn_and_a_refused_port_forward_fails() {
     world.forbidden = vec!["namespaces"];
     let mut o = options();
     o.prometheus = Some(("monitoring".into(), "prometheus-operated".into()));
-    let report = cluster::check(&world.client(), &o, loopback(false).await).await.unwrap();
+    let report = cluster::check(&world.client(), &o, stubs(false, JOB).await).await.unwrap();
     let access = find(&report, "access");
     assert!(access[0].status == Status::Warn && access[0].message.contains("may not list namespaces"), "{}", text(&report));
     // The pod's port answers nothing: the scrape fails, naming the pod, not a local address.
@@ -403,31 +400,13 @@ async fn prometheus_stub(job: &str) -> SocketAddr {
     http_server(vec![("/api/v1/targets", "application/json", targets.to_string()), ("/api/v1/query", "application/json", query.to_string())]).await
 }
 
-/// Both the sidecar and Prometheus listen on 9090 in their pods; this routes by pod.
-struct ByPod {
-    sidecar: SocketAddr,
-    prom: SocketAddr,
-}
-
-impl Connector for ByPod {
-    fn connect<'a>(&'a self, _: &'a str, pod: &'a str, _: u16) -> cluster::Connecting<'a> {
-        let addr = if pod.starts_with("prometheus-") { self.prom } else { self.sidecar };
-        Box::pin(async move { Ok(Box::new(TcpStream::connect(addr).await.map_err(|e| e.to_string())?) as Box<dyn Io>) })
-    }
-}
-
-async fn sidecar_stub() -> SocketAddr {
-    http_server(vec![("/prometheus", "text/plain; version=0.0.4", SEED.into()), ("/readiness", "text/plain", "ok\n".into())]).await
-}
-
 #[tokio::test]
 async fn prometheus_is_asked_through_its_own_port_forward() {
     let world = healthy();
     let mut o = options();
     o.prometheus = Some(("monitoring".into(), "prometheus-operated".into()));
     o.expect_metric = Some("com_hybris_isAlive_count".into());
-    let by_pod = ByPod { sidecar: sidecar_stub().await, prom: prometheus_stub(JOB).await };
-    let report = cluster::check(&world.client(), &o, Arc::new(by_pod)).await.unwrap();
+    let report = cluster::check(&world.client(), &o, stubs(true, JOB).await).await.unwrap();
     assert!(!report.failed(), "{}", text(&report));
     let health = find(&report, "health");
     assert_eq!(health[0].status, Status::Pass);
@@ -444,7 +423,7 @@ async fn an_api_server_that_cannot_be_reached_is_an_error_not_a_report() {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     drop(handle); // every request fails at the transport
     let client = kube::Client::new(service, "default");
-    let err = cluster::check(&client, &options(), loopback(true).await).await.unwrap_err();
+    let err = cluster::check(&client, &options(), stubs(true, JOB).await).await.unwrap_err();
     assert!(err.starts_with("reading Service/tools/identity-service: "), "{err}");
 }
 
@@ -569,7 +548,8 @@ fn kubeconfig(server: SocketAddr) -> std::path::PathBuf {
 #[tokio::test]
 async fn the_binary_walks_a_cluster_over_http_and_scrapes_through_real_port_forwards() {
     let world = healthy();
-    let (sidecar, prom) = (sidecar_stub().await, prometheus_stub(JOB).await);
+    let stubs = stubs(true, JOB).await;
+    let (sidecar, prom) = (stubs.sidecar, stubs.prom);
     let api = api_server(world.clone(), BTreeMap::from([("identity-service-7d9f8-abcde", sidecar), ("prometheus-kube-prometheus-0", prom)])).await;
     let config = kubeconfig(api);
     let out = tokio::task::spawn_blocking(move || {
