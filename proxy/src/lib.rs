@@ -8,6 +8,7 @@ pub mod body;
 pub mod cli;
 pub mod headers;
 pub mod metrics;
+pub mod rejections;
 pub mod server;
 pub mod upstream;
 

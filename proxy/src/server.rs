@@ -13,6 +13,7 @@ use meshscrape_common::ProxyConfig;
 use tokio::net::TcpListener;
 
 use crate::app::App;
+use crate::rejections::{Answered, ClientIo};
 
 /// How the drain ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -58,11 +59,25 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, config: &ProxyConfig, s
         };
         let _ = stream.set_nodelay(true);
         let service_app = app.clone();
-        let conn = http.serve_connection(TokioIo::new(stream), service_fn(move |req| service_app.clone().serve(req)));
+        let answered = Answered::default();
+        let io = ClientIo::new(TokioIo::new(stream), answered.clone(), config.limits.max_request_head_bytes);
+        let conn = http.serve_connection(
+            io,
+            service_fn(move |req| {
+                let app = service_app.clone();
+                let answered = answered.clone();
+                async move {
+                    let resp = app.serve(req).await;
+                    answered.raise();
+                    resp
+                }
+            }),
+        );
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             match conn.await {
-                // hyper has answered 400 or 431 with no body; the reason goes to the log instead.
+                // hyper has answered 400 or 431 (with our one-line body, see `rejections`); its
+                // precise reason goes to the log.
                 Err(e) if e.is_parse() || e.is_parse_too_large() => {
                     tracing::info!(%peer, error = %e, "rejected an unparseable or oversized request head");
                 }

@@ -57,8 +57,10 @@ async fn malformed_heads_get_400_and_are_not_forwarded() {
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 this is a TLS hello\r\n\r\n",
         b"GET /m HTTP/1.1\r\nBad Header\r\n\r\n",
     ] {
-        let reply = raw(sidecar.addr, req).await;
-        assert!(reply.as_ref().is_none_or(|r| r.status == 400 || r.status == 505), "{:?} -> {reply:?}", String::from_utf8_lossy(req));
+        let reply = raw(sidecar.addr, req).await.unwrap_or_else(|| panic!("no answer to {:?}", String::from_utf8_lossy(req)));
+        assert_eq!(reply.status, 400, "{:?} -> {reply:?}", String::from_utf8_lossy(req));
+        assert!(one_line(&reply.text()) && reply.text().starts_with("the request head is not valid HTTP/1.1"), "{reply:?}");
+        assert_eq!(reply.header("content-type").as_deref(), Some("text/plain; charset=utf-8"));
     }
     assert!(up.heads().is_empty(), "reached the app: {:?}", up.heads());
 }
@@ -105,10 +107,44 @@ async fn oversized_head_gets_431() {
     let big = format!("GET /m HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(9000));
     let reply = raw(sidecar.addr, big.as_bytes()).await.expect("an answer");
     assert_eq!(reply.status, 431);
+    assert!(one_line(&reply.text()) && reply.text().contains("over 8192 bytes (limits.maxRequestHeadBytes)"), "{reply:?}");
+    assert_eq!(reply.header("content-length"), Some(reply.body.len().to_string()));
     let many: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
     let reply = raw(sidecar.addr, format!("GET /m HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes()).await.expect("an answer");
-    assert!(reply.status == 431 || reply.status == 400, "{reply:?}");
+    assert_eq!(reply.status, 431, "{reply:?}");
+    assert!(one_line(&reply.text()) && reply.text().contains("over 100 header fields"), "{reply:?}");
     assert!(up.heads().is_empty());
+}
+
+#[tokio::test]
+async fn an_apps_own_bare_400_passes_untouched() {
+    // Forwarded with the client's Connection: close, the app's answer has exactly the shape of
+    // hyper's automatic one; it is the app's, so it keeps its empty body.
+    let up = Upstream::start(Script::Raw(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")).await;
+    let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
+    let reply = get(sidecar.addr, "/m", "").await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert!(reply.head.contains("connection: close\r\ncontent-length: 0\r\n"), "the shape this test is about: {reply:?}");
+    assert_eq!(reply.text(), "", "{reply:?}");
+    assert_eq!(up.heads().len(), 1);
+}
+
+#[tokio::test]
+async fn a_bad_head_after_good_requests_on_one_connection_gets_its_reason() {
+    // Two pipelined scrapes, then garbage: the app's answers pass untouched, and the garbage gets
+    // hyper's 400 with our one-line body.
+    let up = Upstream::start(Script::Body("x 1\n")).await;
+    let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
+    let mut s = TcpStream::connect(sidecar.addr).await.unwrap();
+    s.write_all(b"GET /m HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /m HTTP/1.1\r\nBad Header\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf);
+    let replies: Vec<&str> = text.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(replies.len(), 3, "{text}");
+    assert!(replies[0].starts_with("200") && replies[0].ends_with("\r\n\r\nx 1\n"), "{text}");
+    assert!(replies[1].starts_with("404") && replies[1].ends_with("only the configured exact paths are forwarded\n"), "{text}");
+    assert!(replies[2].starts_with("400") && replies[2].ends_with("Content-Length/Transfer-Encoding\n"), "{text}");
 }
 
 #[tokio::test]

@@ -105,7 +105,8 @@ async fn json_logs_are_one_object_per_line_on_stderr() {
 #[tokio::test]
 async fn a_head_hyper_rejects_is_logged_with_its_reason() {
     let (mut child, addr) = spawn(&["--log-format", "json", "--route", "/m=/m"]).await;
-    // Not HTTP at all: hyper answers 400 itself, with no body, so the reason must be in the log.
+    // Not HTTP at all: hyper answers 400 itself; our body names the class of fault, and the log
+    // has hyper's precise reason.
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut s, b"GET /m HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n").await.unwrap();
     let mut reply = Vec::new();

@@ -73,6 +73,8 @@ pub enum Script {
     StallBody,
     /// A response head too large and malformed: 200 with conflicting Content-Length headers.
     ConflictingLength,
+    /// These bytes as the response, then close.
+    Raw(&'static [u8]),
 }
 
 /// A loopback upstream that follows a script and records every request head it read.
@@ -153,6 +155,10 @@ async fn serve_script(mut s: TcpStream, script: Script, seen: Arc<Mutex<Vec<Stri
             }
             Script::ConflictingLength => {
                 let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!").await;
+                return;
+            }
+            Script::Raw(bytes) => {
+                let _ = s.write_all(bytes).await;
                 return;
             }
         };
