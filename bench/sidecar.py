@@ -7,16 +7,20 @@ rounds (these machines are noisy, so only ratios within one run mean anything):
   nginx    wrk -> nginx sidecar configured as in seed/nginx-sidecar-wiki.txt -> upstream
   proxy    wrk -> meshscrape-proxy -> upstream
 and reports requests/s at concurrency 1, latency p50/p99, sidecar CPU time per scrape, and the
-ratios. Then, for each sidecar: peak RSS (VmHWM) after 8 concurrent 20 MB scrapes; for the proxy
+ratios. With --hop-bin it adds a fourth way,
+  hop      wrk -> bench/hop, a bare TCP relay on the same tokio runtime (no HTTP at all) -> upstream
+which measures what the extra hop alone costs on this machine: the ceiling for any sidecar. Then, for each sidecar: peak RSS (VmHWM) after 8 concurrent 20 MB scrapes; for the proxy
 also the peak RSS of a fresh process serving one 50 MB response, and the time from exec to the
 first answered request.
 
 Needs nginx and wrk (apt-get install -y nginx-light wrk). Usage:
   bench/sidecar.py --proxy-bin target/release/meshscrape-proxy [--seconds 5] [--rounds 2] [--json FILE]
+                   [--hop-bin bench/hop/target/release/hop]
+(build the relay with: cargo build --release --manifest-path bench/hop/Cargo.toml)
 """
 import argparse, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
-UPSTREAM, NGINX, PROXY = 28080, 29090, 29092
+UPSTREAM, NGINX, PROXY, HOP = 28080, 29090, 29092, 29095
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -117,6 +121,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--sizes", default="39000,1000000,20000000")
     ap.add_argument("--json")
+    ap.add_argument("--hop-bin", help="bench/hop's relay, run as a fourth contestant (the ceiling)")
     a = ap.parse_args()
     for tool in ("nginx", "wrk"):
         if not shutil.which(tool):
@@ -154,11 +159,14 @@ http {{ access_log off; sendfile on; keepalive_timeout 65; client_body_temp_path
             if not ok:
                 sys.exit("bench: the proxy did not start")
         procs["proxy"] = start_proxy(a.proxy_bin, PROXY)
-        for port in (UPSTREAM, NGINX, PROXY):
+        ports = {"direct": UPSTREAM, "nginx": NGINX, "proxy": PROXY}
+        if a.hop_bin:
+            procs["hop"] = subprocess.Popen([a.hop_bin, "tokio", f"127.0.0.1:{HOP}", f"127.0.0.1:{UPSTREAM}"])
+            ports["hop"] = HOP
+        for port in ports.values():
             if not wait_ready(port):
                 sys.exit(f"bench: nothing listens on 127.0.0.1:{port}")
 
-        ports = {"direct": UPSTREAM, "nginx": NGINX, "proxy": PROXY}
         rows = []
         for size in [int(s) for s in a.sizes.split(",")]:
             open(os.path.join(www, "prometheus"), "w").write(exposition(size))
@@ -180,6 +188,9 @@ http {{ access_log off; sendfile on; keepalive_timeout 65; client_body_temp_path
             row["proxy/direct"] = row["proxy"]["rps"] / row["direct"]["rps"]
             row["proxy/nginx"] = row["proxy"]["rps"] / row["nginx"]["rps"]
             row["nginx/direct"] = row["nginx"]["rps"] / row["direct"]["rps"]
+            if "hop" in ports:
+                row["hop/direct"] = row["hop"]["rps"] / row["direct"]["rps"]
+                row["proxy/hop"] = row["proxy"]["rps"] / row["hop"]["rps"]
             rows.append(row)
 
         # Memory: 8 concurrent 20 MB scrapes through each sidecar.
@@ -203,6 +214,11 @@ http {{ access_log off; sendfile on; keepalive_timeout 65; client_body_temp_path
             print(f"{r['bytes']:>9} | {d['rps']:>8.0f}/{n['rps']:>7.0f}/{p_['rps']:>7.0f} | {r['proxy/direct']:>12.2f} "
                   f"{r['proxy/nginx']:>11.2f} {r['nginx/direct']:>12.2f} | {d['p50_ms']:>6.3f}/{n['p50_ms']:>6.3f}/{p_['p50_ms']:>6.3f} | "
                   f"{d['p99_ms']:>6.3f}/{n['p99_ms']:>6.3f}/{p_['p99_ms']:>6.3f} | {n['cpu_us']:>8.0f}/{p_['cpu_us']:>7.0f}")
+        for r in rows:
+            if "hop" in r:
+                h = r["hop"]
+                print(f"{r['bytes']:>9} | hop (bare relay) {h['rps']:>7.0f} rps, {r['hop/direct']:.2f}x direct, {r['hop']['cpu_us']:.0f} us cpu; "
+                      f"proxy/hop {r['proxy/hop']:.2f}")
         print(f"peak RSS, 8 concurrent 20 MB scrapes: nginx {mem['nginx_c8_20mb_kib']} KiB, proxy {mem['proxy_c8_20mb_kib']} KiB")
         print(f"peak RSS, one 50 MB response through a fresh proxy: {mem['proxy_single_50mb_kib']} KiB")
         print(f"start-up, exec to first answered request (median of 5): {median(starts):.1f} ms")
