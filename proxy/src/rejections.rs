@@ -18,6 +18,8 @@ use hyper::rt::{Read, ReadBufCursor, Write};
 
 /// What hyper writes right after the status line of an automatic answer.
 const AUTOMATIC: &[u8] = b"connection: close\r\ncontent-length: 0\r\n";
+/// hyper's automatic answers are about 130 bytes: status line, the two headers above, Date.
+const MAX_AUTOMATIC_LEN: usize = 512;
 
 /// A client connection's IO, with hyper's bare rejections given their one-line reason.
 pub struct ClientIo<T> {
@@ -78,6 +80,11 @@ impl<T: Write + Unpin> ClientIo<T> {
 
 /// The answer to send instead of `head` when `head` is hyper's automatic one.
 fn answer_in_place_of(head: &[u8], max_head_bytes: u64) -> Option<Vec<u8>> {
+    // Every body write passes here, so the common case is decided on the first bytes and the
+    // length alone, never by scanning a body (that cost 30% of the 1 MB scrape rate).
+    if head.len() > MAX_AUTOMATIC_LEN || !head.starts_with(b"HTTP/1.1 4") {
+        return None;
+    }
     // Exactly one head and nothing after it: hyper writes its automatic answer on its own.
     if head.windows(4).position(|w| w == b"\r\n\r\n")? + 4 != head.len() {
         return None;
@@ -199,6 +206,9 @@ mod tests {
         ] {
             assert!(answer_in_place_of(write, 8192).is_none(), "{}", String::from_utf8_lossy(write));
         }
+        // A body chunk is decided by its length, never scanned.
+        let long = [&b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n"[..], &[b'x'; 600], b"\r\n\r\n"].concat();
+        assert!(answer_in_place_of(&long, 8192).is_none());
     }
 
     #[test]
