@@ -183,7 +183,8 @@ impl App {
             return text(StatusCode::SERVICE_UNAVAILABLE, &format!("too many requests in flight (limit {}); retry later", self.in_flight.max));
         };
         let budget = self.deadline(req.headers());
-        let deadline = Instant::now() + budget;
+        let started = Instant::now();
+        let deadline = started + budget;
 
         let (parts, _body) = req.into_parts();
         let path_and_query = match parts.uri.query() {
@@ -210,7 +211,6 @@ impl App {
         *upstream_req.version_mut() = Version::HTTP_11;
         *upstream_req.headers_mut() = headers;
 
-        let started = Instant::now();
         let stream = Stream { metrics: self.metrics.clone(), route: entry.label, bytes: 0, _permit: permit };
         let result = tokio::time::timeout_at(deadline, self.pool.request(entry.addr, upstream_req)).await;
         let resp = match result {

@@ -38,6 +38,11 @@ impl Answered {
     pub fn raise(&self) {
         self.0.store(true, Ordering::Relaxed);
     }
+
+    /// Lowers the flag; whether it was up.
+    fn lower(&self) -> bool {
+        self.0.swap(false, Ordering::Relaxed)
+    }
 }
 
 impl<T> ClientIo<T> {
@@ -48,7 +53,7 @@ impl<T> ClientIo<T> {
     /// Takes the place of `head` when it is hyper's automatic answer; `true` when it did.
     fn replace(&mut self, head: &[u8]) -> bool {
         // A response's head comes first, so only a write made with the flag down can be hyper's.
-        if self.answered.0.swap(false, Ordering::Relaxed) {
+        if self.answered.lower() {
             return false;
         }
         match answer_in_place_of(head, self.max_head_bytes) {
@@ -141,7 +146,7 @@ impl<T: Write + Unpin> Write for ClientIo<T> {
             return Poll::Ready(Ok(only.len()));
         }
         // Any other write lowers the flag too: it is the head of the service's response or later.
-        this.answered.0.store(false, Ordering::Relaxed);
+        this.answered.lower();
         Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
