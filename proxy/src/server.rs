@@ -27,11 +27,19 @@ pub enum Drain {
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
 /// responses finish for up to the configured grace period, and returns.
 pub async fn serve(listener: TcpListener, app: Arc<App>, config: &ProxyConfig, shutdown: impl Future<Output = ()>) -> Drain {
+    let head_limit = usize::try_from(config.limits.max_request_head_bytes).unwrap_or(usize::MAX);
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         // Also bounds how long an idle keep-alive connection may wait for its next request.
         .header_read_timeout(config.timeouts.request_head)
-        .max_header_size(usize::try_from(config.limits.max_request_head_bytes).unwrap_or(usize::MAX))
+        .max_header_size(head_limit)
+        // The write queue per connection: hyper polls the body for another chunk only while
+        // less than this is queued, so with the app's body arriving in reads of up to 256 KiB
+        // one chunk waits for a slow client, not two (hyper's default is about 400 KiB). Each
+        // queued chunk pins its read buffer, so this is what keeps eight concurrent 20 MB
+        // scrapes at 6.9–8.1 MB peak RSS instead of 7.5–10.3 MB (bench, ten fresh runs each).
+        // It also caps the read buffer for request heads, hence never below the head limit.
+        .max_buf_size(head_limit.max(64 * 1024))
         .keep_alive(true);
 
     let graceful = GracefulShutdown::new();

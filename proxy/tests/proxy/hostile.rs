@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::support::{Script, Sidecar, Upstream, get, raw};
+use super::support::{Script, Sidecar, Upstream, get, parse_reply, raw};
 
 fn one_line(body: &str) -> bool {
     body.ends_with('\n') && body.trim_end().lines().count() == 1
@@ -114,6 +114,32 @@ async fn oversized_head_gets_431() {
     assert_eq!(reply.status, 431, "{reply:?}");
     assert!(one_line(&reply.text()) && reply.text().contains("over 100 header fields"), "{reply:?}");
     assert!(up.heads().is_empty());
+}
+
+#[tokio::test]
+async fn a_raised_head_limit_admits_heads_larger_than_the_write_queue() {
+    // The connection's buffer cap (64 KiB) must not undercut a limit set above it.
+    let up = Upstream::start(Script::Body("x 1\n")).await;
+    let sidecar = Sidecar::start(ProxyOverrides {
+        upstream: Some(format!("http://{}", up.addr)),
+        routes: vec!["/m=/m".into()],
+        max_request_head_bytes: Some(128 * 1024),
+        ..Default::default()
+    })
+    .await;
+    let value = "a".repeat(100 * 1024);
+    let request = format!("GET /m HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: {value}\r\n\r\n");
+    // In pieces, so the sidecar sees the head grow past 64 KiB before it is complete.
+    let mut s = TcpStream::connect(sidecar.addr).await.unwrap();
+    for piece in request.as_bytes().chunks(8 * 1024) {
+        s.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await.expect("answered in time").unwrap();
+    let reply = parse_reply(&buf).expect("an answer");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(up.heads()[0].contains(&value), "the header reached the app whole");
 }
 
 #[tokio::test]
