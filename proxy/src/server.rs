@@ -37,7 +37,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, config: &ProxyConfig, s
         // less than this is queued, so with the app's body arriving in reads of up to 256 KiB
         // one chunk waits for a slow client, not two (hyper's default is about 400 KiB). Each
         // queued chunk pins its read buffer, so this is what keeps eight concurrent 20 MB
-        // scrapes at 6.9–8.1 MB peak RSS instead of 7.5–10.3 MB (bench, ten fresh runs each).
+        // scrapes at 6.9–8.1 MB peak RSS instead of 7.5–10.3 MB (eight fresh runs each).
         // It also caps the read buffer for request heads, hence never below the head limit.
         .max_buf_size(head_limit.max(64 * 1024))
         .keep_alive(true);
