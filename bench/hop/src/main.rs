@@ -4,6 +4,10 @@
 //!
 //!   hop tokio   LISTEN UPSTREAM   one thread, tokio's current-thread runtime (as meshscrape-proxy)
 //!   hop threads LISTEN UPSTREAM   two blocking threads per connection, one per direction
+//!   hop pingpong [ROUNDS]         no relay: the round-trip time of one byte between two threads
+//!                                 over loopback TCP, i.e. the price of two wake-ups. Run it once
+//!                                 freely and once under `taskset -c 0`: the difference is what
+//!                                 waking a thread on another (idle) CPU costs on this machine.
 //!
 //! Reads from the upstream take up to 256 KiB, as the sidecar's do.
 
@@ -15,8 +19,28 @@ const UP_READ: usize = 256 * 1024;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("pingpong") {
+        let rounds = match args.get(1).map(|r| r.parse::<u32>()) {
+            None => 100_000,
+            Some(Ok(r)) if r > 0 => r,
+            Some(_) => {
+                eprintln!("usage: hop pingpong [ROUNDS]   (ROUNDS: a positive whole number, default 100000)");
+                return ExitCode::from(64);
+            }
+        };
+        return match pingpong(rounds) {
+            Ok(per_round_trip) => {
+                println!("{:.2} us per round trip", per_round_trip.as_secs_f64() * 1e6);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("hop: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let [mode, listen, upstream] = args.as_slice() else {
-        eprintln!("usage: hop tokio|threads LISTEN UPSTREAM   (e.g. hop tokio 127.0.0.1:29093 127.0.0.1:28080)");
+        eprintln!("usage: hop tokio|threads LISTEN UPSTREAM   (e.g. hop tokio 127.0.0.1:29093 127.0.0.1:28080), or hop pingpong [ROUNDS]");
         return ExitCode::from(64);
     };
     let result = match mode.as_str() {
@@ -70,4 +94,38 @@ fn pump(mut from: TcpStream, mut to: TcpStream, size: usize) {
         }
     }
     let _ = to.shutdown(Shutdown::Write);
+}
+
+/// One byte back and forth between two threads over loopback TCP, `rounds` times after a warm-up;
+/// returns the mean round trip. Each round trip is two wake-ups and four tiny syscalls.
+fn pingpong(rounds: u32) -> std::io::Result<std::time::Duration> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut s = TcpStream::connect(addr)?;
+        s.set_nodelay(true)?;
+        let mut b = [0u8; 1];
+        while s.read(&mut b)? == 1 {
+            s.write_all(&b)?;
+        }
+        Ok(())
+    });
+    let (mut s, _) = listener.accept()?;
+    s.set_nodelay(true)?;
+    let mut b = [b'x'; 1];
+    let mut round = |s: &mut TcpStream| -> std::io::Result<()> {
+        s.write_all(&b)?;
+        s.read_exact(&mut b)
+    };
+    for _ in 0..1000 {
+        round(&mut s)?;
+    }
+    let started = std::time::Instant::now();
+    for _ in 0..rounds {
+        round(&mut s)?;
+    }
+    let elapsed = started.elapsed();
+    s.shutdown(Shutdown::Both)?;
+    echo.join().map_err(|_| std::io::Error::other("the echo thread panicked"))??;
+    Ok(elapsed / rounds)
 }
