@@ -7,7 +7,7 @@ use meshscrape_common::ProxyOverrides;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::support::{Script, Sidecar, Upstream, exposition, get, parse_reply};
+use super::support::{Script, Sidecar, Upstream, exposition, get, raw};
 
 #[tokio::test]
 async fn seed_default_routes_map_to_the_seed_paths() {
@@ -46,11 +46,7 @@ async fn forwards_query_string_and_prometheus_headers() {
 async fn head_is_forwarded_as_head_without_a_body() {
     let up = Upstream::start(Script::Body("x 1\n")).await;
     let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
-    let mut s = TcpStream::connect(sidecar.addr).await.unwrap();
-    s.write_all(b"HEAD /m HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n").await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let reply = parse_reply(&buf).unwrap();
+    let reply = raw(sidecar.addr, b"HEAD /m HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n").await.unwrap();
     assert_eq!(reply.status, 200);
     assert!(reply.body.is_empty());
     assert!(up.heads()[0].starts_with("HEAD /m "));

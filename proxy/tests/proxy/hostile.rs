@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::support::{Script, Sidecar, Upstream, get, parse_reply, raw};
+use super::support::{Script, Sidecar, Upstream, get, raw, raw_in_pieces};
 
 fn one_line(body: &str) -> bool {
     body.ends_with('\n') && body.trim_end().lines().count() == 1
@@ -120,24 +120,11 @@ async fn oversized_head_gets_431() {
 async fn a_raised_head_limit_admits_heads_larger_than_the_write_queue() {
     // The connection's buffer cap (64 KiB) must not undercut a limit set above it.
     let up = Upstream::start(Script::Body("x 1\n")).await;
-    let sidecar = Sidecar::start(ProxyOverrides {
-        upstream: Some(format!("http://{}", up.addr)),
-        routes: vec!["/m=/m".into()],
-        max_request_head_bytes: Some(128 * 1024),
-        ..Default::default()
-    })
-    .await;
+    let sidecar = Sidecar::to_with(up.addr, &["/m=/m"], ProxyOverrides { max_request_head_bytes: Some(128 * 1024), ..Default::default() }).await;
     let value = "a".repeat(100 * 1024);
     let request = format!("GET /m HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: {value}\r\n\r\n");
     // In pieces, so the sidecar sees the head grow past 64 KiB before it is complete.
-    let mut s = TcpStream::connect(sidecar.addr).await.unwrap();
-    for piece in request.as_bytes().chunks(8 * 1024) {
-        s.write_all(piece).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await.expect("answered in time").unwrap();
-    let reply = parse_reply(&buf).expect("an answer");
+    let reply = raw_in_pieces(sidecar.addr, request.as_bytes(), 8 * 1024).await.expect("an answer");
     assert_eq!(reply.status, 200, "{reply:?}");
     assert!(up.heads()[0].contains(&value), "the header reached the app whole");
 }
@@ -176,13 +163,11 @@ async fn a_bad_head_after_good_requests_on_one_connection_gets_its_reason() {
 #[tokio::test]
 async fn slow_clients_are_dropped_and_do_not_starve_a_scrape() {
     let up = Upstream::start(Script::Body("x 1\n")).await;
-    let sidecar = Sidecar::start(ProxyOverrides {
-        upstream: Some(format!("http://{}", up.addr)),
-        routes: vec!["/m=/m".into()],
-        request_head_timeout: Some("300ms".into()),
-        max_connections: Some(50),
-        ..Default::default()
-    })
+    let sidecar = Sidecar::to_with(
+        up.addr,
+        &["/m=/m"],
+        ProxyOverrides { request_head_timeout: Some("300ms".into()), max_connections: Some(50), ..Default::default() },
+    )
     .await;
     // 300 clients: each sends half a head and then nothing.
     let mut slow = Vec::new();
@@ -243,13 +228,7 @@ async fn hanging_upstream_is_504_at_the_scrape_deadline() {
 #[tokio::test]
 async fn stalled_body_is_cut_at_the_deadline() {
     let up = Upstream::start(Script::StallBody).await;
-    let sidecar = Sidecar::start(ProxyOverrides {
-        upstream: Some(format!("http://{}", up.addr)),
-        routes: vec!["/m=/m".into()],
-        upstream_timeout: Some("300ms".into()),
-        ..Default::default()
-    })
-    .await;
+    let sidecar = Sidecar::to_with(up.addr, &["/m=/m"], ProxyOverrides { upstream_timeout: Some("300ms".into()), ..Default::default() }).await;
     let reply = get(sidecar.addr, "/m", "").await;
     assert_eq!(reply.status, 200, "the head had already gone out");
     assert!(reply.body.len() < 1000, "the client must see a truncated body, not a complete one");
@@ -260,13 +239,7 @@ async fn stalled_body_is_cut_at_the_deadline() {
 #[tokio::test]
 async fn over_the_in_flight_limit_is_503() {
     let up = Upstream::start(Script::Slow(Duration::from_millis(800), "x 1\n")).await;
-    let sidecar = Sidecar::start(ProxyOverrides {
-        upstream: Some(format!("http://{}", up.addr)),
-        routes: vec!["/m=/m".into()],
-        max_in_flight: Some(1),
-        ..Default::default()
-    })
-    .await;
+    let sidecar = Sidecar::to_with(up.addr, &["/m=/m"], ProxyOverrides { max_in_flight: Some(1), ..Default::default() }).await;
     let addr = sidecar.addr;
     let first = tokio::spawn(async move { get(addr, "/m", "").await });
     // Wait until the first request is at the app.

@@ -38,10 +38,15 @@ impl Sidecar {
 
     /// A sidecar whose routes all go to `upstream`.
     pub async fn to(upstream: SocketAddr, routes: &[&str]) -> Sidecar {
+        Sidecar::to_with(upstream, routes, ProxyOverrides::default()).await
+    }
+
+    /// `to`, with the other settings taken from `overrides`.
+    pub async fn to_with(upstream: SocketAddr, routes: &[&str], overrides: ProxyOverrides) -> Sidecar {
         Sidecar::start(ProxyOverrides {
             upstream: Some(format!("http://{upstream}")),
             routes: routes.iter().map(|r| (*r).to_string()).collect(),
-            ..Default::default()
+            ..overrides
         })
         .await
     }
@@ -207,8 +212,18 @@ impl Reply {
 /// Sends raw bytes, reads until the server closes (or 10 s pass), and parses one response.
 /// `None` when the server closed without answering.
 pub async fn raw(addr: SocketAddr, request: &[u8]) -> Option<Reply> {
+    raw_in_pieces(addr, request, request.len().max(1)).await
+}
+
+/// `raw`, with the request written `piece` bytes at a time, 2 ms apart.
+pub async fn raw_in_pieces(addr: SocketAddr, request: &[u8], piece: usize) -> Option<Reply> {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(request).await.unwrap();
+    for (i, bytes) in request.chunks(piece).enumerate() {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        s.write_all(bytes).await.unwrap();
+    }
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
     parse_reply(&buf)
@@ -220,7 +235,7 @@ pub async fn get(addr: SocketAddr, target: &str, headers: &str) -> Reply {
     raw(addr, req.as_bytes()).await.expect("the sidecar answered")
 }
 
-pub fn parse_reply(buf: &[u8]) -> Option<Reply> {
+fn parse_reply(buf: &[u8]) -> Option<Reply> {
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
     let status = head.split(' ').nth(1)?.parse().ok()?;
