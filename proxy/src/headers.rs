@@ -27,9 +27,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        // Split the raw bytes: a value with obs-text elsewhere in it still names its fields.
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
         .collect();
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
@@ -58,5 +58,17 @@ mod tests {
         let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["accept", "content-length"]);
+    }
+
+    #[test]
+    fn a_connection_value_with_obs_text_still_names_its_fields() {
+        // Found by the fuzz tests: a byte over 0x7f anywhere in the value made it unreadable as a
+        // str, so the fields it named were forwarded.
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_bytes(b"clos\x80, x-hop").unwrap());
+        h.insert("x-hop", HeaderValue::from_static("1"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("text/plain"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
     }
 }
