@@ -13,7 +13,7 @@ use std::time::Duration;
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::Empty;
+use http_body_util::{BodyExt, Empty};
 use meshscrape_common::ProxyConfig;
 use meshscrape_common::error::chain;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -228,10 +228,38 @@ impl App {
             }
         };
         self.metrics.upstream_latency(entry.label, started.elapsed());
-        let (mut parts, body) = resp.into_parts();
+        let (mut parts, mut body) = resp.into_parts();
+        // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and an intermediary must drop
+        // the Content-Length before forwarding; hyper re-frames the body for the client.
+        if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+            parts.headers.remove(header::CONTENT_LENGTH);
+        }
+        // Wait for the body's first frame before the head goes out: hyper sends the two in one
+        // write anyway, and an app whose body breaks or stalls before its first byte then gets
+        // the client a 502 or 504 with a reason instead of a connection closed mid-response.
+        let first = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => Some(frame),
+            Ok(None) => None,
+            Ok(Some(Err(err))) => {
+                self.metrics.upstream_error(UpstreamError::Body);
+                tracing::warn!(route = %entry.path, upstream = %entry.authority, error = %err, "the app's body broke off before its first byte");
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("the app sent a response head, then a broken or truncated body ({})", entry.authority),
+                );
+            }
+            Err(_) => {
+                self.metrics.upstream_error(UpstreamError::Timeout);
+                tracing::warn!(route = %entry.path, upstream = %entry.authority, ?budget, "the app's body did not start in time");
+                return text(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &format!("the app sent a response head but no body within {}ms ({})", budget.as_millis(), entry.authority),
+                );
+            }
+        };
         strip_hop_by_hop(&mut parts.headers);
         parts.version = Version::HTTP_11;
-        let body = ProxyBody::Upstream { inner: body, deadline: tokio::time::sleep_until(deadline), stream };
+        let body = ProxyBody::Upstream { first, inner: body, deadline: tokio::time::sleep_until(deadline), stream };
         Response::from_parts(parts, body)
     }
 }

@@ -26,6 +26,8 @@ pin_project_lite::pin_project! {
     pub enum ProxyBody {
         Local { data: Option<Bytes> },
         Upstream {
+            // The body's first frame, read before the head went out (see `App::forward`).
+            first: Option<Frame<Bytes>>,
             #[pin] inner: Incoming,
             #[pin] deadline: Sleep,
             stream: Stream,
@@ -61,40 +63,55 @@ impl Body for ProxyBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
             Proj::Local { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Proj::Upstream { inner, deadline, stream } => match inner.poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Some(data) = frame.data_ref() {
-                        stream.bytes += data.len() as u64;
+            Proj::Upstream { first, inner, deadline, stream } => {
+                match first.take().map_or_else(|| inner.poll_frame(cx), |f| Poll::Ready(Some(Ok(f)))) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(data) = frame.data_ref() {
+                            stream.bytes += data.len() as u64;
+                        }
+                        Poll::Ready(Some(Ok(frame)))
                     }
-                    Poll::Ready(Some(Ok(frame)))
+                    Poll::Ready(Some(Err(e))) => {
+                        stream.metrics.upstream_error(UpstreamError::Body);
+                        tracing::warn!(route = stream.route, error = %e, "the app's body broke off; cutting the response");
+                        Poll::Ready(Some(Err(e.into())))
+                    }
+                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Pending => {
+                        ready!(deadline.poll(cx));
+                        stream.metrics.upstream_error(UpstreamError::Timeout);
+                        tracing::warn!(route = stream.route, "the app's body did not finish before the deadline; cutting the response");
+                        Poll::Ready(Some(Err("upstream body passed its deadline".into())))
+                    }
                 }
-                Poll::Ready(Some(Err(e))) => {
-                    stream.metrics.upstream_error(UpstreamError::Body);
-                    tracing::warn!(route = stream.route, error = %e, "the app's body broke off; cutting the response");
-                    Poll::Ready(Some(Err(e.into())))
-                }
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending => {
-                    ready!(deadline.poll(cx));
-                    stream.metrics.upstream_error(UpstreamError::Timeout);
-                    tracing::warn!(route = stream.route, "the app's body did not finish before the deadline; cutting the response");
-                    Poll::Ready(Some(Err("upstream body passed its deadline".into())))
-                }
-            },
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Local { data } => data.is_none(),
-            ProxyBody::Upstream { inner, .. } => inner.is_end_stream(),
+            ProxyBody::Upstream { first, inner, .. } => first.is_none() && inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             ProxyBody::Local { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            ProxyBody::Upstream { inner, .. } => inner.size_hint(),
+            ProxyBody::Upstream { first, inner, .. } => {
+                // hyper frames the response by this hint when the app sent no Content-Length,
+                // so the frame already taken must be counted back in.
+                let taken = first.as_ref().and_then(Frame::data_ref).map_or(0, |d| d.len() as u64);
+                let hint = inner.size_hint();
+                match hint.exact() {
+                    Some(n) => SizeHint::with_exact(n + taken),
+                    None => {
+                        let mut wider = SizeHint::new();
+                        wider.set_lower(hint.lower() + taken);
+                        wider
+                    }
+                }
+            }
         }
     }
 }

@@ -21,7 +21,7 @@ pub enum UpstreamError {
     Timeout,
     /// The app answered with something that is not HTTP/1, or closed mid-head.
     Protocol,
-    /// The body broke off after the head was forwarded.
+    /// The body broke off or was malformed.
     Body,
 }
 

@@ -237,6 +237,39 @@ async fn stalled_body_is_cut_at_the_deadline() {
 }
 
 #[tokio::test]
+async fn a_body_that_breaks_before_its_first_byte_is_502() {
+    // The head promises 100 bytes; the app closes without sending any.
+    let up = Upstream::start(Script::Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")).await;
+    let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
+    let reply = get(sidecar.addr, "/m", "").await;
+    assert_eq!(reply.status, 502, "{reply:?}");
+    assert!(one_line(&reply.text()) && reply.text().contains("broken or truncated body"), "{}", reply.text());
+    let metrics = get(sidecar.addr, "/-/metrics", "").await.text();
+    assert!(metrics.contains("meshscrape_proxy_upstream_errors_total{kind=\"body\"} 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_head_with_no_body_by_the_deadline_is_504() {
+    let up = Upstream::start(Script::HeadThenHang).await;
+    let sidecar = Sidecar::to_with(up.addr, &["/m=/m"], ProxyOverrides { upstream_timeout: Some("300ms".into()), ..Default::default() }).await;
+    let reply = get(sidecar.addr, "/m", "").await;
+    assert_eq!(reply.status, 504, "{reply:?}");
+    assert!(one_line(&reply.text()) && reply.text().contains("no body within 300ms"), "{}", reply.text());
+}
+
+#[tokio::test]
+async fn an_apps_content_length_beside_transfer_encoding_is_dropped() {
+    // RFC 9112 §6.3: chunked framing wins. Forwarding the stale Content-Length (3) would frame
+    // the client's response wrongly; the whole six-byte body must arrive.
+    let up =
+        Upstream::start(Script::Raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n6\r\nup 1\n\n\r\n0\r\n\r\n")).await;
+    let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
+    let reply = get(sidecar.addr, "/m", "").await;
+    assert_eq!((reply.status, reply.text().as_str()), (200, "up 1\n\n"), "{reply:?}");
+    assert_eq!(reply.header("content-length"), None, "{reply:?}");
+}
+
+#[tokio::test]
 async fn over_the_in_flight_limit_is_503() {
     let up = Upstream::start(Script::Slow(Duration::from_millis(800), "x 1\n")).await;
     let sidecar = Sidecar::to_with(up.addr, &["/m=/m"], ProxyOverrides { max_in_flight: Some(1), ..Default::default() }).await;

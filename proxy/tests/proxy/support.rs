@@ -76,6 +76,8 @@ pub enum Script {
     Hang,
     /// Send a head promising 1000 bytes, send 10, then stall.
     StallBody,
+    /// Send a head promising 1000 bytes and nothing more, then stall.
+    HeadThenHang,
     /// A response head too large and malformed: 200 with conflicting Content-Length headers.
     ConflictingLength,
     /// These bytes as the response, then close.
@@ -158,6 +160,11 @@ async fn serve_script(mut s: TcpStream, script: Script, seen: Arc<Mutex<Vec<Stri
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 return;
             }
+            Script::HeadThenHang => {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n").await;
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                return;
+            }
             Script::ConflictingLength => {
                 let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!").await;
                 return;
@@ -185,7 +192,7 @@ async fn read_head<R: AsyncRead + Unpin>(r: &mut R) -> Option<String> {
             _ => return None,
         }
     }
-    String::from_utf8(head).ok()
+    Some(String::from_utf8_lossy(&head).into_owned())
 }
 
 /// A parsed response from the raw client.
