@@ -3,6 +3,7 @@
 
 mod proxy {
     mod forwarding;
+    mod fuzz;
     mod hostile;
     mod lifecycle;
     pub mod support;
