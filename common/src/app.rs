@@ -308,13 +308,16 @@ impl AppConfig {
             }
         }
         let pod_labels = c.labels("labels", &file.labels, true);
-        let app_name = file.name.value.clone();
 
         // The app container.
         let f = &file.container;
-        let container_name = or_default(&f.name, app_name.clone());
+        // Names and ports derived from another key are checked there, not reported twice.
         let container = Container {
-            name: c.value("container.name", &container_name, |n| names::dns1123_label(n).map(|()| n.clone())).unwrap_or_default(),
+            name: match &f.name {
+                Some(n) => c.value("container.name", n, |n| names::dns1123_label(n).map(|()| n.clone())),
+                None => name.clone(),
+            }
+            .unwrap_or_default(),
             image: c.value("container.image", &f.image, image).unwrap_or_default(),
             port: c.value("container.port", &f.port, |p| names::port(*p)).unwrap_or(0),
             port_name: c
@@ -328,10 +331,15 @@ impl AppConfig {
         // The Service.
         let f = &file.service;
         let service = Service {
-            name: c
-                .value("service.name", &or_default(&f.name, app_name.clone()), |n| names::dns1123_label(n).map(|()| n.clone()))
-                .unwrap_or_default(),
-            port: c.value("service.port", &or_default(&f.port, i64::from(container.port)), |p| names::port(*p)).unwrap_or(0),
+            name: match &f.name {
+                Some(n) => c.value("service.name", n, |n| names::dns1123_label(n).map(|()| n.clone())),
+                None => name.clone(),
+            }
+            .unwrap_or_default(),
+            port: match &f.port {
+                Some(p) => c.value("service.port", p, |p| names::port(*p)).unwrap_or(0),
+                None => container.port,
+            },
             labels: f.labels.as_ref().map(|l| c.labels("service.labels", l, false)).unwrap_or_else(|| pod_labels.clone()),
         };
 
@@ -343,7 +351,11 @@ impl AppConfig {
         if let Some(p) = sidecar_port
             && p == container.port
         {
-            c.fail("sidecar.port", &sidecar_port_s.referenced, format!("{p} is also the app's port; choose another, e.g. 9090"));
+            c.fail(
+                "sidecar.port",
+                &sidecar_port_s.referenced,
+                format!("{p} is also the app's port; set sidecar.port to another, e.g. {}", if p == 9090 { 9091 } else { 9090 }),
+            );
         }
         let port_name_s = or_default(&f.port_name, "prometheus".into());
         let sidecar_port_name = c.value("sidecar.portName", &port_name_s, |n| names::port_name(n).map(|()| n.clone())).unwrap_or_default();
@@ -423,9 +435,11 @@ impl AppConfig {
         let monitor_ns = c.value("monitor.namespace", &f.namespace, |n| names::dns1123_label(n).map(|()| n.clone())).unwrap_or_default();
         let monitor = Monitor {
             kind: kind.unwrap_or(MonitorKind::ServiceMonitor),
-            name: c
-                .value("monitor.name", &or_default(&f.name, app_name.clone()), |n| names::dns1123_subdomain(n).map(|()| n.clone()))
-                .unwrap_or_default(),
+            name: match &f.name {
+                Some(n) => c.value("monitor.name", n, |n| names::dns1123_subdomain(n).map(|()| n.clone())),
+                None => name.clone(),
+            }
+            .unwrap_or_default(),
             namespace: monitor_ns.clone(),
             labels: c.labels("monitor.labels", &f.labels, true),
             job_label: f.job_label.as_ref().and_then(|j| c.value("monitor.jobLabel", j, |k| names::label_key(k).map(|()| k.clone()))),

@@ -14,6 +14,8 @@ pub enum Origin {
     Flag(&'static str),
     /// A YAML file, at a 1-based line and column.
     File { path: PathBuf, line: u64, column: u64 },
+    /// A key the YAML file leaves out, so its default (or a value derived from another key) applies.
+    Unset { path: PathBuf },
 }
 
 impl fmt::Display for Origin {
@@ -22,17 +24,19 @@ impl fmt::Display for Origin {
             Origin::Default => f.write_str("the default"),
             Origin::Flag(flag) => write!(f, "flag {flag}"),
             Origin::File { path, line, column } => write!(f, "{}:{line}:{column}", path.display()),
+            Origin::Unset { path } => write!(f, "{} (key not set, default used)", path.display()),
         }
     }
 }
 
 impl Origin {
-    /// A position in `path`; the default when there is no file or serde-saphyr has no location
-    /// (a value meshscrape filled in rather than read).
+    /// A position in `path`; `Unset` when serde-saphyr has no location (a value meshscrape filled
+    /// in rather than read), so the message still names the file; the default with no file.
     pub fn at(path: Option<&Path>, loc: &Location) -> Origin {
         match path {
             Some(p) if *loc != Location::UNKNOWN => Origin::File { path: p.to_path_buf(), line: loc.line(), column: loc.column() },
-            _ => Origin::Default,
+            Some(p) => Origin::Unset { path: p.to_path_buf() },
+            None => Origin::Default,
         }
     }
 }
@@ -76,8 +80,37 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.origin, self.field, self.message)
+        write!(f, "{}: {}: {}", self.origin, self.field, printable(&self.message))
     }
+}
+
+/// Values quoted in messages longer than this many characters are shortened.
+const QUOTED_MAX: usize = 80;
+
+/// A message as one readable line: control characters (a newline inside a quoted YAML value)
+/// are escaped, and a value quoted in backticks longer than `QUOTED_MAX` characters is cut,
+/// saying how long it was, so one bad value cannot bury the rest of the report.
+pub(crate) fn printable(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(512));
+    for (i, part) in message.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        let quoted = i % 2 == 1;
+        let count = part.chars().count();
+        let keep = if quoted && count > QUOTED_MAX { QUOTED_MAX / 2 } else { count };
+        for c in part.chars().take(keep) {
+            if c.is_control() {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        if keep < count {
+            out.push_str(&format!("… ({count} characters)"));
+        }
+    }
+    out
 }
 
 /// Why a configuration could not be loaded.
@@ -87,7 +120,7 @@ pub enum ConfigError {
     #[error("cannot read {}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
     /// The file is not YAML of the expected shape (syntax, unknown field, wrong type).
-    #[error("{}:{line}:{column}: {message}", path.display())]
+    #[error("{}:{line}:{column}: {}", path.display(), printable(message))]
     Syntax { path: PathBuf, line: u64, column: u64, message: String },
     /// The file parsed, but one or more values are invalid; every one is listed.
     #[error("{}", render(problems))]
@@ -161,6 +194,15 @@ mod tests {
         fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
             self.1.as_deref().map(|e| e as _)
         }
+    }
+
+    #[test]
+    fn printable_escapes_control_characters_and_cuts_long_quoted_values() {
+        assert_eq!(super::printable("`a\nb` is not a label"), "`a\\nb` is not a label");
+        let long = format!("`{}` is not a label; use at most 63", "x".repeat(5000));
+        assert_eq!(super::printable(&long), format!("`{}… (5000 characters)` is not a label; use at most 63", "x".repeat(40)));
+        let plain = "routes[0]: `/m=/m` is a duplicate";
+        assert_eq!(super::printable(plain), plain);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod generator {
     mod chain;
     mod cli;
+    mod fuzz;
     mod inject;
     mod options;
     pub mod support;

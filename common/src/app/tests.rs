@@ -42,6 +42,28 @@ fn minimal_config_takes_the_seed_defaults() {
 }
 
 #[test]
+fn a_bad_name_is_reported_once_not_again_for_the_names_derived_from_it() {
+    // container.name, service.name and monitor.name default to name; found by the config fuzz
+    // test, which saw "the default: service.name: ..." beside the real problem.
+    let p = problems(&MINIMAL.replace("name: shop", "name: Shop_App"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!((p[0].field.as_str(), line(&p[0])), ("name", 1));
+    let p = problems(&MINIMAL.replace("port: 8080", "port: 0"));
+    assert_eq!(p.iter().map(|p| p.field.as_str()).collect::<Vec<_>>(), ["container.port"], "not service.port too");
+}
+
+#[test]
+fn a_clash_with_a_default_names_the_file_and_the_key_to_set() {
+    let p = problems(&MINIMAL.replace("port: 8080", "port: 9090"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].origin, Origin::Unset { path: "app.yaml".into() });
+    assert_eq!(
+        p[0].to_string(),
+        "app.yaml (key not set, default used): sidecar.port: 9090 is also the app's port; set sidecar.port to another, e.g. 9091"
+    );
+}
+
+#[test]
 fn misspelt_field_names_the_line() {
     let err = parse(&MINIMAL.replace("container:", "contaner:")).unwrap_err();
     let ConfigError::Syntax { line, message, .. } = &err else { panic!("{err}") };
