@@ -89,8 +89,9 @@ const QUOTED_MAX: usize = 80;
 
 /// A message as one readable line: control characters (a newline inside a quoted YAML value)
 /// are escaped, and a value quoted in backticks longer than `QUOTED_MAX` characters is cut,
-/// saying how long it was, so one bad value cannot bury the rest of the report.
-pub(crate) fn printable(message: &str) -> String {
+/// saying how long it was, so one bad value cannot bury the rest of the report. Also used by
+/// meshscrape-verify for what it reads from manifests and scrape bodies.
+pub fn printable(message: &str) -> String {
     let mut out = String::with_capacity(message.len().min(512));
     for (i, part) in message.split('`').enumerate() {
         if i > 0 {

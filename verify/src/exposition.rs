@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use meshscrape_common::error::printable;
+
 /// What a scrape body holds.
 #[derive(Debug, Default, PartialEq)]
 pub struct Exposition {
@@ -34,7 +36,8 @@ pub fn parse(text: &str, openmetrics: bool) -> Result<Exposition, ParseError> {
     let mut eof = false;
     for (i, raw) in text.lines().enumerate() {
         let n = i + 1;
-        let err = |message: String| ParseError { line: n, message };
+        // Messages quote the line's pieces; `printable` keeps a 100 KB name from becoming a 100 KB error.
+        let err = |message: String| ParseError { line: n, message: printable(&message) };
         let line = raw.trim_end_matches('\r');
         if eof {
             return Err(err("content after # EOF".into()));

@@ -4,6 +4,7 @@
 //! exclusion and the NetworkPolicies in the way, plus the operator's own validation rules.
 
 use std::path::Path;
+use std::sync::LazyLock;
 
 use meshscrape_common::schema::{crd_schema, validate};
 use meshscrape_common::{ProxyConfig, ProxyOverrides, names};
@@ -13,6 +14,9 @@ use crate::report::{Check, Report};
 
 const CRDS: [&str; 2] =
     [include_str!("../../schemas/monitoring.coreos.com_servicemonitors.yaml"), include_str!("../../schemas/monitoring.coreos.com_podmonitors.yaml")];
+/// The CRDs above, parsed once per process rather than once per `check`.
+static CRD_VALUES: LazyLock<Vec<Value>> =
+    LazyLock::new(|| CRDS.iter().flat_map(|t| serde_saphyr::from_multiple::<Value>(t).unwrap_or_default()).collect());
 const WORKLOADS: [&str; 3] = ["Deployment", "StatefulSet", "DaemonSet"];
 const EXCLUDE: &str = "traffic.sidecar.istio.io/excludeInboundPorts";
 const INCLUDE: &str = "traffic.sidecar.istio.io/includeInboundPorts";
@@ -153,9 +157,8 @@ pub fn check(objects: &Objects, options: &Options) -> Report {
             "include the monitor's YAML (meshscrape-gen renders one)",
         ));
     }
-    let crds: Vec<Value> = CRDS.iter().flat_map(|t| serde_saphyr::from_multiple::<Value>(t).unwrap_or_default()).collect();
     for m in monitors {
-        check_monitor(objects, options, &crds, m, &mut report);
+        check_monitor(objects, options, &CRD_VALUES, m, &mut report);
     }
     report
 }

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use meshscrape_common::error::printable;
 use serde::Serialize;
 
 /// The outcome of one check.
@@ -33,25 +34,27 @@ pub struct Check {
 }
 
 impl Check {
+    // Everything a check says may quote what it read (a name from a manifest, a line of a scrape
+    // body), so each text goes through `printable`: one line per check, whatever the input held.
     pub fn pass(name: &str, message: impl Into<String>) -> Self {
-        Check { status: Status::Pass, name: name.into(), object: None, field: None, message: message.into(), fix: None }
+        Check { status: Status::Pass, name: name.into(), object: None, field: None, message: printable(&message.into()), fix: None }
     }
 
     pub fn fail(name: &str, message: impl Into<String>, fix: impl Into<String>) -> Self {
-        Check { status: Status::Fail, name: name.into(), object: None, field: None, message: message.into(), fix: Some(fix.into()) }
+        Check { status: Status::Fail, fix: Some(printable(&fix.into())), ..Check::pass(name, message) }
     }
 
     pub fn warn(name: &str, message: impl Into<String>, fix: impl Into<String>) -> Self {
-        Check { status: Status::Warn, name: name.into(), object: None, field: None, message: message.into(), fix: Some(fix.into()) }
+        Check { status: Status::Warn, fix: Some(printable(&fix.into())), ..Check::pass(name, message) }
     }
 
     pub fn on(mut self, object: impl Into<String>) -> Self {
-        self.object = Some(object.into());
+        self.object = Some(printable(&object.into()));
         self
     }
 
     pub fn at(mut self, field: impl Into<String>) -> Self {
-        self.field = Some(field.into());
+        self.field = Some(printable(&field.into()));
         self
     }
 }
@@ -164,6 +167,18 @@ mod tests {
                 Check::fail("Service port", "no port named prometheus", "add a port named prometheus").on("Service/tools/a").at("spec.ports"),
             ],
         }
+    }
+
+    #[test]
+    fn a_newline_read_from_the_input_stays_inside_its_checks_line() {
+        let mut report = Report::default();
+        report.push(Check::fail("ConfigMap", "ConfigMap tools/a\nb is not in the input", "add a\nb").on("Deployment/tools/a\nb").at("x\ny"));
+        let text = report.render(Format::Human, false);
+        assert_eq!(
+            text.lines().next(),
+            Some("FAIL ConfigMap [Deployment/tools/a\\nb x\\ny]: ConfigMap tools/a\\nb is not in the input — fix: add a\\nb")
+        );
+        assert_eq!(text.lines().count(), 2, "{text}");
     }
 
     #[test]

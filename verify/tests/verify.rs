@@ -4,5 +4,6 @@
 mod verify {
     mod cli;
     mod cluster;
+    mod fuzz;
     mod live;
 }
