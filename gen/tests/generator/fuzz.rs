@@ -1,19 +1,23 @@
-//! Systematic mutations of a config that sets every key, and of one that sets only the required ones: each line dropped, doubled or
+//! Systematic mutations of a config that sets every key, of one that sets only the required ones,
+//! and of the workloads `inject` is given: each line dropped, doubled or
 //! re-indented, each byte dropped, each value replaced by hostile YAML. Whatever the text:
 //! - loading never panics, and a rejection names the file and stays readable;
 //! - an accepted config renders, every custom resource validates against its CRD, and the
-//!   sidecar accepts the ConfigMap it is given.
+//!   sidecar accepts the ConfigMap it is given;
+//! - `inject` never panics, and injecting its output again changes nothing.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use meshscrape_common::schema::{crd_schema, validate};
 use meshscrape_common::{AppConfig, ProxyConfig, ProxyOverrides};
+use meshscrape_gen::inject::{Extras, inject};
 use meshscrape_gen::objects::Object;
 use meshscrape_gen::render;
 use meshscrape_gen::templates::Templates;
+use serde_json::Value;
 
-use super::support::{crds, value};
+use super::support::{config_with, crds, root, value};
 
 const FILE: &str = "fuzz.yaml";
 
@@ -290,4 +294,46 @@ fn mangled_configs_are_rejected_with_the_file_named_or_render_objects_that_all_v
     eprintln!("{} cases: {accepted} accepted, {rejected} rejected", cases.len());
     // Both outcomes must be common, or the mutations are not exercising the validation.
     assert!(accepted > cases.len() / 10 && rejected > cases.len() / 10, "accepted {accepted}, rejected {rejected} of {}", cases.len());
+}
+
+#[test]
+fn mangled_workloads_inject_idempotently_or_fail_in_one_line() {
+    let valid = std::fs::read_to_string(root().join("gen/tests/fixtures/workloads.yaml")).unwrap();
+    let config = config_with(|t| t);
+    let templates = Templates::load(None).unwrap();
+    let extras = Extras { service_port: true, monitor: true };
+    let cases = cases(&valid);
+    let mut failures = Vec::new();
+    let (mut injected, mut refused, mut not_yaml) = (0, 0, 0);
+    for case in &cases {
+        let fail = |why: String| format!("{}: {why}\n--- text ---\n{}", case.what, case.text);
+        // What the CLI reads; text that is not YAML never reaches inject (`Input` error).
+        let Ok(docs) = serde_saphyr::from_multiple::<Value>(&case.text) else {
+            not_yaml += 1;
+            continue;
+        };
+        let Ok(once) = catch_unwind(AssertUnwindSafe(|| inject(&config, &templates, docs, extras))) else {
+            failures.push(fail("inject panicked".into()));
+            continue;
+        };
+        match once {
+            Err(err) => {
+                refused += 1;
+                if err.to_string().contains('\n') {
+                    failures.push(fail(format!("the error is not one line: {err}")));
+                }
+            }
+            Ok(once) => {
+                injected += 1;
+                match inject(&config, &templates, once.documents.clone(), extras) {
+                    Ok(twice) if twice.documents == once.documents => {}
+                    Ok(_) => failures.push(fail("injecting the output again changed it".into())),
+                    Err(err) => failures.push(fail(format!("injecting the output again failed: {err}"))),
+                }
+            }
+        }
+    }
+    report(&failures, cases.len());
+    eprintln!("{} cases: {injected} injected, {refused} refused, {not_yaml} not YAML", cases.len());
+    assert!(injected > cases.len() / 4, "injected {injected} of {}", cases.len());
 }
