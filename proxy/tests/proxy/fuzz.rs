@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use meshscrape_common::ProxyOverrides;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use super::support::{Script, Sidecar, Upstream, get};
@@ -320,35 +320,6 @@ async fn mangled_request_heads_get_bounded_answers_and_only_configured_targets_r
     assert!(statuses.len() >= 4 && up.heads().len() >= total / 20, "too little variety: {statuses:?}, {} forwarded", up.heads().len());
 }
 
-/// An app on loopback that answers each request with the response case its `x-fuzz-case` field
-/// names, then closes.
-async fn scripted_app(responses: Arc<Vec<Vec<u8>>>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
-            let responses = responses.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    match s.read(&mut byte).await {
-                        Ok(1) => head.push(byte[0]),
-                        _ => return,
-                    }
-                }
-                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-                let case = head.lines().find_map(|l| l.strip_prefix("x-fuzz-case:")).and_then(|v| v.trim().parse::<usize>().ok());
-                if let Some(bytes) = case.and_then(|i| responses.get(i)) {
-                    let _ = s.write_all(bytes).await;
-                }
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test]
 async fn mangled_app_responses_become_502_504_or_pass_through_in_bounded_time() {
     let corpus: &[&[u8]] = &[
@@ -364,8 +335,8 @@ async fn mangled_app_responses_become_502_504_or_pass_through_in_bounded_time() 
     let total = cases(2000);
     let responses: Vec<Vec<u8>> = (0..total).map(|_| mutated(&mut rng, corpus)).collect();
     let responses = Arc::new(responses);
-    let app = scripted_app(responses.clone()).await;
-    let sidecar = Sidecar::to_with(app, &["/metrics=/m"], fuzz_overrides()).await;
+    let app = Upstream::start(Script::ByCase(responses.clone())).await;
+    let sidecar = Sidecar::to_with(app.addr, &["/metrics=/m"], fuzz_overrides()).await;
     let mut failures = Vec::new();
     let mut statuses: HashMap<u16, usize> = HashMap::new();
     let requests: Vec<Vec<u8>> =

@@ -82,6 +82,8 @@ pub enum Script {
     ConflictingLength,
     /// These bytes as the response, then close.
     Raw(&'static [u8]),
+    /// The response the request's `x-fuzz-case: N` field picks from this list, then close.
+    ByCase(Arc<Vec<Vec<u8>>>),
 }
 
 /// A loopback upstream that follows a script and records every request head it read.
@@ -117,7 +119,7 @@ impl Upstream {
 async fn serve_script(mut s: TcpStream, script: Script, seen: Arc<Mutex<Vec<String>>>) {
     loop {
         let Some(head) = read_head(&mut s).await else { return };
-        seen.lock().unwrap().push(head);
+        seen.lock().unwrap().push(head.clone());
         let _ = match &script {
             Script::BodyThenClose(body) => {
                 let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n", body.len());
@@ -171,6 +173,14 @@ async fn serve_script(mut s: TcpStream, script: Script, seen: Arc<Mutex<Vec<Stri
             }
             Script::Raw(bytes) => {
                 let _ = s.write_all(bytes).await;
+                return;
+            }
+            Script::ByCase(responses) => {
+                let lower = head.to_ascii_lowercase();
+                let case = lower.lines().find_map(|l| l.strip_prefix("x-fuzz-case:")).and_then(|v| v.trim().parse::<usize>().ok());
+                if let Some(bytes) = case.and_then(|i| responses.get(i)) {
+                    let _ = s.write_all(bytes).await;
+                }
                 return;
             }
         };
