@@ -10,6 +10,7 @@ pub mod headers;
 pub mod metrics;
 pub mod rejections;
 pub mod server;
+pub mod stall;
 pub mod upstream;
 
 use meshscrape_common::LogFormat;

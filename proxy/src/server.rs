@@ -12,8 +12,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use meshscrape_common::ProxyConfig;
 use tokio::net::TcpListener;
 
-use crate::app::App;
+use crate::app::{App, ResponseDeadline};
 use crate::rejections::{Answered, ClientIo};
+use crate::stall::{Deadline, WriteDeadline};
 
 /// How the drain ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -68,14 +69,20 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, config: &ProxyConfig, s
         let _ = stream.set_nodelay(true);
         let service_app = app.clone();
         let answered = Answered::default();
-        let io = ClientIo::new(TokioIo::new(stream), answered.clone(), config.limits.max_request_head_bytes);
+        let deadline = Deadline::default();
+        let io = WriteDeadline::new(TokioIo::new(stream), deadline.clone(), peer);
+        let io = ClientIo::new(io, answered.clone(), config.limits.max_request_head_bytes);
         let conn = http.serve_connection(
             io,
             service_fn(move |req| {
                 let app = service_app.clone();
                 let answered = answered.clone();
+                let deadline = deadline.clone();
                 async move {
                     let resp = app.serve(req).await;
+                    if let Ok(resp) = &resp {
+                        deadline.set(resp.extensions().get::<ResponseDeadline>().map(|d| d.0));
+                    }
                     answered.raise();
                     resp
                 }

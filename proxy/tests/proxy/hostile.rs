@@ -188,6 +188,39 @@ async fn slow_clients_are_dropped_and_do_not_starve_a_scrape() {
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_is_cut_at_the_deadline_and_frees_its_slot() {
+    // A 20 MB body to a client that reads nothing: once the socket buffers and the 64 KiB write
+    // queue are full, hyper stops asking for body frames, so only a deadline on the whole
+    // response can free the in-flight slot. Otherwise maxInFlight such clients starve every scrape.
+    let up = Upstream::start(Script::Large(20_000_000)).await;
+    let sidecar =
+        Sidecar::to_with(up.addr, &["/m=/m"], ProxyOverrides { upstream_timeout: Some("1s".into()), max_in_flight: Some(2), ..Default::default() })
+            .await;
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(sidecar.addr).await.unwrap();
+        s.write_all(b"GET /m HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        stalled.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(get(sidecar.addr, "/m", "").await.status, 503, "both slots are held while the clients stall");
+    let started = Instant::now();
+    loop {
+        let metrics = get(sidecar.addr, "/-/metrics", "").await.text();
+        if metrics.contains("meshscrape_proxy_in_flight_requests 0\n") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "the stalled clients still hold their slots:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(sidecar.addr, "/m", "").await.status, 200, "a real scrape gets a slot again");
+    // The connection was closed: draining it ends in EOF, short of 20 MB.
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stalled[0].read_to_end(&mut got)).await.expect("the stalled connection was closed");
+    assert!(got.len() < 20_000_000, "a truncated body, not a complete one");
+}
+
+#[tokio::test]
 async fn upstream_garbage_is_502() {
     let up = Upstream::start(Script::Garbage).await;
     let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
