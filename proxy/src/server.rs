@@ -11,6 +11,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use meshscrape_common::ProxyConfig;
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 
 use crate::app::{App, ResponseDeadline};
 use crate::rejections::{Answered, ClientIo};
@@ -29,6 +30,7 @@ pub enum Drain {
 /// responses finish for up to the configured grace period, and returns.
 pub async fn serve(listener: TcpListener, app: Arc<App>, config: &ProxyConfig, shutdown: impl Future<Output = ()>) -> Drain {
     let head_limit = usize::try_from(config.limits.max_request_head_bytes).unwrap_or(usize::MAX);
+    let head_timeout = config.timeouts.request_head;
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         // Also bounds how long an idle keep-alive connection may wait for its next request.
@@ -80,8 +82,11 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, config: &ProxyConfig, s
                 let deadline = deadline.clone();
                 async move {
                     let resp = app.serve(req).await;
+                    // A forwarded response must be out by its scrape deadline; the sidecar's own
+                    // short answers get as long as a client has to send a head.
                     if let Ok(resp) = &resp {
-                        deadline.set(resp.extensions().get::<ResponseDeadline>().map(|d| d.0));
+                        let by = resp.extensions().get::<ResponseDeadline>().map_or_else(|| Instant::now() + head_timeout, |d| d.0);
+                        deadline.set(Some(by));
                     }
                     answered.raise();
                     resp

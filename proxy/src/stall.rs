@@ -5,7 +5,8 @@
 //! where it happens, in the write that cannot proceed, and fails that write once the response's
 //! deadline has passed; hyper then closes the connection and drops the body, which frees the slot.
 //! Without it, `limits.maxInFlight` clients that request a large exposition and read nothing
-//! would make the sidecar answer every real scrape with 503.
+//! would make the sidecar answer every real scrape with 503, and `limits.maxConnections` clients
+//! that pipeline thousands of requests and read nothing would keep Prometheus in the backlog.
 
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -18,7 +19,7 @@ use hyper::rt::{Read, ReadBufCursor, Write};
 use tokio::time::{Instant, Sleep};
 
 /// The time by which the response being written on a connection must be out, set by the service
-/// for each response it hands hyper (`None` for the sidecar's own short answers).
+/// for each response it hands hyper.
 #[derive(Clone, Default)]
 pub struct Deadline(Arc<Mutex<Option<Instant>>>);
 

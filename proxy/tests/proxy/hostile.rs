@@ -221,6 +221,31 @@ async fn a_client_that_stops_reading_is_cut_at_the_deadline_and_frees_its_slot()
 }
 
 #[tokio::test]
+async fn a_client_that_pipelines_without_reading_does_not_hold_its_connection_slot() {
+    // The sidecar's own short answers carry no upstream deadline; thousands of them pipelined and
+    // never read still fill the socket, and the connection must not be held for ever: with the
+    // slots all taken, Prometheus would wait in the backlog.
+    let up = Upstream::start(Script::Body("x 1\n")).await;
+    let sidecar = Sidecar::to_with(
+        up.addr,
+        &["/m=/m"],
+        ProxyOverrides { request_head_timeout: Some("300ms".into()), max_connections: Some(1), ..Default::default() },
+    )
+    .await;
+    let mut flood = TcpStream::connect(sidecar.addr).await.unwrap();
+    let requests = b"GET /no-such-path HTTP/1.1\r\nHost: x\r\n\r\n".repeat(100_000);
+    let writer = tokio::spawn(async move {
+        // Blocks once the sidecar stops reading; ends when the sidecar closes the connection.
+        let _ = flood.write_all(&requests).await;
+        flood
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reply = tokio::time::timeout(Duration::from_secs(10), get(sidecar.addr, "/m", "")).await.expect("the scrape waited behind the flood");
+    assert_eq!(reply.status, 200);
+    writer.abort();
+}
+
+#[tokio::test]
 async fn upstream_garbage_is_502() {
     let up = Upstream::start(Script::Garbage).await;
     let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
