@@ -44,21 +44,36 @@ pub fn files(rendered: &[Rendered]) -> Vec<(PathBuf, String)> {
     out
 }
 
-/// Writes every file under `dir`. Each file is written to a temporary name and renamed into
-/// place, so a reader never sees half a file; everything was rendered before the first write.
+/// Writes every file under `dir`, all or nothing as far as the file system allows: every file is
+/// first written under a temporary name beside its final one, and only when all of them are
+/// written are they renamed into place. A failure on the way (a full disk, a read-only folder)
+/// removes the temporary files and leaves `dir` as it was, apart from folders it had to create.
 pub fn write_dir(dir: &Path, rendered: &[Rendered]) -> Result<Vec<PathBuf>, GenError> {
     let io = |path: &Path| {
         let path = path.display().to_string();
         move |source| GenError::Io { path, source }
     };
-    let mut written = Vec::new();
-    for (rel, text) in files(rendered) {
-        let path = dir.join(&rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
+    let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let stage = |staged: &mut Vec<(PathBuf, PathBuf)>| -> Result<(), GenError> {
+        for (rel, text) in files(rendered) {
+            let path = dir.join(&rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            let tmp = path.with_extension("yaml.tmp");
+            std::fs::write(&tmp, text).map_err(io(&tmp))?;
+            staged.push((tmp, path));
         }
-        let tmp = path.with_extension("yaml.tmp");
-        std::fs::write(&tmp, text).map_err(io(&tmp))?;
+        Ok(())
+    };
+    if let Err(e) = stage(&mut staged) {
+        for (tmp, _) in &staged {
+            let _ = std::fs::remove_file(tmp);
+        }
+        return Err(e);
+    }
+    let mut written = Vec::new();
+    for (tmp, path) in staged {
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
         written.push(path);
     }

@@ -52,6 +52,27 @@ fn out_writes_one_folder_per_namespace_with_a_kustomization() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn a_failed_out_write_leaves_nothing_behind() {
+    let dir = std::env::temp_dir().join(format!("meshscrape-gen-fail-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // A folder where the last file's temporary copy must go: every other file is written first.
+    let blocker = dir.join("monitoring/kustomization.yaml.tmp");
+    std::fs::create_dir_all(&blocker).unwrap();
+    let out = run(&["--config", "examples/identity-service.yaml", "--out", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("kustomization.yaml.tmp"), "the error names the path: {stderr}");
+    let mut left = Vec::new();
+    for ns in ["tools", "monitoring"] {
+        for entry in std::fs::read_dir(dir.join(ns)).unwrap() {
+            left.push(entry.unwrap().path());
+        }
+    }
+    assert_eq!(left, [blocker], "no object file and no temporary file may be left");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Writes `text` to a temp file and runs the generator on it.
 fn with_config(text: &str) -> (Output, String) {
     let path = std::env::temp_dir().join(format!("meshscrape-gen-bad-{}-{}.yaml", std::process::id(), text.len()));
