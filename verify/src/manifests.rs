@@ -3,7 +3,8 @@
 //! Services it selects, the named port, the container port, the sidecar route, the Istio
 //! exclusion and the NetworkPolicies in the way, plus the operator's own validation rules.
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use meshscrape_common::schema::{crd_schema, validate};
@@ -30,13 +31,14 @@ pub struct Objects {
 /// Reads files, folders (recursively, `*.yaml`/`*.yml`) or `-` for stdin.
 pub fn load(paths: &[String], stdin: impl FnOnce() -> std::io::Result<String>) -> Result<Objects, String> {
     let mut texts = Vec::new();
+    let mut seen = HashSet::new();
     let mut stdin = Some(stdin);
     for p in paths {
         if p == "-" {
             let read = stdin.take().ok_or("stdin (-) can be given once")?;
             texts.push(("stdin".to_string(), read().map_err(|e| format!("stdin: {e}"))?));
         } else {
-            collect(Path::new(p), &mut texts)?;
+            collect(Path::new(p), &mut texts, &mut seen)?;
         }
     }
     let mut docs = Vec::new();
@@ -54,20 +56,26 @@ pub fn load(paths: &[String], stdin: impl FnOnce() -> std::io::Result<String>) -
     Ok(Objects { docs })
 }
 
-fn collect(path: &Path, out: &mut Vec<(String, String)>) -> Result<(), String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// Reads `path`, or every YAML file under it. Symbolic links are followed, but each folder and file
+/// is read once, by its canonical path, so a link back up the tree is no endless walk and a file
+/// linked twice is not counted twice.
+fn collect(path: &Path, out: &mut Vec<(String, String)>, seen: &mut HashSet<PathBuf>) -> Result<(), String> {
+    let shown = |e: std::io::Error| format!("{}: {e}", path.display());
+    let meta = std::fs::metadata(path).map_err(shown)?;
+    if !seen.insert(std::fs::canonicalize(path).map_err(shown)?) {
+        return Ok(());
+    }
     if meta.is_dir() {
-        let mut entries: Vec<_> =
-            std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?.filter_map(Result::ok).map(|e| e.path()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(path).map_err(shown)?.filter_map(Result::ok).map(|e| e.path()).collect();
         entries.sort();
         for e in entries {
             if e.is_dir() || e.extension().is_some_and(|x| x == "yaml" || x == "yml") {
-                collect(&e, out)?;
+                collect(&e, out, seen)?;
             }
         }
         return Ok(());
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(shown)?;
     out.push((path.display().to_string(), text));
     Ok(())
 }

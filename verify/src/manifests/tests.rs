@@ -125,3 +125,17 @@ fn unparseable_yaml_is_an_error_naming_the_source() {
     let err = load(&["/no/such/dir".to_string()], || unreachable!()).unwrap_err();
     assert!(err.starts_with("/no/such/dir:"), "{err}");
 }
+
+#[test]
+fn a_symlink_loop_is_walked_once_and_a_file_linked_twice_is_read_once() {
+    let dir = std::env::temp_dir().join(format!("meshscrape-verify-loop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("sub/objects.yaml"), GENERATED).unwrap();
+    std::os::unix::fs::symlink(&dir, dir.join("sub/back-to-top")).unwrap();
+    std::os::unix::fs::symlink(dir.join("sub/objects.yaml"), dir.join("same.yaml")).unwrap();
+    let objects = load(&[dir.display().to_string()], || unreachable!()).unwrap();
+    let once = load(&["-".to_string()], || Ok(GENERATED.to_string())).unwrap();
+    assert_eq!(objects.docs.len(), once.docs.len(), "every object once, however many ways it is reachable");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
