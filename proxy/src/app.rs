@@ -260,15 +260,9 @@ impl App {
         strip_hop_by_hop(&mut parts.headers);
         parts.version = Version::HTTP_11;
         let body = ProxyBody::Upstream { first, inner: body, deadline: tokio::time::sleep_until(deadline), stream };
-        let mut resp = Response::from_parts(parts, body);
-        resp.extensions_mut().insert(ResponseDeadline(deadline));
-        resp
+        Response::from_parts(parts, body)
     }
 }
-
-/// On a forwarded response: when it must be written by, for the connection's `stall::WriteDeadline`.
-#[derive(Clone, Copy, Debug)]
-pub struct ResponseDeadline(pub Instant);
 
 /// A bound on something held at once (requests in flight, open connections) that also says
 /// how much of it is taken, so the gauges need no counters of their own.

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use crate::metrics::{Metrics, UpstreamError};
 
@@ -53,6 +53,14 @@ impl Drop for Stream {
 impl ProxyBody {
     pub fn text(text: impl Into<Bytes>) -> Self {
         ProxyBody::Local { data: Some(text.into()) }
+    }
+
+    /// When a forwarded body must be out by; `None` for a local answer.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self {
+            ProxyBody::Local { .. } => None,
+            ProxyBody::Upstream { deadline, .. } => Some(deadline.deadline()),
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use meshscrape_common::ProxyConfig;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-use crate::app::{App, ResponseDeadline};
+use crate::app::App;
 use crate::rejections::{Answered, ClientIo};
 use crate::stall::{Deadline, WriteDeadline};
 
@@ -85,7 +85,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, config: &ProxyConfig, s
                     // A forwarded response must be out by its scrape deadline; the sidecar's own
                     // short answers get as long as a client has to send a head.
                     if let Ok(resp) = &resp {
-                        let by = resp.extensions().get::<ResponseDeadline>().map_or_else(|| Instant::now() + head_timeout, |d| d.0);
+                        let by = resp.body().deadline().unwrap_or_else(|| Instant::now() + head_timeout);
                         deadline.set(Some(by));
                     }
                     answered.raise();
