@@ -66,6 +66,19 @@ async fn malformed_heads_get_400_and_are_not_forwarded() {
 }
 
 #[tokio::test]
+async fn an_http2_preface_is_closed_at_once_and_never_forwarded() {
+    // An HTTP/2 client with prior knowledge could not read an HTTP/1 400, so hyper closes
+    // without one (and the sidecar logs the reason); the point is that it ends at once.
+    let up = Upstream::start(Script::Body("x 1\n")).await;
+    let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
+    let started = Instant::now();
+    let reply = raw(sidecar.addr, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+    assert!(reply.is_none(), "{reply:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "closed after {:?}", started.elapsed());
+    assert!(up.heads().is_empty());
+}
+
+#[tokio::test]
 async fn content_length_with_transfer_encoding_closes_the_connection() {
     // RFC 9112 §6.1: hyper frames by Transfer-Encoding alone and closes after responding, so
     // nothing after the chunked body can be read as a second request.
