@@ -34,11 +34,13 @@ pub struct Args {
     /// Deadline for connecting to the app [key: timeouts.connect] [default: 1s]
     #[arg(long, value_name = "DURATION")]
     pub connect_timeout: Option<String>,
-    /// Deadline for a client to send its request head; also the keep-alive idle limit
+    /// Deadline for a client to send its request head; also the keep-alive idle limit, and the
+    /// time a client has to take one of the sidecar's own answers
     /// [key: timeouts.requestHead] [default: 5s]
     #[arg(long, value_name = "DURATION")]
     pub request_head_timeout: Option<String>,
-    /// Deadline for the app's whole response, shortened to end before Prometheus's scrape timeout
+    /// Deadline for the whole forwarded response, from the app and to a client that must keep
+    /// reading, shortened to end before Prometheus's scrape timeout
     /// [key: timeouts.upstream] [default: 10s]
     #[arg(long, value_name = "DURATION")]
     pub upstream_timeout: Option<String>,
