@@ -93,11 +93,14 @@ const QUOTED_MAX: usize = 80;
 /// meshscrape-verify for what it reads from manifests and scrape bodies.
 pub fn printable(message: &str) -> String {
     let mut out = String::with_capacity(message.len().min(512));
+    // A value holding a backtick itself upsets which parts are quoted; then nothing is cut, so
+    // the part that says what would be valid is never mistaken for a value.
+    let balanced = message.matches('`').count().is_multiple_of(2);
     for (i, part) in message.split('`').enumerate() {
         if i > 0 {
             out.push('`');
         }
-        let quoted = i % 2 == 1;
+        let quoted = balanced && i % 2 == 1;
         let count = part.chars().count();
         let keep = if quoted && count > QUOTED_MAX { QUOTED_MAX / 2 } else { count };
         for c in part.chars().take(keep) {
@@ -204,6 +207,9 @@ mod tests {
         assert_eq!(super::printable(&long), format!("`{}… (5000 characters)` is not a label; use at most 63", "x".repeat(40)));
         let plain = "routes[0]: `/m=/m` is a duplicate";
         assert_eq!(super::printable(plain), plain);
+        // A backtick inside the value: the advice after it is kept whole.
+        let odd = format!("`a`b` is not a label: {}", "use at most 63 lowercase letters ".repeat(4));
+        assert_eq!(super::printable(&odd), odd);
     }
 
     #[test]

@@ -73,9 +73,15 @@ pub fn write_dir(dir: &Path, rendered: &[Rendered]) -> Result<Vec<PathBuf>, GenE
         return Err(e);
     }
     let mut written = Vec::new();
-    for (tmp, path) in staged {
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
-        written.push(path);
+    for (i, (tmp, path)) in staged.iter().enumerate() {
+        if let Err(e) = std::fs::rename(tmp, path) {
+            // Too late to undo the renames before it; at least leave no temporary files.
+            for (tmp, _) in &staged[i..] {
+                let _ = std::fs::remove_file(tmp);
+            }
+            return Err(io(path)(e));
+        }
+        written.push(path.clone());
     }
     Ok(written)
 }
