@@ -207,7 +207,7 @@ async fn a_client_that_stops_reading_is_cut_at_the_deadline_and_frees_its_slot()
     // response can free the in-flight slot. Otherwise maxInFlight such clients starve every scrape.
     let up = Upstream::start(Script::Large(20_000_000)).await;
     let sidecar =
-        Sidecar::to_with(up.addr, &["/m=/m"], ProxyOverrides { upstream_timeout: Some("1s".into()), max_in_flight: Some(2), ..Default::default() })
+        Sidecar::to_with(up.addr, &["/m=/m"], ProxyOverrides { upstream_timeout: Some("2s".into()), max_in_flight: Some(2), ..Default::default() })
             .await;
     let mut stalled = Vec::new();
     for _ in 0..2 {
