@@ -85,8 +85,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, config: &ProxyConfig, s
                     // A forwarded response must be out by its scrape deadline; the sidecar's own
                     // short answers get as long as a client has to send a head.
                     if let Ok(resp) = &resp {
-                        let by = resp.body().deadline().unwrap_or_else(|| Instant::now() + head_timeout);
-                        deadline.set(Some(by));
+                        deadline.set(resp.body().deadline().unwrap_or_else(|| Instant::now() + head_timeout));
                     }
                     answered.raise();
                     resp

@@ -19,13 +19,13 @@ use hyper::rt::{Read, ReadBufCursor, Write};
 use tokio::time::{Instant, Sleep};
 
 /// The time by which the response being written on a connection must be out, set by the service
-/// for each response it hands hyper.
+/// for each response it hands hyper; none before the first.
 #[derive(Clone, Default)]
 pub struct Deadline(Arc<Mutex<Option<Instant>>>);
 
 impl Deadline {
-    pub fn set(&self, deadline: Option<Instant>) {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = deadline;
+    pub fn set(&self, deadline: Instant) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(deadline);
     }
 
     fn get(&self) -> Option<Instant> {

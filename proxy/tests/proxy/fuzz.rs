@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use super::support::{Script, Sidecar, Upstream, get};
+use super::support::{Script, Sidecar, Upstream, get, parse_reply};
 
 /// Cases run at once: enough to overlap connections, under the in-flight limit.
 const PARALLEL: usize = 24;
@@ -126,26 +126,6 @@ fn mutated(rng: &mut Rng, corpus: &[&[u8]]) -> Vec<u8> {
 fn shown(bytes: &[u8]) -> String {
     let s = bytes.escape_ascii().to_string();
     if s.len() > 400 { format!("{}... ({} bytes)", &s[..400], bytes.len()) } else { s }
-}
-
-/// The first response in `buf`: status, lower-cased fields and the body its Content-Length frames.
-struct First {
-    status: u16,
-    fields: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-fn first_response(buf: &[u8]) -> Option<First> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    // Field values may carry obs-text (bytes over 0x7f), which a proxy passes on as they are.
-    let head = String::from_utf8_lossy(&buf[..end]);
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let fields: HashMap<String, String> =
-        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string())).collect();
-    let rest = &buf[end + 4..];
-    let len = fields.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(rest.len());
-    Some(First { status, fields, body: rest[..len.min(rest.len())].to_vec() })
 }
 
 /// Whether the message head in `bytes` (up to its first empty line) has a well-formed
@@ -260,7 +240,7 @@ async fn mangled_request_heads_get_bounded_answers_and_only_configured_targets_r
             failures.push(format!("case {i}: no answer and no close within {CASE_BOUND:?}: {}", shown(request)));
             continue;
         };
-        let Some(first) = first_response(&reply) else {
+        let Some(first) = parse_reply(&reply) else {
             // Closing without a word is the answer to a head that never completes (at the head
             // timeout), and only to that: every head that ends gets a status.
             let ends = request.windows(4).any(|w| w == b"\r\n\r\n")
@@ -354,7 +334,7 @@ async fn mangled_app_responses_become_502_504_or_pass_through_in_bounded_time() 
             fail(format!("no answer and no close within {CASE_BOUND:?}"));
             continue;
         };
-        let Some(first) = first_response(&reply) else {
+        let Some(first) = parse_reply(&reply) else {
             fail(format!("unparseable reply {}", shown(&reply)));
             continue;
         };
@@ -371,11 +351,11 @@ async fn mangled_app_responses_become_502_504_or_pass_through_in_bounded_time() 
             }
         }
         for field in ["keep-alive", "proxy-connection", "proxy-authenticate", "te", "trailer", "upgrade"] {
-            if first.fields.contains_key(field) {
+            if first.header(field).is_some() {
                 fail(format!("the hop-by-hop field {field:?} reached the client"));
             }
         }
-        if connection_names_x_hop(sent) && first.fields.contains_key("x-hop") {
+        if connection_names_x_hop(sent) && first.header("x-hop").is_some() {
             fail("x-hop, which the app's Connection named, reached the client".into());
         }
     }

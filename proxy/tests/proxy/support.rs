@@ -252,13 +252,17 @@ pub async fn get(addr: SocketAddr, target: &str, headers: &str) -> Reply {
     raw(addr, req.as_bytes()).await.expect("the sidecar answered")
 }
 
-fn parse_reply(buf: &[u8]) -> Option<Reply> {
+/// The first response in `buf`: its head, and the body its framing gives (what arrived of it).
+/// `None` when `buf` holds no complete head with a status.
+pub fn parse_reply(buf: &[u8]) -> Option<Reply> {
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    // Field values may carry obs-text (bytes over 0x7f), which a proxy passes on as they are.
     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
     let status = head.split(' ').nth(1)?.parse().ok()?;
     let reply = Reply { status, head, body: buf[end + 4..].to_vec() };
-    let body = match reply.header("transfer-encoding") {
-        Some(te) if te.eq_ignore_ascii_case("chunked") => dechunk(&reply.body),
+    let body = match (reply.header("transfer-encoding"), reply.header("content-length").and_then(|l| l.parse::<usize>().ok())) {
+        (Some(te), _) if te.eq_ignore_ascii_case("chunked") => dechunk(&reply.body),
+        (_, Some(len)) => reply.body[..len.min(reply.body.len())].to_vec(),
         _ => reply.body.clone(),
     };
     Some(Reply { body, ..reply })
