@@ -260,7 +260,12 @@ impl Check<'_> {
     }
 
     /// Runs `f` on a spanned value; records a problem at its line on failure.
-    fn value<T, U>(&mut self, field: &str, v: &S<T>, f: impl FnOnce(&T) -> Result<U, String>) -> Option<U> {
+    fn value<T, U>(
+        &mut self,
+        field: &str,
+        v: &S<T>,
+        f: impl FnOnce(&T) -> Result<U, String>,
+    ) -> Option<U> {
         let origin = Origin::at(Some(self.path), &v.referenced);
         self.problems.check(field, Sourced { value: &v.value, origin }, f)
     }
@@ -285,18 +290,24 @@ fn or_default<T: Clone>(v: &Option<S<T>>, default: T) -> S<T> {
 impl AppConfig {
     /// Reads and validates an application config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Self::from_yaml(path, &text)
     }
 
     /// Validates YAML text as if it came from `path`.
     pub fn from_yaml(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let file: AppFile = serde_saphyr::from_str(text).map_err(|e| ConfigError::from_yaml(path.to_path_buf(), text, &e))?;
+        let file: AppFile = serde_saphyr::from_str(text)
+            .map_err(|e| ConfigError::from_yaml(path.to_path_buf(), text, &e))?;
         let mut c = Check { path, problems: Problems::default() };
 
         let name = c.value("name", &file.name, |n| names::dns1123_label(n).map(|()| n.clone()));
         if file.namespaces.value.is_empty() {
-            c.fail("namespaces", &file.namespaces.referenced, "list at least one namespace, e.g. [tools]".into());
+            c.fail(
+                "namespaces",
+                &file.namespaces.referenced,
+                "list at least one namespace, e.g. [tools]".into(),
+            );
         }
         let mut namespaces: Vec<String> = Vec::new();
         for (i, ns) in file.namespaces.value.iter().enumerate() {
@@ -314,25 +325,39 @@ impl AppConfig {
         // Names and ports derived from another key are checked there, not reported twice.
         let container = Container {
             name: match &f.name {
-                Some(n) => c.value("container.name", n, |n| names::dns1123_label(n).map(|()| n.clone())),
+                Some(n) => {
+                    c.value("container.name", n, |n| names::dns1123_label(n).map(|()| n.clone()))
+                }
                 None => name.clone(),
             }
             .unwrap_or_default(),
             image: c.value("container.image", &f.image, image).unwrap_or_default(),
             port: c.value("container.port", &f.port, |p| names::port(*p)).unwrap_or(0),
             port_name: c
-                .value("container.portName", &or_default(&f.port_name, "http".into()), |n| names::port_name(n).map(|()| n.clone()))
+                .value("container.portName", &or_default(&f.port_name, "http".into()), |n| {
+                    names::port_name(n).map(|()| n.clone())
+                })
                 .unwrap_or_default(),
             replicas: or_default(&f.replicas, 1).value,
-            readiness_path: f.probes.readiness.as_ref().and_then(|p| c.value("container.probes.readiness", p, |s| probe_path(s))),
-            liveness_path: f.probes.liveness.as_ref().and_then(|p| c.value("container.probes.liveness", p, |s| probe_path(s))),
+            readiness_path: f
+                .probes
+                .readiness
+                .as_ref()
+                .and_then(|p| c.value("container.probes.readiness", p, |s| probe_path(s))),
+            liveness_path: f
+                .probes
+                .liveness
+                .as_ref()
+                .and_then(|p| c.value("container.probes.liveness", p, |s| probe_path(s))),
         };
 
         // The Service.
         let f = &file.service;
         let service = Service {
             name: match &f.name {
-                Some(n) => c.value("service.name", n, |n| names::dns1123_label(n).map(|()| n.clone())),
+                Some(n) => {
+                    c.value("service.name", n, |n| names::dns1123_label(n).map(|()| n.clone()))
+                }
                 None => name.clone(),
             }
             .unwrap_or_default(),
@@ -340,12 +365,17 @@ impl AppConfig {
                 Some(p) => c.value("service.port", p, |p| names::port(*p)).unwrap_or(0),
                 None => container.port,
             },
-            labels: f.labels.as_ref().map(|l| c.labels("service.labels", l, false)).unwrap_or_else(|| pod_labels.clone()),
+            labels: f
+                .labels
+                .as_ref()
+                .map(|l| c.labels("service.labels", l, false))
+                .unwrap_or_else(|| pod_labels.clone()),
         };
 
         // The sidecar, and the proxy configuration it is started with.
         let f = &file.sidecar;
-        let sidecar_image = c.value("sidecar.image", &or_default(&f.image, DEFAULT_SIDECAR_IMAGE.into()), image);
+        let sidecar_image =
+            c.value("sidecar.image", &or_default(&f.image, DEFAULT_SIDECAR_IMAGE.into()), image);
         let sidecar_port_s = or_default(&f.port, 9090);
         let sidecar_port = c.value("sidecar.port", &sidecar_port_s, |p| names::port(*p));
         if let Some(p) = sidecar_port
@@ -354,28 +384,50 @@ impl AppConfig {
             c.fail(
                 "sidecar.port",
                 &sidecar_port_s.referenced,
-                format!("{p} is also the app's port; set sidecar.port to another, e.g. {}", if p == 9090 { 9091 } else { 9090 }),
+                format!(
+                    "{p} is also the app's port; set sidecar.port to another, e.g. {}",
+                    if p == 9090 { 9091 } else { 9090 }
+                ),
             );
         }
         let port_name_s = or_default(&f.port_name, "prometheus".into());
-        let sidecar_port_name = c.value("sidecar.portName", &port_name_s, |n| names::port_name(n).map(|()| n.clone())).unwrap_or_default();
+        let sidecar_port_name = c
+            .value("sidecar.portName", &port_name_s, |n| names::port_name(n).map(|()| n.clone()))
+            .unwrap_or_default();
         if sidecar_port_name == container.port_name {
-            c.fail("sidecar.portName", &port_name_s.referenced, format!("`{sidecar_port_name}` is also the app port's name; choose another"));
+            c.fail(
+                "sidecar.portName",
+                &port_name_s.referenced,
+                format!("`{sidecar_port_name}` is also the app port's name; choose another"),
+            );
         }
         let r = &f.resources;
         let mut quantity = |field: &str, v: &Option<S<String>>, default: &str| {
-            c.value(field, &or_default(v, default.to_string()), |q| names::quantity(q).map(|()| q.clone())).unwrap_or_default()
+            c.value(field, &or_default(v, default.to_string()), |q| {
+                names::quantity(q).map(|()| q.clone())
+            })
+            .unwrap_or_default()
         };
         let resources = Resources {
             requests_cpu: quantity("sidecar.resources.requests.cpu", &r.requests.cpu, "50m"),
-            requests_memory: quantity("sidecar.resources.requests.memory", &r.requests.memory, "10Mi"),
+            requests_memory: quantity(
+                "sidecar.resources.requests.memory",
+                &r.requests.memory,
+                "10Mi",
+            ),
             limits_cpu: quantity("sidecar.resources.limits.cpu", &r.limits.cpu, "100m"),
             limits_memory: quantity("sidecar.resources.limits.memory", &r.limits.memory, "15Mi"),
         };
         let unknown = |v: String| Some(Spanned::new(v, Location::UNKNOWN, Location::UNKNOWN));
         let proxy_file = ProxyFile {
-            listen: unknown(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), sidecar_port.unwrap_or(9090)).to_string()),
-            upstream: unknown(format!("http://127.0.0.1:{}", if container.port == 0 { 8080 } else { container.port })),
+            listen: unknown(
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), sidecar_port.unwrap_or(9090))
+                    .to_string(),
+            ),
+            upstream: unknown(format!(
+                "http://127.0.0.1:{}",
+                if container.port == 0 { 8080 } else { container.port }
+            )),
             routes: f.routes.clone(),
             timeouts: f.timeouts.clone(),
             limits: f.limits.clone(),
@@ -384,7 +436,11 @@ impl AppConfig {
         let proxy = match ProxyConfig::resolve(Some(path), proxy_file, &ProxyOverrides::default()) {
             Ok(p) => Some(p),
             Err(ConfigError::Invalid { problems }) => {
-                c.problems.0.extend(problems.into_iter().map(|p| Problem { field: format!("sidecar.{}", p.field), ..p }));
+                c.problems.0.extend(
+                    problems
+                        .into_iter()
+                        .map(|p| Problem { field: format!("sidecar.{}", p.field), ..p }),
+                );
                 None
             }
             Err(other) => return Err(other),
@@ -392,14 +448,20 @@ impl AppConfig {
 
         // The monitor.
         let f = &file.monitor;
-        let kind = c.value("monitor.kind", &or_default(&f.kind, "ServiceMonitor".into()), |k| match k.as_str() {
-            "ServiceMonitor" => Ok(MonitorKind::ServiceMonitor),
-            "PodMonitor" => Ok(MonitorKind::PodMonitor),
-            _ => Err(format!("`{k}` is not a monitor kind; use ServiceMonitor or PodMonitor")),
+        let kind = c.value("monitor.kind", &or_default(&f.kind, "ServiceMonitor".into()), |k| {
+            match k.as_str() {
+                "ServiceMonitor" => Ok(MonitorKind::ServiceMonitor),
+                "PodMonitor" => Ok(MonitorKind::PodMonitor),
+                _ => Err(format!("`{k}` is not a monitor kind; use ServiceMonitor or PodMonitor")),
+            }
         });
         let interval_s = or_default(&f.interval, "30s".into());
-        let interval_ms = c.value("monitor.interval", &interval_s, |d| names::prometheus_duration(d));
-        let timeout_ms = f.scrape_timeout.as_ref().and_then(|t| c.value("monitor.scrapeTimeout", t, |d| names::prometheus_duration(d)));
+        let interval_ms =
+            c.value("monitor.interval", &interval_s, |d| names::prometheus_duration(d));
+        let timeout_ms = f
+            .scrape_timeout
+            .as_ref()
+            .and_then(|t| c.value("monitor.scrapeTimeout", t, |d| names::prometheus_duration(d)));
         if let (Some(i), Some(t), Some(ts)) = (interval_ms, timeout_ms, &f.scrape_timeout)
             && t > i
         {
@@ -415,7 +477,14 @@ impl AppConfig {
         if let Some(scheme) = &f.scheme
             && scheme.value != "http"
         {
-            c.fail("monitor.scheme", &scheme.referenced, format!("`{}`: the sidecar serves plain http, so the scheme must be http", scheme.value));
+            c.fail(
+                "monitor.scheme",
+                &scheme.referenced,
+                format!(
+                    "`{}`: the sidecar serves plain http, so the scheme must be http",
+                    scheme.value
+                ),
+            );
         }
         let path_s = or_default(&f.path, "/prometheus".into());
         if let Some(proxy) = &proxy
@@ -432,17 +501,25 @@ impl AppConfig {
                 ),
             );
         }
-        let monitor_ns = c.value("monitor.namespace", &f.namespace, |n| names::dns1123_label(n).map(|()| n.clone())).unwrap_or_default();
+        let monitor_ns = c
+            .value("monitor.namespace", &f.namespace, |n| {
+                names::dns1123_label(n).map(|()| n.clone())
+            })
+            .unwrap_or_default();
         let monitor = Monitor {
             kind: kind.unwrap_or(MonitorKind::ServiceMonitor),
             name: match &f.name {
-                Some(n) => c.value("monitor.name", n, |n| names::dns1123_subdomain(n).map(|()| n.clone())),
+                Some(n) => {
+                    c.value("monitor.name", n, |n| names::dns1123_subdomain(n).map(|()| n.clone()))
+                }
                 None => name.clone(),
             }
             .unwrap_or_default(),
             namespace: monitor_ns.clone(),
             labels: c.labels("monitor.labels", &f.labels, true),
-            job_label: f.job_label.as_ref().and_then(|j| c.value("monitor.jobLabel", j, |k| names::label_key(k).map(|()| k.clone()))),
+            job_label: f.job_label.as_ref().and_then(|j| {
+                c.value("monitor.jobLabel", j, |k| names::label_key(k).map(|()| k.clone()))
+            }),
             interval: interval_s.value.clone(),
             scrape_timeout: f.scrape_timeout.as_ref().map(|t| t.value.clone()),
             honor_labels: f.honor_labels.unwrap_or(false),
@@ -472,25 +549,42 @@ impl AppConfig {
             .unwrap_or(IstioMode::None);
 
         let f = &file.network_policy;
-        let default_ns_labels = Labels::from([("kubernetes.io/metadata.name".to_string(), monitor_ns)]);
+        let default_ns_labels =
+            Labels::from([("kubernetes.io/metadata.name".to_string(), monitor_ns)]);
         let network_policy = NetworkPolicy {
             enabled: f.enabled.unwrap_or(true),
-            namespace_labels: f.namespace_labels.as_ref().map(|l| c.labels("networkPolicy.namespaceLabels", l, true)).unwrap_or(default_ns_labels),
-            pod_labels: f.pod_labels.as_ref().map(|l| c.labels("networkPolicy.podLabels", l, false)).unwrap_or_default(),
+            namespace_labels: f
+                .namespace_labels
+                .as_ref()
+                .map(|l| c.labels("networkPolicy.namespaceLabels", l, true))
+                .unwrap_or(default_ns_labels),
+            pod_labels: f
+                .pod_labels
+                .as_ref()
+                .map(|l| c.labels("networkPolicy.podLabels", l, false))
+                .unwrap_or_default(),
         };
 
         match (name, proxy, sidecar_port, sidecar_image) {
-            (Some(name), Some(proxy), Some(port), Some(image)) if c.problems.0.is_empty() => Ok(AppConfig {
-                name,
-                namespaces,
-                pod_labels,
-                container,
-                service,
-                sidecar: Sidecar { image, port, port_name: sidecar_port_name, resources, proxy },
-                monitor,
-                istio,
-                network_policy,
-            }),
+            (Some(name), Some(proxy), Some(port), Some(image)) if c.problems.0.is_empty() => {
+                Ok(AppConfig {
+                    name,
+                    namespaces,
+                    pod_labels,
+                    container,
+                    service,
+                    sidecar: Sidecar {
+                        image,
+                        port,
+                        port_name: sidecar_port_name,
+                        resources,
+                        proxy,
+                    },
+                    monitor,
+                    istio,
+                    network_policy,
+                })
+            }
             _ => Err(ConfigError::Invalid { problems: c.problems.0 }),
         }
     }
@@ -500,7 +594,11 @@ impl AppConfig {
         let mut problems = Vec::new();
         for ns in &namespaces {
             if let Err(message) = names::dns1123_label(ns) {
-                problems.push(Problem { origin: Origin::Flag("--namespace"), field: "namespaces".into(), message });
+                problems.push(Problem {
+                    origin: Origin::Flag("--namespace"),
+                    field: "namespaces".into(),
+                    message,
+                });
             }
         }
         if !problems.is_empty() {
@@ -519,7 +617,9 @@ impl AppConfig {
 
 fn image(s: &String) -> Result<String, String> {
     if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        Err(format!("`{s}` is not an image reference; write it as registry.example.com/team/app:1.2.3"))
+        Err(format!(
+            "`{s}` is not an image reference; write it as registry.example.com/team/app:1.2.3"
+        ))
     } else {
         Ok(s.clone())
     }

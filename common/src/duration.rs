@@ -6,9 +6,13 @@ use std::time::Duration;
 /// a sidecar that guesses seconds where the author meant milliseconds fails in production.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(|| format!("`{text}` has no unit; write it as 250ms, 5s or 2m"))?;
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("`{text}` has no unit; write it as 250ms, 5s or 2m"))?;
     let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("`{text}` is not a duration; write it as 250ms, 5s or 2m"))?;
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration; write it as 250ms, 5s or 2m"))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "s" => value,
@@ -47,7 +51,8 @@ mod tests {
 
     #[test]
     fn format_round_trips() {
-        for d in [Duration::from_millis(250), Duration::from_secs(10), Duration::from_millis(1500)] {
+        for d in [Duration::from_millis(250), Duration::from_secs(10), Duration::from_millis(1500)]
+        {
             assert_eq!(parse(&format(d)), Ok(d));
         }
     }

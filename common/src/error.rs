@@ -34,7 +34,9 @@ impl Origin {
     /// in rather than read), so the message still names the file; the default with no file.
     pub fn at(path: Option<&Path>, loc: &Location) -> Origin {
         match path {
-            Some(p) if *loc != Location::UNKNOWN => Origin::File { path: p.to_path_buf(), line: loc.line(), column: loc.column() },
+            Some(p) if *loc != Location::UNKNOWN => {
+                Origin::File { path: p.to_path_buf(), line: loc.line(), column: loc.column() }
+            }
             Some(p) => Origin::Unset { path: p.to_path_buf() },
             None => Origin::Default,
         }
@@ -57,7 +59,12 @@ impl Problems {
     }
 
     /// Runs `f` on the value; records a problem where it came from on failure.
-    pub fn check<T, U>(&mut self, field: &str, v: Sourced<T>, f: impl FnOnce(T) -> Result<U, String>) -> Option<U> {
+    pub fn check<T, U>(
+        &mut self,
+        field: &str,
+        v: Sourced<T>,
+        f: impl FnOnce(T) -> Result<U, String>,
+    ) -> Option<U> {
         match f(v.value) {
             Ok(u) => Some(u),
             Err(message) => {
@@ -166,7 +173,9 @@ impl ConfigError {
 }
 
 /// An error followed by its causes, outermost first.
-pub fn sources<'a>(err: &'a (dyn std::error::Error + 'static)) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+pub fn sources<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
     std::iter::successors(Some(err), |e| e.source())
 }
 
@@ -204,11 +213,15 @@ mod tests {
     fn printable_escapes_control_characters_and_cuts_long_quoted_values() {
         assert_eq!(super::printable("`a\nb` is not a label"), "`a\\nb` is not a label");
         let long = format!("`{}` is not a label; use at most 63", "x".repeat(5000));
-        assert_eq!(super::printable(&long), format!("`{}… (5000 characters)` is not a label; use at most 63", "x".repeat(40)));
+        assert_eq!(
+            super::printable(&long),
+            format!("`{}… (5000 characters)` is not a label; use at most 63", "x".repeat(40))
+        );
         let plain = "routes[0]: `/m=/m` is a duplicate";
         assert_eq!(super::printable(plain), plain);
         // A backtick inside the value: the advice after it is kept whole.
-        let odd = format!("`a`b` is not a label: {}", "use at most 63 lowercase letters ".repeat(4));
+        let odd =
+            format!("`a`b` is not a label: {}", "use at most 63 lowercase letters ".repeat(4));
         assert_eq!(super::printable(&odd), odd);
     }
 
@@ -217,7 +230,10 @@ mod tests {
         let root = E("connection refused", None);
         let inner = E("client error (Connect)", Some(Box::new(root)));
         let outer = E("ServiceError: client error (Connect)", Some(Box::new(inner)));
-        assert_eq!(super::chain(&outer), "ServiceError: client error (Connect): connection refused");
+        assert_eq!(
+            super::chain(&outer),
+            "ServiceError: client error (Connect): connection refused"
+        );
         assert_eq!(super::chain(&E("a", Some(Box::new(E("b", None))))), "a: b");
     }
 }

@@ -50,7 +50,9 @@ pub fn label_value(s: &str) -> Result<(), String> {
     if s.is_empty() || label_chars(s) {
         Ok(())
     } else {
-        Err(format!("label value `{s}` is invalid: use at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"))
+        Err(format!(
+            "label value `{s}` is invalid: use at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+        ))
     }
 }
 
@@ -73,42 +75,66 @@ pub fn port_name(s: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("`{s}` is not a valid port name: at most 15 lowercase letters, digits and single '-', with at least one letter"))
+        Err(format!(
+            "`{s}` is not a valid port name: at most 15 lowercase letters, digits and single '-', with at least one letter"
+        ))
     }
 }
 
 /// A port number, 1 to 65535.
 pub fn port(n: i64) -> Result<u16, String> {
-    u16::try_from(n).ok().filter(|p| *p != 0).ok_or_else(|| format!("{n} is not a port; use a number from 1 to 65535"))
+    u16::try_from(n)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("{n} is not a port; use a number from 1 to 65535"))
 }
 
 /// A Kubernetes resource quantity such as `50m`, `100Mi`, `0.5` or `1e3`.
 pub fn quantity(s: &str) -> Result<(), String> {
-    let digits_end =
-        s.char_indices().find(|(i, c)| !(c.is_ascii_digit() || *c == '.' || (*i == 0 && (*c == '+' || *c == '-')))).map_or(s.len(), |(i, _)| i);
+    let digits_end = s
+        .char_indices()
+        .find(|(i, c)| !(c.is_ascii_digit() || *c == '.' || (*i == 0 && (*c == '+' || *c == '-'))))
+        .map_or(s.len(), |(i, _)| i);
     let (number, suffix) = s.split_at(digits_end);
     let number_ok = number.trim_start_matches(['+', '-']).parse::<f64>().is_ok();
-    let suffix_ok = matches!(suffix, "" | "m" | "k" | "M" | "G" | "T" | "P" | "E" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei")
-        || suffix.strip_prefix(['e', 'E']).is_some_and(|e| e.trim_start_matches(['+', '-']).parse::<u32>().is_ok());
+    let suffix_ok = matches!(
+        suffix,
+        "" | "m" | "k" | "M" | "G" | "T" | "P" | "E" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei"
+    ) || suffix
+        .strip_prefix(['e', 'E'])
+        .is_some_and(|e| e.trim_start_matches(['+', '-']).parse::<u32>().is_ok());
     if number_ok && suffix_ok {
         Ok(())
     } else {
-        Err(format!("`{s}` is not a Kubernetes quantity; write it as 50m or 0.1 for CPU and 10Mi or 15Mi for memory"))
+        Err(format!(
+            "`{s}` is not a Kubernetes quantity; write it as 50m or 0.1 for CPU and 10Mi or 15Mi for memory"
+        ))
     }
 }
 
 /// A Prometheus duration (`30s`, `1m30s`, `500ms`), as prometheus-operator's CRDs accept it.
 /// Returns milliseconds, to compare an interval with a scrape timeout.
 pub fn prometheus_duration(s: &str) -> Result<u64, String> {
-    let bad = || format!("`{s}` is not a Prometheus duration; write it as 30s, 1m or 1m30s (units ms, s, m, h, d, w, y)");
+    let bad = || {
+        format!(
+            "`{s}` is not a Prometheus duration; write it as 30s, 1m or 1m30s (units ms, s, m, h, d, w, y)"
+        )
+    };
     if s.is_empty() {
         return Err(bad());
     }
     if s == "0" {
         return Ok(0);
     }
-    let units: [(&str, u64); 7] =
-        [("y", 31_536_000_000), ("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)];
+    let units: [(&str, u64); 7] = [
+        ("y", 31_536_000_000),
+        ("w", 604_800_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ];
     let mut rest = s;
     let mut total: u64 = 0;
     let mut next_unit = 0;

@@ -20,7 +20,8 @@ pub use url::check_path;
 pub const RESERVED_PREFIX: &str = "/-/";
 
 /// The seed wiki's nginx `location` blocks, as `PUBLIC=TARGET`.
-pub const SEED_ROUTES: [&str; 4] = ["/=/prometheus", "/prometheus=/prometheus", "/readiness=/ready", "/liveness=/alive"];
+pub const SEED_ROUTES: [&str; 4] =
+    ["/=/prometheus", "/prometheus=/prometheus", "/readiness=/ready", "/liveness=/alive"];
 
 /// Built-in defaults, chosen for a sidecar serving one app to one Prometheus.
 pub mod defaults {
@@ -166,7 +167,13 @@ pub(crate) struct LimitsFile {
 }
 
 /// Picks the flag if given, else the file's value, else the default.
-fn pick<T>(flag: Option<T>, flag_name: &'static str, file: Option<Spanned<T>>, path: Option<&Path>, default: T) -> Sourced<T> {
+fn pick<T>(
+    flag: Option<T>,
+    flag_name: &'static str,
+    file: Option<Spanned<T>>,
+    path: Option<&Path>,
+    default: T,
+) -> Sourced<T> {
     if let Some(value) = flag {
         return Sourced { value, origin: Origin::Flag(flag_name) };
     }
@@ -178,7 +185,11 @@ fn pick<T>(flag: Option<T>, flag_name: &'static str, file: Option<Spanned<T>>, p
 
 fn in_range(lo: u64, hi: u64, what: &'static str) -> impl FnOnce(u64) -> Result<u64, String> {
     move |v| {
-        if (lo..=hi).contains(&v) { Ok(v) } else { Err(format!("{v} is out of range; {what} must be between {lo} and {hi}")) }
+        if (lo..=hi).contains(&v) {
+            Ok(v)
+        } else {
+            Err(format!("{v} is out of range; {what} must be between {lo} and {hi}"))
+        }
     }
 }
 
@@ -195,7 +206,8 @@ impl ProxyConfig {
     pub fn load(file: Option<&Path>, overrides: &ProxyOverrides) -> Result<Self, ConfigError> {
         let parsed = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
                 Some(parse_file(path, &text)?)
             }
             None => None,
@@ -204,26 +216,61 @@ impl ProxyConfig {
     }
 
     /// Parses YAML text as if it were the file at `path` (used by tests and the generator).
-    pub fn from_yaml(path: &Path, text: &str, overrides: &ProxyOverrides) -> Result<Self, ConfigError> {
+    pub fn from_yaml(
+        path: &Path,
+        text: &str,
+        overrides: &ProxyOverrides,
+    ) -> Result<Self, ConfigError> {
         Self::resolve(Some(path), parse_file(path, text)?, overrides)
     }
 
-    pub(crate) fn resolve(path: Option<&Path>, file: ProxyFile, o: &ProxyOverrides) -> Result<Self, ConfigError> {
+    pub(crate) fn resolve(
+        path: Option<&Path>,
+        file: ProxyFile,
+        o: &ProxyOverrides,
+    ) -> Result<Self, ConfigError> {
         let mut c = Problems::default();
         let t = file.timeouts.unwrap_or_default();
         let l = file.limits.unwrap_or_default();
         let dur = |d: Duration| duration::format(d);
 
         let listen = pick(o.listen.clone(), "--listen", file.listen, path, defaults::LISTEN.into());
-        let listen = c
-            .check("listen", listen, |s| s.parse::<SocketAddr>().map_err(|_| format!("`{s}` is not an address; write IP:PORT such as 0.0.0.0:9090")));
-        let upstream = pick(o.upstream.clone(), "--upstream", file.upstream, path, defaults::UPSTREAM.into());
+        let listen = c.check("listen", listen, |s| {
+            s.parse::<SocketAddr>()
+                .map_err(|_| format!("`{s}` is not an address; write IP:PORT such as 0.0.0.0:9090"))
+        });
+        let upstream =
+            pick(o.upstream.clone(), "--upstream", file.upstream, path, defaults::UPSTREAM.into());
         let upstream = c.check("upstream", upstream, |s| url::parse_upstream(&s));
 
-        let connect = pick(o.connect_timeout.clone(), "--connect-timeout", t.connect, path, dur(defaults::CONNECT_TIMEOUT));
-        let request_head = pick(o.request_head_timeout.clone(), "--request-head-timeout", t.request_head, path, dur(defaults::REQUEST_HEAD_TIMEOUT));
-        let upstream_t = pick(o.upstream_timeout.clone(), "--upstream-timeout", t.upstream, path, dur(defaults::UPSTREAM_TIMEOUT));
-        let grace = pick(o.shutdown_grace.clone(), "--shutdown-grace", t.shutdown_grace, path, dur(defaults::SHUTDOWN_GRACE));
+        let connect = pick(
+            o.connect_timeout.clone(),
+            "--connect-timeout",
+            t.connect,
+            path,
+            dur(defaults::CONNECT_TIMEOUT),
+        );
+        let request_head = pick(
+            o.request_head_timeout.clone(),
+            "--request-head-timeout",
+            t.request_head,
+            path,
+            dur(defaults::REQUEST_HEAD_TIMEOUT),
+        );
+        let upstream_t = pick(
+            o.upstream_timeout.clone(),
+            "--upstream-timeout",
+            t.upstream,
+            path,
+            dur(defaults::UPSTREAM_TIMEOUT),
+        );
+        let grace = pick(
+            o.shutdown_grace.clone(),
+            "--shutdown-grace",
+            t.shutdown_grace,
+            path,
+            dur(defaults::SHUTDOWN_GRACE),
+        );
         let timeouts = (
             c.check("timeouts.connect", connect, timeout),
             c.check("timeouts.requestHead", request_head, timeout),
@@ -231,16 +278,39 @@ impl ProxyConfig {
             c.check("timeouts.shutdownGrace", grace, timeout),
         );
 
-        let in_flight = pick(o.max_in_flight, "--max-in-flight", l.max_in_flight, path, defaults::MAX_IN_FLIGHT);
-        let conns = pick(o.max_connections, "--max-connections", l.max_connections, path, defaults::MAX_CONNECTIONS);
-        let head = pick(o.max_request_head_bytes, "--max-request-head-bytes", l.max_request_head_bytes, path, defaults::MAX_REQUEST_HEAD_BYTES);
+        let in_flight = pick(
+            o.max_in_flight,
+            "--max-in-flight",
+            l.max_in_flight,
+            path,
+            defaults::MAX_IN_FLIGHT,
+        );
+        let conns = pick(
+            o.max_connections,
+            "--max-connections",
+            l.max_connections,
+            path,
+            defaults::MAX_CONNECTIONS,
+        );
+        let head = pick(
+            o.max_request_head_bytes,
+            "--max-request-head-bytes",
+            l.max_request_head_bytes,
+            path,
+            defaults::MAX_REQUEST_HEAD_BYTES,
+        );
         let limits = (
             c.check("limits.maxInFlight", in_flight, in_range(1, 10_000, "maxInFlight")),
             c.check("limits.maxConnections", conns, in_range(1, 100_000, "maxConnections")),
-            c.check("limits.maxRequestHeadBytes", head, in_range(1024, 1 << 20, "maxRequestHeadBytes")),
+            c.check(
+                "limits.maxRequestHeadBytes",
+                head,
+                in_range(1024, 1 << 20, "maxRequestHeadBytes"),
+            ),
         );
 
-        let log_format = pick(o.log_format.clone(), "--log-format", file.log_format, path, "text".into());
+        let log_format =
+            pick(o.log_format.clone(), "--log-format", file.log_format, path, "text".into());
         let log_format = c.check("logFormat", log_format, |s| match s.as_str() {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
@@ -261,7 +331,12 @@ impl ProxyConfig {
                 listen,
                 upstream,
                 routes,
-                timeouts: Timeouts { connect, request_head, upstream: upstream_timeout, shutdown_grace },
+                timeouts: Timeouts {
+                    connect,
+                    request_head,
+                    upstream: upstream_timeout,
+                    shutdown_grace,
+                },
                 limits: Limits { max_in_flight, max_connections, max_request_head_bytes },
                 log_format,
             }),
@@ -275,7 +350,11 @@ impl ProxyConfig {
         let s = |v: String| Some(Spanned::new(v, Location::UNKNOWN, Location::UNKNOWN));
         let n = |v: u64| Some(Spanned::new(v, Location::UNKNOWN, Location::UNKNOWN));
         let dur = |d: Duration| s(duration::format(d));
-        let routes = self.routes.iter().map(|r| Spanned::new(r.to_flag(self.upstream), Location::UNKNOWN, Location::UNKNOWN)).collect();
+        let routes = self
+            .routes
+            .iter()
+            .map(|r| Spanned::new(r.to_flag(self.upstream), Location::UNKNOWN, Location::UNKNOWN))
+            .collect();
         let file = ProxyFile {
             listen: s(self.listen.to_string()),
             upstream: s(format!("http://{}", self.upstream)),
@@ -301,7 +380,8 @@ impl ProxyConfig {
 impl Default for ProxyConfig {
     fn default() -> Self {
         // The defaults are valid by construction; a test guards that.
-        ProxyConfig::load(None, &ProxyOverrides::default()).unwrap_or_else(|e| unreachable!("built-in defaults are invalid: {e}"))
+        ProxyConfig::load(None, &ProxyOverrides::default())
+            .unwrap_or_else(|e| unreachable!("built-in defaults are invalid: {e}"))
     }
 }
 
@@ -334,7 +414,12 @@ fn resolve_routes(
         flags
             .iter()
             .enumerate()
-            .map(|(i, f)| (format!("--route #{}", i + 1), Sourced { value: f.clone(), origin: Origin::Flag("--route") }))
+            .map(|(i, f)| {
+                (
+                    format!("--route #{}", i + 1),
+                    Sourced { value: f.clone(), origin: Origin::Flag("--route") },
+                )
+            })
             .collect()
     } else if let Some(list) = file {
         if list.value.is_empty() {
@@ -348,10 +433,24 @@ fn resolve_routes(
         list.value
             .into_iter()
             .enumerate()
-            .map(|(i, s)| (format!("routes[{i}]"), Sourced { origin: Origin::at(path, &s.referenced), value: s.value }))
+            .map(|(i, s)| {
+                (
+                    format!("routes[{i}]"),
+                    Sourced { origin: Origin::at(path, &s.referenced), value: s.value },
+                )
+            })
             .collect()
     } else {
-        SEED_ROUTES.iter().enumerate().map(|(i, r)| (format!("routes[{i}]"), Sourced { value: (*r).to_string(), origin: Origin::Default })).collect()
+        SEED_ROUTES
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                (
+                    format!("routes[{i}]"),
+                    Sourced { value: (*r).to_string(), origin: Origin::Default },
+                )
+            })
+            .collect()
     };
 
     // Without a valid upstream, path-only targets cannot resolve; still check their syntax.
@@ -363,7 +462,10 @@ fn resolve_routes(
         match c.check(&field, raw, |s| url::parse_route(&s, base)) {
             Some(route) => {
                 if let Some((_, first)) = routes.iter().find(|(r, _)| r.public == route.public) {
-                    let message = format!("public path `{}` is already routed (at {first}); each public path may appear once", route.public);
+                    let message = format!(
+                        "public path `{}` is already routed (at {first}); each public path may appear once",
+                        route.public
+                    );
                     c.push(origin, &field, message);
                     ok = false;
                 } else {

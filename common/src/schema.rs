@@ -44,7 +44,8 @@ fn walk(schema: &Value, v: &Value, path: &str, out: &mut Vec<String>) {
         let allowed: Vec<String> = options.iter().map(Value::to_string).collect();
         out.push(format!("{at}: {v} is not one of {}", allowed.join(", ")));
     }
-    let preserve = schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true);
+    let preserve =
+        schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true);
     match schema.get("type").and_then(Value::as_str) {
         Some("object") => {
             let Some(map) = v.as_object() else {
@@ -67,7 +68,13 @@ fn walk(schema: &Value, v: &Value, path: &str, out: &mut Vec<String>) {
                     (None, _) => out.push(format!("{p}: unknown field")),
                 }
             }
-            for req in schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+            for req in schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
                 if !map.contains_key(req) {
                     out.push(format!("{}: required field is missing", join(path, req)));
                 }
@@ -147,7 +154,10 @@ mod tests {
             "spec.items[0].m: unknown field",
             "spec.extra: unknown field",
         ] {
-            assert!(errors.iter().any(|e| e.starts_with(needle)), "missing {needle:?} in {errors:#?}");
+            assert!(
+                errors.iter().any(|e| e.starts_with(needle)),
+                "missing {needle:?} in {errors:#?}"
+            );
         }
         assert!(validate(&schema(), &json!({"spec": {}}))[0].contains("spec.port: required"));
     }

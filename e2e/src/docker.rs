@@ -46,11 +46,19 @@ pub fn images_or_skip(demo_app: &str) -> Option<&'static Images> {
 fn build_images(demo_app: &Path) -> Result<Images, String> {
     let info = Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output();
     match info {
-        Err(e) => return Err(format!("no docker command ({e}); run scripts/setup-debian --with-docker as root")),
+        Err(e) => {
+            return Err(format!(
+                "no docker command ({e}); run scripts/setup-debian --with-docker as root"
+            ));
+        }
         Ok(o) if !o.status.success() => {
             return Err(format!(
                 "no Docker engine answers ({}); run scripts/setup-debian --with-docker as root to install and start dockerd",
-                String::from_utf8_lossy(&o.stderr).lines().find(|l| !l.trim().is_empty()).unwrap_or("docker info failed").trim()
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("docker info failed")
+                    .trim()
             ));
         }
         Ok(_) => {}
@@ -82,12 +90,14 @@ fn build_images(demo_app: &Path) -> Result<Images, String> {
 
 /// `docker build` of `e2e/images/NAME.Dockerfile` on `base`, with `file` as the whole context.
 fn build_on_base(base: &str, name: &str, file: Option<&Path>) -> Result<String, String> {
-    let context = std::env::temp_dir().join(format!("meshscrape-e2e-context-{}-{name}", std::process::id()));
+    let context =
+        std::env::temp_dir().join(format!("meshscrape-e2e-context-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&context);
     std::fs::create_dir_all(&context).map_err(|e| format!("{}: {e}", context.display()))?;
     if let Some(file) = file {
         let to = context.join(file.file_name().unwrap_or_default());
-        std::fs::copy(file, &to).map_err(|e| format!("copying {} into the build context: {e}", file.display()))?;
+        std::fs::copy(file, &to)
+            .map_err(|e| format!("copying {} into the build context: {e}", file.display()))?;
     }
     let tag = format!("meshscrape-e2e-{name}:dev");
     let dockerfile = crate::root().join(format!("e2e/images/{name}.Dockerfile"));
@@ -99,14 +109,21 @@ fn build_on_base(base: &str, name: &str, file: Option<&Path>) -> Result<String, 
         .map_err(|e| format!("docker build: {e}"))?;
     let _ = std::fs::remove_dir_all(&context);
     if !out.status.success() {
-        return Err(format!("docker build of {} failed: {}", dockerfile.display(), String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(format!(
+            "docker build of {} failed: {}",
+            dockerfile.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
     Ok(tag)
 }
 
 /// `docker inspect --format TEMPLATE ID`, trimmed.
 pub fn inspect(id: &str, template: &str) -> String {
-    let out = Command::new("docker").args(["inspect", "--format", template, id]).output().expect("docker inspect runs");
+    let out = Command::new("docker")
+        .args(["inspect", "--format", template, id])
+        .output()
+        .expect("docker inspect runs");
     assert!(out.status.success(), "docker inspect {id}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
@@ -135,8 +152,13 @@ pub fn memory_bytes(quantity: &str) -> Result<i64, String> {
         ("G", 1_000_000_000),
         ("T", 1_000_000_000_000),
     ];
-    let (number, factor) = units.iter().find_map(|(suffix, f)| quantity.strip_suffix(suffix).map(|n| (n, *f))).unwrap_or((quantity, 1));
-    let n: f64 = number.parse().map_err(|_| format!("memory quantity {quantity:?} is not a number with a Ki/Mi/Gi/k/M/G suffix"))?;
+    let (number, factor) = units
+        .iter()
+        .find_map(|(suffix, f)| quantity.strip_suffix(suffix).map(|n| (n, *f)))
+        .unwrap_or((quantity, 1));
+    let n: f64 = number.parse().map_err(|_| {
+        format!("memory quantity {quantity:?} is not a number with a Ki/Mi/Gi/k/M/G suffix")
+    })?;
     Ok((n * factor as f64) as i64)
 }
 
@@ -146,7 +168,9 @@ pub fn nano_cpus(quantity: &str) -> Result<i64, String> {
         Some(milli) => (milli, 1e6),
         None => (quantity, 1e9),
     };
-    let n: f64 = number.parse().map_err(|_| format!("cpu quantity {quantity:?} is not a number of cores or millicores"))?;
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("cpu quantity {quantity:?} is not a number of cores or millicores"))?;
     Ok((n * scale) as i64)
 }
 

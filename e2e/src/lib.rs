@@ -54,13 +54,17 @@ impl Example {
     }
 
     fn render_with(change: impl FnOnce(&mut AppConfig)) -> Example {
-        let mut config = AppConfig::load(&root().join("examples/identity-service.yaml")).expect("the example loads");
+        let mut config = AppConfig::load(&root().join("examples/identity-service.yaml"))
+            .expect("the example loads");
         change(&mut config);
-        let rendered = meshscrape_gen::render(&config, &Templates::load(None).expect("templates")).expect("the example renders");
+        let rendered = meshscrape_gen::render(&config, &Templates::load(None).expect("templates"))
+            .expect("the example renders");
         let (mut sidecar_yaml, mut deployment, mut monitor) = (None, None, None);
         for r in rendered {
             match r.object {
-                Object::ConfigMap(cm) => sidecar_yaml = cm.data.and_then(|mut d| d.remove("sidecar.yaml")),
+                Object::ConfigMap(cm) => {
+                    sidecar_yaml = cm.data.and_then(|mut d| d.remove("sidecar.yaml"))
+                }
                 Object::Deployment(d) => deployment = Some(*d),
                 Object::ServiceMonitor(m) => monitor = Some(*m),
                 _ => {}
@@ -123,7 +127,12 @@ pub fn prometheus_yml(jobs: &[ScrapeJob]) -> String {
 /// Polls the verifier's prometheus check until its verdict is `want_failed` and settled (Prometheus
 /// has the target and has scraped it: its health is up or down, not unknown), for at most
 /// `limit`; returns the last report either way.
-pub async fn until(url: &str, options: &prometheus::Options, want_failed: bool, limit: Duration) -> Report {
+pub async fn until(
+    url: &str,
+    options: &prometheus::Options,
+    want_failed: bool,
+    limit: Duration,
+) -> Report {
     let started = Instant::now();
     loop {
         let report = prometheus::check(url, options).await;
@@ -140,9 +149,13 @@ pub async fn until(url: &str, options: &prometheus::Options, want_failed: bool, 
 /// the report as printed.
 pub async fn verify_cli(args: &[&str]) -> (u8, String) {
     use clap::Parser as _;
-    let argv: Vec<String> = std::iter::once("meshscrape-verify").chain(args.iter().copied()).map(str::to_string).collect();
+    let argv: Vec<String> = std::iter::once("meshscrape-verify")
+        .chain(args.iter().copied())
+        .map(str::to_string)
+        .collect();
     tokio::task::spawn_blocking(move || {
-        let args = meshscrape_verify::cli::Args::try_parse_from(argv).unwrap_or_else(|e| panic!("meshscrape-verify arguments: {e}"));
+        let args = meshscrape_verify::cli::Args::try_parse_from(argv)
+            .unwrap_or_else(|e| panic!("meshscrape-verify arguments: {e}"));
         match meshscrape_verify::cli::run(&args) {
             Ok(report) => (report.exit_code(), report.render(args.output, false)),
             Err(e) => (2, e),

@@ -16,9 +16,11 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "meshscrape-gen", version, max_term_width = 100)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
-#[command(after_help = "Examples:\n  meshscrape-gen --config examples/identity-service.yaml | kubectl apply -f -\n  \
+#[command(
+    after_help = "Examples:\n  meshscrape-gen --config examples/identity-service.yaml | kubectl apply -f -\n  \
 meshscrape-gen --config app.yaml --namespace tools --namespace staging --out manifests/\n  \
-meshscrape-gen inject --config app.yaml deployment.yaml | kubectl apply -f -")]
+meshscrape-gen inject --config app.yaml deployment.yaml | kubectl apply -f -"
+)]
 pub struct Args {
     #[command(flatten)]
     pub render: RenderArgs,

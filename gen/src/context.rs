@@ -16,7 +16,10 @@ fn fnv1a(text: &str) -> String {
     format!("{hash:016x}")
 }
 
-fn merged(base: &BTreeMap<String, String>, extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+fn merged(
+    base: &BTreeMap<String, String>,
+    extra: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
     let mut out = extra.clone();
     out.extend(base.iter().map(|(k, v)| (k.clone(), v.clone())));
     out

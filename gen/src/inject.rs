@@ -38,7 +38,12 @@ pub struct Injected {
 }
 
 /// Injects into every workload in `docs`; passes every other document through.
-pub fn inject(config: &AppConfig, templates: &Templates, docs: Vec<Value>, extras: Extras) -> Result<Injected, GenError> {
+pub fn inject(
+    config: &AppConfig,
+    templates: &Templates,
+    docs: Vec<Value>,
+    extras: Extras,
+) -> Result<Injected, GenError> {
     let mut out = Injected::default();
     let mut added: Vec<Value> = Vec::new();
     let mut pod_labels: Vec<(Option<String>, Map<String, Value>)> = Vec::new();
@@ -48,12 +53,16 @@ pub fn inject(config: &AppConfig, templates: &Templates, docs: Vec<Value>, extra
         let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
         if !WORKLOADS.contains(&kind.as_str()) || doc.pointer("/spec/template").is_none() {
             if !is_ours(&doc) && kind != "Service" {
-                out.notes.push(format!("passing {} through untouched: not a Deployment, StatefulSet or DaemonSet", describe(&kind, &name)));
+                out.notes.push(format!(
+                    "passing {} through untouched: not a Deployment, StatefulSet or DaemonSet",
+                    describe(&kind, &name)
+                ));
             }
             out.documents.push(doc);
             continue;
         }
-        let namespace = doc.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
+        let namespace =
+            doc.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
         let render_ns = namespace.clone().unwrap_or_else(|| config.namespaces[0].clone());
         // Rendered once per namespace, however many workloads live there.
         if !parts_by_ns.contains_key(&render_ns) {
@@ -61,7 +70,9 @@ pub fn inject(config: &AppConfig, templates: &Templates, docs: Vec<Value>, extra
         }
         let parts = &parts_by_ns[&render_ns];
         apply(&mut doc, parts);
-        if let Some(labels) = doc.pointer("/spec/template/metadata/labels").and_then(Value::as_object) {
+        if let Some(labels) =
+            doc.pointer("/spec/template/metadata/labels").and_then(Value::as_object)
+        {
             pod_labels.push((namespace.clone(), labels.clone()));
         }
         let mut cm = parts.config_map.clone();
@@ -78,7 +89,9 @@ pub fn inject(config: &AppConfig, templates: &Templates, docs: Vec<Value>, extra
     if extras.service_port {
         let port = service_port(config);
         for doc in &mut out.documents {
-            if doc.get("kind").and_then(Value::as_str) == Some("Service") && selects_injected(doc, &pod_labels) {
+            if doc.get("kind").and_then(Value::as_str) == Some("Service")
+                && selects_injected(doc, &pod_labels)
+            {
                 upsert_named(doc, "/spec/ports", port.clone());
             }
         }
@@ -89,7 +102,10 @@ pub fn inject(config: &AppConfig, templates: &Templates, docs: Vec<Value>, extra
             MonitorKind::PodMonitor => "podmonitor.yaml.j2",
         };
         let monitor = render_one(config, templates, template, &config.namespaces[0])?;
-        added.push(serde_saphyr::from_str(&monitor.text).map_err(|e| GenError::Input { path: monitor.source, message: e.to_string() })?);
+        added.push(
+            serde_saphyr::from_str(&monitor.text)
+                .map_err(|e| GenError::Input { path: monitor.source, message: e.to_string() })?,
+        );
     }
     // An object we emit that is already in the input (a second injection) replaces it in place.
     for obj in added {
@@ -109,21 +125,44 @@ struct Parts {
     config_map: Value,
 }
 
-fn sidecar_parts(config: &AppConfig, templates: &Templates, namespace: &str) -> Result<Parts, GenError> {
+fn sidecar_parts(
+    config: &AppConfig,
+    templates: &Templates,
+    namespace: &str,
+) -> Result<Parts, GenError> {
     let deployment = render_one(config, templates, "deployment.yaml.j2", namespace)?;
     let config_map = render_one(config, templates, "configmap.yaml.j2", namespace)?;
     let Object::Deployment(_) = &deployment.object else {
-        return Err(GenError::Input { path: deployment.source, message: "the deployment template did not render a Deployment".into() });
+        return Err(GenError::Input {
+            path: deployment.source,
+            message: "the deployment template did not render a Deployment".into(),
+        });
     };
-    let value: Value =
-        serde_saphyr::from_str(&deployment.text).map_err(|e| GenError::Input { path: deployment.source.clone(), message: e.to_string() })?;
-    let find = |path: &str, name: &str| value.pointer(path).and_then(Value::as_array).and_then(|a| a.iter().find(|c| c["name"] == name)).cloned();
-    let missing = |what: &str| GenError::Input { path: deployment.source.clone(), message: format!("the deployment template has no {what}") };
+    let value: Value = serde_saphyr::from_str(&deployment.text)
+        .map_err(|e| GenError::Input { path: deployment.source.clone(), message: e.to_string() })?;
+    let find = |path: &str, name: &str| {
+        value
+            .pointer(path)
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().find(|c| c["name"] == name))
+            .cloned()
+    };
+    let missing = |what: &str| GenError::Input {
+        path: deployment.source.clone(),
+        message: format!("the deployment template has no {what}"),
+    };
     Ok(Parts {
-        container: find("/spec/template/spec/containers", SIDECAR).ok_or_else(|| missing("meshscrape-proxy container"))?,
-        volume: find("/spec/template/spec/volumes", VOLUME).ok_or_else(|| missing("meshscrape-config volume"))?,
-        annotations: value.pointer("/spec/template/metadata/annotations").and_then(Value::as_object).cloned().unwrap_or_default(),
-        config_map: serde_saphyr::from_str(&config_map.text).map_err(|e| GenError::Input { path: config_map.source, message: e.to_string() })?,
+        container: find("/spec/template/spec/containers", SIDECAR)
+            .ok_or_else(|| missing("meshscrape-proxy container"))?,
+        volume: find("/spec/template/spec/volumes", VOLUME)
+            .ok_or_else(|| missing("meshscrape-config volume"))?,
+        annotations: value
+            .pointer("/spec/template/metadata/annotations")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default(),
+        config_map: serde_saphyr::from_str(&config_map.text)
+            .map_err(|e| GenError::Input { path: config_map.source, message: e.to_string() })?,
     })
 }
 
@@ -135,7 +174,8 @@ fn apply(doc: &mut Value, parts: &Parts) {
         let merged = match (k.as_str(), annotations.get(k).and_then(Value::as_str), v.as_str()) {
             // Keep ports someone else excluded; add ours once.
             (EXCLUDE, Some(existing), Some(ours)) => {
-                let mut ports: Vec<&str> = existing.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+                let mut ports: Vec<&str> =
+                    existing.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
                 if !ports.contains(&ours) {
                     ports.push(ours);
                 }
@@ -190,12 +230,18 @@ fn service_port(config: &AppConfig) -> Value {
 
 fn selects_injected(service: &Value, pods: &[(Option<String>, Map<String, Value>)]) -> bool {
     let ns = service.pointer("/metadata/namespace").and_then(Value::as_str);
-    let Some(selector) = service.pointer("/spec/selector").and_then(Value::as_object) else { return false };
-    !selector.is_empty() && pods.iter().any(|(pod_ns, labels)| pod_ns.as_deref() == ns && selector.iter().all(|(k, v)| labels.get(k) == Some(v)))
+    let Some(selector) = service.pointer("/spec/selector").and_then(Value::as_object) else {
+        return false;
+    };
+    !selector.is_empty()
+        && pods.iter().any(|(pod_ns, labels)| {
+            pod_ns.as_deref() == ns && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+        })
 }
 
 fn is_ours(doc: &Value) -> bool {
-    doc.pointer("/metadata/labels/app.kubernetes.io~1managed-by").and_then(Value::as_str) == Some("meshscrape-gen")
+    doc.pointer("/metadata/labels/app.kubernetes.io~1managed-by").and_then(Value::as_str)
+        == Some("meshscrape-gen")
 }
 
 fn same_object(a: &Value, b: &Value) -> bool {

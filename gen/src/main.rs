@@ -22,7 +22,9 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("meshscrape-gen: {e:#}");
             match e {
-                GenError::Io { .. } | GenError::Config(ConfigError::Read { .. }) => ExitCode::from(2),
+                GenError::Io { .. } | GenError::Config(ConfigError::Read { .. }) => {
+                    ExitCode::from(2)
+                }
                 _ => ExitCode::from(1),
             }
         }
@@ -65,8 +67,11 @@ fn run_inject(args: &InjectArgs) -> Result<(), GenError> {
         } else {
             std::fs::read_to_string(input).map_err(io)?
         };
-        let parsed: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
-            .map_err(|e| GenError::Input { path: name.clone(), message: format!("not YAML: {}", e.without_snippet()) })?;
+        let parsed: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(&text).map_err(|e| GenError::Input {
+                path: name.clone(),
+                message: format!("not YAML: {}", e.without_snippet()),
+            })?;
         docs.extend(parsed.into_iter().filter(|d| !d.is_null()));
     }
     let extras = Extras { service_port: args.with_service_port, monitor: args.with_monitor };
@@ -77,12 +82,18 @@ fn run_inject(args: &InjectArgs) -> Result<(), GenError> {
     let mut out = String::new();
     for doc in &injected.documents {
         out.push_str("---\n");
-        out.push_str(&serde_saphyr::to_string(doc).map_err(|e| GenError::Input { path: "output".into(), message: e.to_string() })?);
+        out.push_str(
+            &serde_saphyr::to_string(doc)
+                .map_err(|e| GenError::Input { path: "output".into(), message: e.to_string() })?,
+        );
     }
     print(&out)
 }
 
 fn print(text: &str) -> Result<(), GenError> {
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).map_err(|source| GenError::Io { path: "stdout".into(), source })
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|source| GenError::Io { path: "stdout".into(), source })
 }

@@ -24,7 +24,8 @@ pub enum Object {
 
 /// Parses one YAML document into its typed form; `Err` says what is wrong.
 pub fn parse(text: &str) -> Result<(Object, Value), String> {
-    let value: Value = serde_saphyr::from_str(text).map_err(|e| format!("not valid YAML: {}", e.without_snippet()))?;
+    let value: Value = serde_saphyr::from_str(text)
+        .map_err(|e| format!("not valid YAML: {}", e.without_snippet()))?;
     let kind = value.get("kind").and_then(Value::as_str).ok_or("the document has no kind")?;
     let object = match kind {
         "ConfigMap" => Object::ConfigMap(strict(&value)?),
@@ -45,7 +46,9 @@ fn strict<T: DeserializeOwned + Serialize>(value: &Value) -> Result<Box<T>, Stri
     let typed: T = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
     let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
     match unknown_field(value, &back, String::new()) {
-        Some(path) => Err(format!("`{path}` is not a field of this kind (Kubernetes 1.33 API, strict)")),
+        Some(path) => {
+            Err(format!("`{path}` is not a field of this kind (Kubernetes 1.33 API, strict)"))
+        }
         None => Ok(Box::new(typed)),
     }
 }
@@ -61,7 +64,11 @@ pub fn unknown_field(orig: &Value, back: &Value, path: String) -> Option<String>
                 Some(bv) => unknown_field(v, bv, p),
             }
         }),
-        (Value::Array(o), Value::Array(b)) => o.iter().zip(b).enumerate().find_map(|(i, (ov, bv))| unknown_field(ov, bv, format!("{path}[{i}]"))),
+        (Value::Array(o), Value::Array(b)) => o
+            .iter()
+            .zip(b)
+            .enumerate()
+            .find_map(|(i, (ov, bv))| unknown_field(ov, bv, format!("{path}[{i}]"))),
         _ => None,
     }
 }
@@ -80,7 +87,11 @@ mod tests {
     #[test]
     fn rejects_wrong_types_and_unknown_kinds() {
         assert!(parse("apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {ports: [{port: http}]}\n").is_err());
-        assert!(parse("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n").unwrap_err().contains("kind Pod"));
+        assert!(
+            parse("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n")
+                .unwrap_err()
+                .contains("kind Pod")
+        );
         let err = parse("apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata: {name: x}\nspec: {selector: {}, endpoints: [{port: p, intervall: 30s}]}\n")
             .unwrap_err();
         assert!(err.contains("intervall"), "{err}");

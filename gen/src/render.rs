@@ -52,11 +52,21 @@ pub fn render(config: &AppConfig, templates: &Templates) -> Result<Vec<Rendered>
 }
 
 /// Renders and checks one template for `namespace`.
-pub fn render_one(config: &AppConfig, templates: &Templates, name: &str, namespace: &str) -> Result<Rendered, GenError> {
+pub fn render_one(
+    config: &AppConfig,
+    templates: &Templates,
+    name: &str,
+    namespace: &str,
+) -> Result<Rendered, GenError> {
     one(config, templates, name, &context(config, namespace))
 }
 
-fn one(config: &AppConfig, templates: &Templates, name: &str, ctx: &serde_json::Value) -> Result<Rendered, GenError> {
+fn one(
+    config: &AppConfig,
+    templates: &Templates,
+    name: &str,
+    ctx: &serde_json::Value,
+) -> Result<Rendered, GenError> {
     let text = templates.render(name, ctx)?;
     let source = templates.source(name);
     let fail = |kind: &str, obj: &str, message: String| GenError::Object {
@@ -67,19 +77,42 @@ fn one(config: &AppConfig, templates: &Templates, name: &str, ctx: &serde_json::
     };
     let (object, value) = objects::parse(&text).map_err(|m| fail("object", "", m))?;
     let kind = value["kind"].as_str().unwrap_or_default().to_string();
-    let obj_name = value.pointer("/metadata/name").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    let namespace = value.pointer("/metadata/namespace").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let obj_name =
+        value.pointer("/metadata/name").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let namespace = value
+        .pointer("/metadata/namespace")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
     if namespace.is_empty() {
-        return Err(fail(&kind, &obj_name, "metadata.namespace is missing; every namespaced object must carry one".into()));
+        return Err(fail(
+            &kind,
+            &obj_name,
+            "metadata.namespace is missing; every namespaced object must carry one".into(),
+        ));
     }
     // The ConfigMap must hold exactly what the sidecar will read back.
     if let Object::ConfigMap(cm) = &object {
-        let yaml =
-            cm.data.as_ref().and_then(|d| d.get("sidecar.yaml")).ok_or_else(|| fail(&kind, &obj_name, "data.sidecar.yaml is missing".into()))?;
-        let read = ProxyConfig::from_yaml(Path::new("sidecar.yaml"), yaml, &ProxyOverrides::default())
-            .map_err(|e| fail(&kind, &obj_name, format!("meshscrape-proxy would reject data.sidecar.yaml: {e}")))?;
+        let yaml = cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get("sidecar.yaml"))
+            .ok_or_else(|| fail(&kind, &obj_name, "data.sidecar.yaml is missing".into()))?;
+        let read =
+            ProxyConfig::from_yaml(Path::new("sidecar.yaml"), yaml, &ProxyOverrides::default())
+                .map_err(|e| {
+                    fail(
+                        &kind,
+                        &obj_name,
+                        format!("meshscrape-proxy would reject data.sidecar.yaml: {e}"),
+                    )
+                })?;
         if read != config.sidecar.proxy {
-            return Err(fail(&kind, &obj_name, "data.sidecar.yaml does not read back as the configured sidecar".into()));
+            return Err(fail(
+                &kind,
+                &obj_name,
+                "data.sidecar.yaml does not read back as the configured sidecar".into(),
+            ));
         }
     }
     Ok(Rendered { namespace, kind, name: obj_name, source, text, object })

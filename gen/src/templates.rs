@@ -40,7 +40,10 @@ impl Templates {
         {
             return Err(GenError::Io {
                 path: dir.display().to_string(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "--templates must name a folder of *.yaml.j2 files"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "--templates must name a folder of *.yaml.j2 files",
+                ),
             });
         }
         let mut sources = Vec::new();
@@ -48,12 +51,16 @@ impl Templates {
             let over: Option<PathBuf> = dir.map(|d| d.join(name)).filter(|p| p.is_file());
             let (text, source) = match over {
                 Some(path) => {
-                    let text = std::fs::read_to_string(&path).map_err(|source| GenError::Io { path: path.display().to_string(), source })?;
+                    let text = std::fs::read_to_string(&path).map_err(|source| GenError::Io {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
                     (text, path.display().to_string())
                 }
                 None => (embedded.to_string(), format!("templates/{name}")),
             };
-            env.add_template_owned(name.to_string(), text).map_err(|e| GenError::Template { template: source.clone(), message: chain(&e) })?;
+            env.add_template_owned(name.to_string(), text)
+                .map_err(|e| GenError::Template { template: source.clone(), message: chain(&e) })?;
             sources.push((name.to_string(), source));
         }
         Ok(Templates { env, sources })
@@ -61,12 +68,18 @@ impl Templates {
 
     /// Where `name` was loaded from.
     pub fn source(&self, name: &str) -> String {
-        self.sources.iter().find(|(n, _)| n == name).map_or_else(|| name.to_string(), |(_, s)| s.clone())
+        self.sources
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or_else(|| name.to_string(), |(_, s)| s.clone())
     }
 
     /// Renders one template with `ctx`.
     pub fn render(&self, name: &str, ctx: &serde_json::Value) -> Result<String, GenError> {
-        let fail = |e: minijinja::Error| GenError::Template { template: self.source(name), message: chain(&e) };
+        let fail = |e: minijinja::Error| GenError::Template {
+            template: self.source(name),
+            message: chain(&e),
+        };
         let template = self.env.get_template(name).map_err(fail)?;
         let mut text = template.render(minijinja::value::Serde(ctx)).map_err(fail)?;
         // minijinja drops the template's final newline; every YAML document ends with one.

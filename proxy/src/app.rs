@@ -65,9 +65,17 @@ impl App {
         for route in &config.routes {
             labels.push(route.public.clone());
             // Validated as IP:port in meshscrape-common, so this always parses.
-            let authority = Authority::try_from(route.target.addr.to_string()).unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
-            routes
-                .insert(route.public.clone(), Entry { label: labels.len() - 1, addr: route.target.addr, authority, path: route.target.path.clone() });
+            let authority = Authority::try_from(route.target.addr.to_string())
+                .unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
+            routes.insert(
+                route.public.clone(),
+                Entry {
+                    label: labels.len() - 1,
+                    addr: route.target.addr,
+                    authority,
+                    path: route.target.path.clone(),
+                },
+            );
         }
         let reserved = [labels.len(), labels.len() + 1, labels.len() + 2];
         labels.extend([HEALTHY, READY, METRICS].map(String::from));
@@ -77,7 +85,8 @@ impl App {
         // concurrent 20 MB scrapes stay under the nginx sidecar's RSS. Measured with
         // bench/sidecar.py: 512 KiB gained ~15% at 1 MB but doubled that peak RSS.
         let max_pooled = usize::try_from(config.limits.max_in_flight).unwrap_or(usize::MAX);
-        let pool = Pool::new(max_pooled, config.timeouts.connect, upstream::IDLE_TIMEOUT, 256 * 1024);
+        let pool =
+            Pool::new(max_pooled, config.timeouts.connect, upstream::IDLE_TIMEOUT, 256 * 1024);
 
         App {
             routes,
@@ -119,7 +128,10 @@ impl App {
     }
 
     /// Adapter for hyper's `service_fn`.
-    pub async fn serve<B>(self: Arc<Self>, req: Request<B>) -> Result<Response<ProxyBody>, Infallible> {
+    pub async fn serve<B>(
+        self: Arc<Self>,
+        req: Request<B>,
+    ) -> Result<Response<ProxyBody>, Infallible> {
         Ok(self.handle(req).await)
     }
 
@@ -134,28 +146,44 @@ impl App {
 
     async fn route<B>(&self, req: Request<B>) -> Response<ProxyBody> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
-            let mut resp =
-                text(StatusCode::METHOD_NOT_ALLOWED, &format!("method {} is not allowed; the sidecar answers GET and HEAD only", req.method()));
+            let mut resp = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!(
+                    "method {} is not allowed; the sidecar answers GET and HEAD only",
+                    req.method()
+                ),
+            );
             resp.headers_mut().insert(header::ALLOW, ALLOW);
             return resp;
         }
         // Absolute-form (`GET http://host/path`) is how clients talk to forward proxies; this is
         // not one, and honouring the authority would invite confusion about where a request goes.
         if req.uri().scheme().is_some() || req.uri().authority().is_some() {
-            return text(StatusCode::BAD_REQUEST, "absolute-form request targets are not accepted; send an origin-form request such as GET /metrics");
+            return text(
+                StatusCode::BAD_REQUEST,
+                "absolute-form request targets are not accepted; send an origin-form request such as GET /metrics",
+            );
         }
         match req.uri().path() {
             HEALTHY => text(StatusCode::OK, "ok"),
-            READY if self.draining.load(Ordering::Relaxed) => text(StatusCode::SERVICE_UNAVAILABLE, "draining: the sidecar is shutting down"),
+            READY if self.draining.load(Ordering::Relaxed) => {
+                text(StatusCode::SERVICE_UNAVAILABLE, "draining: the sidecar is shutting down")
+            }
             READY => text(StatusCode::OK, "ready"),
             METRICS => {
                 let mut resp = Response::new(ProxyBody::text(self.render_metrics()));
-                resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
                 resp
             }
             path => match self.routes.get(path) {
                 Some(entry) => self.forward(entry, req).await,
-                None => text(StatusCode::NOT_FOUND, "no route for this path; only the configured exact paths are forwarded"),
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    "no route for this path; only the configured exact paths are forwarded",
+                ),
             },
         }
     }
@@ -171,7 +199,8 @@ impl App {
             .and_then(|s| Duration::try_from_secs_f64(s).ok());
         match scrape {
             Some(s) => {
-                let ours = if s > SCRAPE_TIMEOUT_MARGIN * 2 { s - SCRAPE_TIMEOUT_MARGIN } else { s / 2 };
+                let ours =
+                    if s > SCRAPE_TIMEOUT_MARGIN * 2 { s - SCRAPE_TIMEOUT_MARGIN } else { s / 2 };
                 ours.min(self.upstream_timeout)
             }
             None => self.upstream_timeout,
@@ -180,7 +209,10 @@ impl App {
 
     async fn forward<B>(&self, entry: &Entry, req: Request<B>) -> Response<ProxyBody> {
         let Some(permit) = self.in_flight.try_take() else {
-            return text(StatusCode::SERVICE_UNAVAILABLE, &format!("too many requests in flight (limit {}); retry later", self.in_flight.max));
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("too many requests in flight (limit {}); retry later", self.in_flight.max),
+            );
         };
         let budget = self.deadline(req.headers());
         let started = Instant::now();
@@ -194,7 +226,10 @@ impl App {
         // Origin-form: hyper's connection-level client writes the target as given.
         let uri = path_and_query.ok().map(Uri::from);
         let Some(uri) = uri else {
-            return text(StatusCode::BAD_REQUEST, "the query string is not valid in a request target");
+            return text(
+                StatusCode::BAD_REQUEST,
+                "the query string is not valid in a request target",
+            );
         };
         let mut headers = parts.headers;
         strip_hop_by_hop(&mut headers);
@@ -211,8 +246,10 @@ impl App {
         *upstream_req.version_mut() = Version::HTTP_11;
         *upstream_req.headers_mut() = headers;
 
-        let stream = Stream { metrics: self.metrics.clone(), route: entry.label, bytes: 0, _permit: permit };
-        let result = tokio::time::timeout_at(deadline, self.pool.request(entry.addr, upstream_req)).await;
+        let stream =
+            Stream { metrics: self.metrics.clone(), route: entry.label, bytes: 0, _permit: permit };
+        let result =
+            tokio::time::timeout_at(deadline, self.pool.request(entry.addr, upstream_req)).await;
         let resp = match result {
             Ok(Ok(resp)) => resp,
             Ok(Err(err)) => {
@@ -224,7 +261,14 @@ impl App {
             Err(_) => {
                 self.metrics.upstream_error(UpstreamError::Timeout);
                 tracing::warn!(route = %entry.path, upstream = %entry.authority, ?budget, "the app did not answer in time");
-                return text(StatusCode::GATEWAY_TIMEOUT, &format!("the app did not answer within {}ms ({})", budget.as_millis(), entry.authority));
+                return text(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &format!(
+                        "the app did not answer within {}ms ({})",
+                        budget.as_millis(),
+                        entry.authority
+                    ),
+                );
             }
         };
         self.metrics.upstream_latency(entry.label, started.elapsed());
@@ -245,7 +289,10 @@ impl App {
                 tracing::warn!(route = %entry.path, upstream = %entry.authority, error = %err, "the app's body broke off before its first byte");
                 return text(
                     StatusCode::BAD_GATEWAY,
-                    &format!("the app sent a response head, then a broken or truncated body ({})", entry.authority),
+                    &format!(
+                        "the app sent a response head, then a broken or truncated body ({})",
+                        entry.authority
+                    ),
                 );
             }
             Err(_) => {
@@ -253,13 +300,22 @@ impl App {
                 tracing::warn!(route = %entry.path, upstream = %entry.authority, ?budget, "the app's body did not start in time");
                 return text(
                     StatusCode::GATEWAY_TIMEOUT,
-                    &format!("the app sent a response head but no body within {}ms ({})", budget.as_millis(), entry.authority),
+                    &format!(
+                        "the app sent a response head but no body within {}ms ({})",
+                        budget.as_millis(),
+                        entry.authority
+                    ),
                 );
             }
         };
         strip_hop_by_hop(&mut parts.headers);
         parts.version = Version::HTTP_11;
-        let body = ProxyBody::Upstream { first, inner: body, deadline: tokio::time::sleep_until(deadline), stream };
+        let body = ProxyBody::Upstream {
+            first,
+            inner: body,
+            deadline: tokio::time::sleep_until(deadline),
+            stream,
+        };
         Response::from_parts(parts, body)
     }
 }
@@ -273,7 +329,8 @@ pub(crate) struct Limit {
 
 impl Limit {
     fn new(max: u64) -> Self {
-        let max = usize::try_from(max).unwrap_or(Semaphore::MAX_PERMITS).min(Semaphore::MAX_PERMITS);
+        let max =
+            usize::try_from(max).unwrap_or(Semaphore::MAX_PERMITS).min(Semaphore::MAX_PERMITS);
         Limit { permits: Arc::new(Semaphore::new(max)), max }
     }
 
@@ -285,7 +342,11 @@ impl Limit {
     /// A slot, waiting for one at the limit.
     pub async fn take(&self) -> OwnedSemaphorePermit {
         // The semaphore is never closed, so acquiring cannot fail.
-        self.permits.clone().acquire_owned().await.unwrap_or_else(|_| unreachable!("the semaphore is never closed"))
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .unwrap_or_else(|_| unreachable!("the semaphore is never closed"))
     }
 
     pub fn in_use(&self) -> usize {
@@ -296,20 +357,33 @@ impl Limit {
 /// Sorts a client error into a metric kind and a reason a person can act on.
 fn classify(err: &upstream::Error) -> (UpstreamError, &'static str) {
     let hyper_err = match err {
-        upstream::Error::ConnectTimeout => return (UpstreamError::Connect, "connecting to the app timed out"),
+        upstream::Error::ConnectTimeout => {
+            return (UpstreamError::Connect, "connecting to the app timed out");
+        }
         upstream::Error::Connect(io) => {
             return match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => (UpstreamError::Connect, "the app refused the connection; is it listening on this address?"),
-                std::io::ErrorKind::TimedOut => (UpstreamError::Connect, "connecting to the app timed out"),
+                std::io::ErrorKind::ConnectionRefused => (
+                    UpstreamError::Connect,
+                    "the app refused the connection; is it listening on this address?",
+                ),
+                std::io::ErrorKind::TimedOut => {
+                    (UpstreamError::Connect, "connecting to the app timed out")
+                }
                 _ => (UpstreamError::Connect, "cannot connect to the app"),
             };
         }
         upstream::Error::Http(e) => e,
     };
     if hyper_err.is_parse() || hyper_err.is_parse_status() {
-        (UpstreamError::Protocol, "the app answered with something that is not a valid HTTP/1 response")
+        (
+            UpstreamError::Protocol,
+            "the app answered with something that is not a valid HTTP/1 response",
+        )
     } else if hyper_err.is_incomplete_message() {
-        (UpstreamError::Protocol, "the app closed the connection before sending a complete response head")
+        (
+            UpstreamError::Protocol,
+            "the app closed the connection before sending a complete response head",
+        )
     } else {
         (UpstreamError::Protocol, "the exchange with the app failed")
     }
@@ -319,7 +393,8 @@ fn classify(err: &upstream::Error) -> (UpstreamError, &'static str) {
 fn text(status: StatusCode, reason: &str) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::text(format!("{reason}\n")));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     resp
 }
 

@@ -68,11 +68,17 @@ impl Body for ProxyBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
             Proj::Local { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Proj::Upstream { first, inner, deadline, stream } => {
-                match first.take().map_or_else(|| inner.poll_frame(cx), |f| Poll::Ready(Some(Ok(f)))) {
+                match first
+                    .take()
+                    .map_or_else(|| inner.poll_frame(cx), |f| Poll::Ready(Some(Ok(f))))
+                {
                     Poll::Ready(Some(Ok(frame))) => {
                         if let Some(data) = frame.data_ref() {
                             stream.bytes += data.len() as u64;
@@ -88,7 +94,10 @@ impl Body for ProxyBody {
                     Poll::Pending => {
                         ready!(deadline.poll(cx));
                         stream.metrics.upstream_error(UpstreamError::Timeout);
-                        tracing::warn!(route = stream.route, "the app's body did not finish before the deadline; cutting the response");
+                        tracing::warn!(
+                            route = stream.route,
+                            "the app's body did not finish before the deadline; cutting the response"
+                        );
                         Poll::Ready(Some(Err("upstream body passed its deadline".into())))
                     }
                 }
@@ -105,7 +114,9 @@ impl Body for ProxyBody {
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ProxyBody::Local { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            ProxyBody::Local { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
             ProxyBody::Upstream { first, inner, .. } => {
                 // hyper frames the response by this hint when the app sent no Content-Length,
                 // so the frame already taken must be counted back in.

@@ -15,8 +15,10 @@ use meshscrape_common::ProxyOverrides;
 /// Exit codes: 0 after a clean drain on SIGTERM, 64 on a bad configuration, 1 on any other failure.
 #[derive(Debug, Parser)]
 #[command(name = "meshscrape-proxy", version, max_term_width = 100)]
-#[command(after_help = "Example:\n  meshscrape-proxy --upstream http://127.0.0.1:8080 --route /metrics=/actuator/prometheus\n\n\
-Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to change the level.")]
+#[command(
+    after_help = "Example:\n  meshscrape-proxy --upstream http://127.0.0.1:8080 --route /metrics=/actuator/prometheus\n\n\
+Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to change the level."
+)]
 pub struct Args {
     /// YAML file with the same keys as these flags (the ConfigMap that meshscrape-gen renders)
     #[arg(long, value_name = "FILE")]

@@ -50,7 +50,9 @@ fn main() -> ExitCode {
 
 async fn run(config: ProxyConfig) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let routes: Vec<String> = config.routes.iter().map(|r| r.to_flag(config.upstream)).collect();
@@ -65,7 +67,9 @@ async fn run(config: ProxyConfig) -> anyhow::Result<()> {
     };
     match server::serve(listener, app, &config, shutdown).await {
         server::Drain::Complete => tracing::info!("drained; exiting"),
-        server::Drain::Cut(n) => tracing::warn!(open = n, "grace period over; cut the remaining connections"),
+        server::Drain::Cut(n) => {
+            tracing::warn!(open = n, "grace period over; cut the remaining connections")
+        }
     }
     Ok(())
 }

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the upstream latency histogram: loopback scrapes, 1 ms to 10 s.
-const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+const BUCKETS: [f64; 12] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
 /// Why an upstream exchange failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,10 +104,19 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         let label = |i: usize| escape(&self.labels[i]);
 
-        head(&mut out, "meshscrape_proxy_requests_total", "counter", "Requests answered, by route and status code.");
+        head(
+            &mut out,
+            "meshscrape_proxy_requests_total",
+            "counter",
+            "Requests answered, by route and status code.",
+        );
         let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for ((route, status), n) in requests {
-            let _ = writeln!(out, "meshscrape_proxy_requests_total{{route=\"{}\",status=\"{status}\"}} {n}", label(route));
+            let _ = writeln!(
+                out,
+                "meshscrape_proxy_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                label(route)
+            );
         }
 
         head(
@@ -122,7 +132,12 @@ impl Metrics {
             }
             let name = "meshscrape_proxy_upstream_duration_seconds";
             for (bound, bucket) in BUCKETS.iter().zip(&h.buckets) {
-                let _ = writeln!(out, "{name}_bucket{{route=\"{}\",le=\"{bound}\"}} {}", label(i), bucket.load(Relaxed));
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{route=\"{}\",le=\"{bound}\"}} {}",
+                    label(i),
+                    bucket.load(Relaxed)
+                );
             }
             let _ = writeln!(out, "{name}_bucket{{route=\"{}\",le=\"+Inf\"}} {count}", label(i));
             let sum = h.sum_micros.load(Relaxed) as f64 / 1e6;
@@ -130,20 +145,49 @@ impl Metrics {
             let _ = writeln!(out, "{name}_count{{route=\"{}\"}} {count}", label(i));
         }
 
-        head(&mut out, "meshscrape_proxy_upstream_errors_total", "counter", "Failed exchanges with the app, by kind.");
+        head(
+            &mut out,
+            "meshscrape_proxy_upstream_errors_total",
+            "counter",
+            "Failed exchanges with the app, by kind.",
+        );
         for kind in UpstreamError::ALL {
-            let _ =
-                writeln!(out, "meshscrape_proxy_upstream_errors_total{{kind=\"{}\"}} {}", kind.as_str(), self.errors[kind as usize].load(Relaxed));
+            let _ = writeln!(
+                out,
+                "meshscrape_proxy_upstream_errors_total{{kind=\"{}\"}} {}",
+                kind.as_str(),
+                self.errors[kind as usize].load(Relaxed)
+            );
         }
 
-        head(&mut out, "meshscrape_proxy_response_bytes_total", "counter", "Body bytes forwarded from the app, by route.");
+        head(
+            &mut out,
+            "meshscrape_proxy_response_bytes_total",
+            "counter",
+            "Body bytes forwarded from the app, by route.",
+        );
         for (i, b) in self.bytes.iter().enumerate().skip(1) {
-            let _ = writeln!(out, "meshscrape_proxy_response_bytes_total{{route=\"{}\"}} {}", label(i), b.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "meshscrape_proxy_response_bytes_total{{route=\"{}\"}} {}",
+                label(i),
+                b.load(Relaxed)
+            );
         }
 
-        head(&mut out, "meshscrape_proxy_in_flight_requests", "gauge", "Requests being forwarded to the app now.");
+        head(
+            &mut out,
+            "meshscrape_proxy_in_flight_requests",
+            "gauge",
+            "Requests being forwarded to the app now.",
+        );
         let _ = writeln!(out, "meshscrape_proxy_in_flight_requests {in_flight}");
-        head(&mut out, "meshscrape_proxy_open_connections", "gauge", "Client connections open now.");
+        head(
+            &mut out,
+            "meshscrape_proxy_open_connections",
+            "gauge",
+            "Client connections open now.",
+        );
         let _ = writeln!(out, "meshscrape_proxy_open_connections {connections}");
         out
     }

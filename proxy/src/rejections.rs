@@ -118,13 +118,21 @@ fn answer_in_place_of(head: &[u8], max_head_bytes: u64) -> Option<Vec<u8>> {
 }
 
 impl<T: Read + Unpin> Read for ClientIo<T> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
     }
 }
 
 impl<T: Write + Unpin> Write for ClientIo<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         ready!(this.poll_replacement(cx))?;
         if this.replace(buf) {
@@ -135,7 +143,11 @@ impl<T: Write + Unpin> Write for ClientIo<T> {
         Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         ready!(this.poll_replacement(cx))?;
         let mut nonempty = bufs.iter().filter(|b| !b.is_empty());
@@ -184,10 +196,17 @@ mod tests {
     fn hyper_431_gets_a_one_line_body_naming_the_limit() {
         let (head, body) = parts(&answer_in_place_of(HYPER_431, 8192).unwrap());
         assert!(head.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"), "{head}");
-        assert!(head.contains("\r\ncontent-type: text/plain; charset=utf-8\r\n") && head.contains("\r\nconnection: close\r\n"), "{head}");
+        assert!(
+            head.contains("\r\ncontent-type: text/plain; charset=utf-8\r\n")
+                && head.contains("\r\nconnection: close\r\n"),
+            "{head}"
+        );
         assert!(head.contains(&format!("\r\ncontent-length: {}\r\n", body.len())), "{head}");
         assert!(head.contains("\r\ndate: Wed, 25 Nov 2026"), "{head}");
-        assert!(body.ends_with('\n') && body.lines().count() == 1 && body.contains("8192 bytes"), "{body}");
+        assert!(
+            body.ends_with('\n') && body.lines().count() == 1 && body.contains("8192 bytes"),
+            "{body}"
+        );
     }
 
     #[test]
@@ -212,7 +231,12 @@ mod tests {
             assert!(answer_in_place_of(write, 8192).is_none(), "{}", String::from_utf8_lossy(write));
         }
         // A body chunk is decided by its length, never scanned.
-        let long = [&b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n"[..], &[b'x'; 600], b"\r\n\r\n"].concat();
+        let long = [
+            &b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n"[..],
+            &[b'x'; 600],
+            b"\r\n\r\n",
+        ]
+        .concat();
         assert!(answer_in_place_of(&long, 8192).is_none());
     }
 
@@ -221,7 +245,10 @@ mod tests {
         let answered = Answered::default();
         let mut io = ClientIo::new((), answered.clone(), 8192);
         answered.raise();
-        assert!(!io.replace(HYPER_431), "the write after the service answered is the service's head");
+        assert!(
+            !io.replace(HYPER_431),
+            "the write after the service answered is the service's head"
+        );
         assert!(io.replace(HYPER_431), "with the flag down, hyper's bare answer is replaced");
     }
 }

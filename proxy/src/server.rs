@@ -28,7 +28,12 @@ pub enum Drain {
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
 /// responses finish for up to the configured grace period, and returns.
-pub async fn serve(listener: TcpListener, app: Arc<App>, config: &ProxyConfig, shutdown: impl Future<Output = ()>) -> Drain {
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    config: &ProxyConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Drain {
     let head_limit = usize::try_from(config.limits.max_request_head_bytes).unwrap_or(usize::MAX);
     let head_timeout = config.timeouts.request_head;
     let mut http = http1::Builder::new();
@@ -85,7 +90,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, config: &ProxyConfig, s
                     // A forwarded response must be out by its scrape deadline; the sidecar's own
                     // short answers get as long as a client has to send a head.
                     if let Ok(resp) = &resp {
-                        deadline.set(resp.body().deadline().unwrap_or_else(|| Instant::now() + head_timeout));
+                        deadline.set(
+                            resp.body().deadline().unwrap_or_else(|| Instant::now() + head_timeout),
+                        );
                     }
                     answered.raise();
                     resp

@@ -58,20 +58,31 @@ impl<T> WriteDeadline<T> {
             Poll::Pending => Poll::Pending,
             Poll::Ready(()) => {
                 tracing::info!(peer = %self.peer, "the client stopped reading the response; cut at its deadline");
-                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading before the response deadline")))
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client stopped reading before the response deadline",
+                )))
             }
         }
     }
 }
 
 impl<T: Read + Unpin> Read for WriteDeadline<T> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
     }
 }
 
 impl<T: Write + Unpin> Write for WriteDeadline<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_write(cx, buf) {
             Poll::Pending => this.stalled(cx),
@@ -79,7 +90,11 @@ impl<T: Write + Unpin> Write for WriteDeadline<T> {
         }
     }
 
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
             Poll::Pending => this.stalled(cx),

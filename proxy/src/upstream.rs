@@ -71,14 +71,29 @@ pub struct Pool {
 impl Pool {
     /// At most `max_per_addr` connections kept per address; each read from the app takes up to
     /// `read_buf` bytes.
-    pub fn new(max_per_addr: usize, connect_timeout: Duration, idle_timeout: Duration, read_buf: usize) -> Self {
-        Pool { idle: Mutex::default(), max_per_addr: max_per_addr.max(1), connect_timeout, idle_timeout, read_buf }
+    pub fn new(
+        max_per_addr: usize,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        read_buf: usize,
+    ) -> Self {
+        Pool {
+            idle: Mutex::default(),
+            max_per_addr: max_per_addr.max(1),
+            connect_timeout,
+            idle_timeout,
+            read_buf,
+        }
     }
 
     /// Sends `req` to `addr` on a pooled connection or a new one. When a pooled connection turns
     /// out to be closed before the request was written (apps close idle connections when they
     /// like), the request goes out once more on a new connection.
-    pub async fn request(&self, addr: SocketAddr, req: Request<Empty<Bytes>>) -> Result<Response<Incoming>, Error> {
+    pub async fn request(
+        &self,
+        addr: SocketAddr,
+        req: Request<Empty<Bytes>>,
+    ) -> Result<Response<Incoming>, Error> {
         let Some(mut sender) = self.checkout(addr) else { return self.fresh(addr, req).await };
         match sender.try_send_request(req).await {
             Ok(resp) => {
@@ -93,7 +108,11 @@ impl Pool {
         }
     }
 
-    async fn fresh(&self, addr: SocketAddr, req: Request<Empty<Bytes>>) -> Result<Response<Incoming>, Error> {
+    async fn fresh(
+        &self,
+        addr: SocketAddr,
+        req: Request<Empty<Bytes>>,
+    ) -> Result<Response<Incoming>, Error> {
         let mut sender = self.connect(addr).await?;
         let resp = sender.send_request(req).await.map_err(Error::Http)?;
         self.checkin(addr, sender);
@@ -101,14 +120,18 @@ impl Pool {
     }
 
     async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<Empty<Bytes>>, Error> {
-        let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(Error::Connect(e)),
-            Err(_) => return Err(Error::ConnectTimeout),
-        };
+        let stream =
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(Error::Connect(e)),
+                Err(_) => return Err(Error::ConnectTimeout),
+            };
         let _ = stream.set_nodelay(true);
-        let (sender, conn) =
-            http1::Builder::new().read_buf_exact_size(Some(self.read_buf)).handshake(TokioIo::new(stream)).await.map_err(Error::Http)?;
+        let (sender, conn) = http1::Builder::new()
+            .read_buf_exact_size(Some(self.read_buf))
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(Error::Http)?;
         tokio::spawn(async move {
             // Ends when the app closes the connection or the last sender is dropped.
             let _ = conn.await;

@@ -103,16 +103,28 @@ pub enum Command {
 
 /// Splits `K=V` arguments.
 pub fn pairs(values: &[String], flag: &str) -> Result<Vec<(String, String)>, String> {
-    values.iter().map(|v| v.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{flag} `{v}` is not K=V"))).collect()
+    values
+        .iter()
+        .map(|v| {
+            v.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| format!("{flag} `{v}` is not K=V"))
+        })
+        .collect()
 }
 
 /// Runs the subcommand `args` names, as the binary does (its own runtime, progress on stderr):
 /// the report, or why the tool could not run (exit 2).
 pub fn run(args: &Args) -> Result<Report, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     match &args.command {
         Command::Manifests { paths, prometheus_selector } => {
-            let options = manifests::Options { prometheus_selector: pairs(prometheus_selector, "--prometheus-selector")? };
+            let options = manifests::Options {
+                prometheus_selector: pairs(prometheus_selector, "--prometheus-selector")?,
+            };
             let objects = manifests::load(paths, || {
                 let mut s = String::new();
                 std::io::stdin().read_to_string(&mut s).map(|_| s)
@@ -122,7 +134,8 @@ pub fn run(args: &Args) -> Result<Report, String> {
         Command::Endpoint { url, probe, timeout, max_bytes } => {
             let timeout = duration("--timeout", timeout)?;
             eprintln!("scraping {url} (timeout {}s)…", timeout.as_secs_f64());
-            let options = endpoint::Options { timeout, max_bytes: *max_bytes, probes: probe.clone() };
+            let options =
+                endpoint::Options { timeout, max_bytes: *max_bytes, probes: probe.clone() };
             Ok(runtime.block_on(endpoint::check(url, &options)))
         }
         Command::Prometheus { url, job, labels, expect_metric } => {
@@ -135,11 +148,28 @@ pub fn run(args: &Args) -> Result<Report, String> {
             };
             Ok(runtime.block_on(prometheus::check(url, &options)))
         }
-        Command::Cluster { namespace, service, port, context, request_timeout, prometheus, expect_metric, no_port_forward, probe, timeout } => {
+        Command::Cluster {
+            namespace,
+            service,
+            port,
+            context,
+            request_timeout,
+            prometheus,
+            expect_metric,
+            no_port_forward,
+            probe,
+            timeout,
+        } => {
             let prometheus = match prometheus {
                 Some(p) => match p.split_once('/') {
-                    Some((ns, svc)) if !ns.is_empty() && !svc.is_empty() => Some((ns.to_string(), svc.to_string())),
-                    _ => return Err(format!("--prometheus {p}: expected NAMESPACE/SERVICE, e.g. monitoring/prometheus-operated")),
+                    Some((ns, svc)) if !ns.is_empty() && !svc.is_empty() => {
+                        Some((ns.to_string(), svc.to_string()))
+                    }
+                    _ => {
+                        return Err(format!(
+                            "--prometheus {p}: expected NAMESPACE/SERVICE, e.g. monitoring/prometheus-operated"
+                        ));
+                    }
                 },
                 None => None,
             };
@@ -149,14 +179,19 @@ pub fn run(args: &Args) -> Result<Report, String> {
                 port: port.clone(),
                 prometheus,
                 port_forward: !no_port_forward,
-                endpoint: endpoint::Options { timeout: duration("--timeout", timeout)?, max_bytes: 64 << 20, probes: probe.clone() },
+                endpoint: endpoint::Options {
+                    timeout: duration("--timeout", timeout)?,
+                    max_bytes: 64 << 20,
+                    probes: probe.clone(),
+                },
                 expect_metric: expect_metric.clone(),
                 progress: true,
             };
             let request_timeout = duration("--request-timeout", request_timeout)?;
             runtime.block_on(async {
                 let client = kube_client(context.as_deref(), request_timeout).await?;
-                cluster::check(&client, &options, Arc::new(cluster::PortForward(client.clone()))).await
+                cluster::check(&client, &options, Arc::new(cluster::PortForward(client.clone())))
+                    .await
             })
         }
     }
@@ -167,17 +202,28 @@ pub fn run(args: &Args) -> Result<Report, String> {
 async fn kube_client(context: Option<&str>, timeout: Duration) -> Result<kube::Client, String> {
     let mut config = match context {
         Some(ctx) => {
-            let options = kube::config::KubeConfigOptions { context: Some(ctx.to_string()), ..Default::default() };
-            kube::Config::from_kubeconfig(&options).await.map_err(|e| format!("kubeconfig context {ctx}: {}", meshscrape_common::error::chain(&e)))?
+            let options = kube::config::KubeConfigOptions {
+                context: Some(ctx.to_string()),
+                ..Default::default()
+            };
+            kube::Config::from_kubeconfig(&options).await.map_err(|e| {
+                format!("kubeconfig context {ctx}: {}", meshscrape_common::error::chain(&e))
+            })?
         }
-        None => kube::Config::infer().await.map_err(|e| format!("no cluster to talk to ({e}); set KUBECONFIG or pass --context"))?,
+        None => kube::Config::infer().await.map_err(|e| {
+            format!("no cluster to talk to ({e}); set KUBECONFIG or pass --context")
+        })?,
     };
     config.connect_timeout = Some(timeout);
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
-    kube::Client::try_from(config).map_err(|e| format!("cannot build a Kubernetes client: {}", meshscrape_common::error::chain(&e)))
+    kube::Client::try_from(config).map_err(|e| {
+        format!("cannot build a Kubernetes client: {}", meshscrape_common::error::chain(&e))
+    })
 }
 
 fn duration(flag: &str, text: &str) -> Result<Duration, String> {
-    meshscrape_common::names::prometheus_duration(text).map(Duration::from_millis).map_err(|e| format!("{flag} {text}: {e}"))
+    meshscrape_common::names::prometheus_duration(text)
+        .map(Duration::from_millis)
+        .map_err(|e| format!("{flag} {text}: {e}"))
 }

@@ -7,8 +7,7 @@ use crate::fetch;
 use crate::report::{Check, Report};
 
 /// Prometheus 2.x's scrape Accept header.
-pub const ACCEPT: &str =
-    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+pub const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
 /// Options for `endpoint`.
 #[derive(Debug, Clone)]
@@ -38,7 +37,14 @@ pub async fn check(url: &str, o: &Options) -> Report {
     let fetched = match fetch::get(url, &headers, o.timeout, o.max_bytes).await {
         Ok(f) => f,
         Err(e) => {
-            report.push(Check::fail("scrape", e, "check that the sidecar listens there and the route exists").on(url));
+            report.push(
+                Check::fail(
+                    "scrape",
+                    e,
+                    "check that the sidecar listens there and the route exists",
+                )
+                .on(url),
+            );
             return report;
         }
     };
@@ -56,7 +62,9 @@ pub async fn check(url: &str, o: &Options) -> Report {
         return report;
     }
     if fetched.status != http::StatusCode::OK {
-        let reason = String::from_utf8_lossy(&fetched.body[..fetched.body.len().min(200)]).trim().to_string();
+        let reason = String::from_utf8_lossy(&fetched.body[..fetched.body.len().min(200)])
+            .trim()
+            .to_string();
         report.push(
             Check::fail(
                 "status",
@@ -67,8 +75,11 @@ pub async fn check(url: &str, o: &Options) -> Report {
         );
         return report;
     }
-    report.push(Check::pass("status", format!("200 in {ms} ms, {} bytes", fetched.body.len())).on(url));
-    let content_type = fetched.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    report.push(
+        Check::pass("status", format!("200 in {ms} ms, {} bytes", fetched.body.len())).on(url),
+    );
+    let content_type =
+        fetched.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let openmetrics = content_type.starts_with("application/openmetrics-text");
     if openmetrics || content_type.starts_with("text/plain") {
         report.push(Check::pass("content type", content_type.clone()).on(url));
@@ -85,22 +96,46 @@ pub async fn check(url: &str, o: &Options) -> Report {
     let text = match std::str::from_utf8(&fetched.body) {
         Ok(t) => t,
         Err(e) => {
-            report.push(Check::fail("exposition", format!("the body is not UTF-8: {e}"), "serve the Prometheus text format").on(url));
+            report.push(
+                Check::fail(
+                    "exposition",
+                    format!("the body is not UTF-8: {e}"),
+                    "serve the Prometheus text format",
+                )
+                .on(url),
+            );
             return report;
         }
     };
     match exposition::parse(text, openmetrics) {
-        Ok(e) if e.samples == 0 => report.push(Check::fail("exposition", "no samples", "check the app's metrics path").on(url)),
-        Ok(e) => report.push(Check::pass("exposition", format!("{} families, {} samples", e.families.len(), e.samples)).on(url)),
-        Err(err) => report.push(Check::fail("exposition", format!("Prometheus would reject this body: {err}"), "fix the exporter's output").on(url)),
+        Ok(e) if e.samples == 0 => report
+            .push(Check::fail("exposition", "no samples", "check the app's metrics path").on(url)),
+        Ok(e) => report.push(
+            Check::pass(
+                "exposition",
+                format!("{} families, {} samples", e.families.len(), e.samples),
+            )
+            .on(url),
+        ),
+        Err(err) => report.push(
+            Check::fail(
+                "exposition",
+                format!("Prometheus would reject this body: {err}"),
+                "fix the exporter's output",
+            )
+            .on(url),
+        ),
     }
     for probe in &o.probes {
-        let probe_url = match url.find("://").and_then(|i| url[i + 3..].find('/').map(|j| i + 3 + j)) {
-            Some(path_start) => format!("{}{probe}", &url[..path_start]),
-            None => format!("{url}{probe}"),
-        };
+        let probe_url =
+            match url.find("://").and_then(|i| url[i + 3..].find('/').map(|j| i + 3 + j)) {
+                Some(path_start) => format!("{}{probe}", &url[..path_start]),
+                None => format!("{url}{probe}"),
+            };
         match fetch::get(&probe_url, &[], o.timeout, 1 << 20).await {
-            Ok(f) if f.status == http::StatusCode::OK => report.push(Check::pass("probe", "200").on(&probe_url)),
+            Ok(f) if f.status == http::StatusCode::OK => {
+                report.push(Check::pass("probe", "200").on(&probe_url))
+            }
             Ok(f) => report.push(
                 Check::fail(
                     "probe",
@@ -109,7 +144,10 @@ pub async fn check(url: &str, o: &Options) -> Report {
                 )
                 .on(&probe_url),
             ),
-            Err(e) => report.push(Check::fail("probe", e, "check the route and the app's health endpoint").on(&probe_url)),
+            Err(e) => report.push(
+                Check::fail("probe", e, "check the route and the app's health endpoint")
+                    .on(&probe_url),
+            ),
         }
     }
     report

@@ -28,7 +28,8 @@ pub struct ParseError {
     pub message: String,
 }
 
-const SUFFIXES: [&str; 8] = ["_bucket", "_sum", "_count", "_total", "_created", "_info", "_gcount", "_gsum"];
+const SUFFIXES: [&str; 8] =
+    ["_bucket", "_sum", "_count", "_total", "_created", "_info", "_gcount", "_gsum"];
 
 /// Parses a body; `openmetrics` demands the `# EOF` terminator and nothing after it.
 pub fn parse(text: &str, openmetrics: bool) -> Result<Exposition, ParseError> {
@@ -55,7 +56,17 @@ pub fn parse(text: &str, openmetrics: bool) -> Result<Exposition, ParseError> {
                 (Some("TYPE"), Some(name), Some(kind)) => {
                     check_name(name).map_err(err)?;
                     let kind = kind.trim();
-                    let known = ["counter", "gauge", "histogram", "summary", "untyped", "unknown", "info", "stateset", "gaugehistogram"];
+                    let known = [
+                        "counter",
+                        "gauge",
+                        "histogram",
+                        "summary",
+                        "untyped",
+                        "unknown",
+                        "info",
+                        "stateset",
+                        "gaugehistogram",
+                    ];
                     if !known.contains(&kind) {
                         return Err(err(format!("unknown metric type `{kind}`")));
                     }
@@ -80,7 +91,10 @@ pub fn parse(text: &str, openmetrics: bool) -> Result<Exposition, ParseError> {
         out.samples += 1;
     }
     if openmetrics && !eof {
-        return Err(ParseError { line: text.lines().count(), message: "OpenMetrics body does not end with # EOF".into() });
+        return Err(ParseError {
+            line: text.lines().count(),
+            message: "OpenMetrics body does not end with # EOF".into(),
+        });
     }
     Ok(out)
 }
@@ -88,7 +102,11 @@ pub fn parse(text: &str, openmetrics: bool) -> Result<Exposition, ParseError> {
 fn check_name(name: &str) -> Result<(), String> {
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':');
-    if first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') { Ok(()) } else { Err(format!("`{name}` is not a metric name")) }
+    if first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+        Ok(())
+    } else {
+        Err(format!("`{name}` is not a metric name"))
+    }
 }
 
 /// Parses one sample line; returns its metric name.
@@ -110,7 +128,8 @@ fn sample(line: &str, openmetrics: bool) -> Result<&str, String> {
     };
     let mut parts = rest.split_whitespace();
     let value = parts.next().ok_or_else(|| format!("sample `{name}` has no value"))?;
-    parse_value(value).ok_or_else(|| format!("`{value}` is not a sample value (a float, +Inf, -Inf or NaN)"))?;
+    parse_value(value)
+        .ok_or_else(|| format!("`{value}` is not a sample value (a float, +Inf, -Inf or NaN)"))?;
     if let Some(ts) = parts.next() {
         let ok = if openmetrics { ts.parse::<f64>().is_ok() } else { ts.parse::<i64>().is_ok() };
         if !ok {
@@ -128,7 +147,9 @@ fn parse_value(v: &str) -> Option<f64> {
         "+Inf" | "Inf" => Some(f64::INFINITY),
         "-Inf" => Some(f64::NEG_INFINITY),
         "NaN" => Some(f64::NAN),
-        _ if v.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E')) => v.parse().ok(),
+        _ if v.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E')) => {
+            v.parse().ok()
+        }
         _ => None,
     }
 }
@@ -142,16 +163,24 @@ fn labels(mut s: &str) -> Result<&str, String> {
         }
         let eq = s.find('=').ok_or("a label has no =")?;
         let label = s[..eq].trim();
-        if label.is_empty() || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || label.starts_with(|c: char| c.is_ascii_digit()) {
+        if label.is_empty()
+            || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || label.starts_with(|c: char| c.is_ascii_digit())
+        {
             return Err(format!("`{label}` is not a label name"));
         }
-        s = s[eq + 1..].trim_start().strip_prefix('"').ok_or_else(|| format!("the value of label `{label}` is not quoted"))?;
+        s = s[eq + 1..]
+            .trim_start()
+            .strip_prefix('"')
+            .ok_or_else(|| format!("the value of label `{label}` is not quoted"))?;
         let mut escaped = false;
         let mut end = None;
         for (i, c) in s.char_indices() {
             match (escaped, c) {
                 (true, '\\' | '"' | 'n') => escaped = false,
-                (true, other) => return Err(format!("label `{label}` has an invalid escape \\{other}")),
+                (true, other) => {
+                    return Err(format!("label `{label}` has an invalid escape \\{other}"));
+                }
                 (false, '\\') => escaped = true,
                 (false, '"') => {
                     end = Some(i);
@@ -202,7 +231,9 @@ temp{path=\"C:\\\\x\",quote=\"say \\\"hi\\\"\",nl=\"a\\nb\"} NaN 1700000000000\n
     fn openmetrics_needs_eof_and_allows_exemplars() {
         let body = "# TYPE a counter\na_total 1 # {trace_id=\"x\"} 1.0 1.5\n# EOF\n";
         assert_eq!(parse(body, true).unwrap().families["a"].samples, 1);
-        assert!(parse("# TYPE a counter\na_total 1\n", true).unwrap_err().message.contains("# EOF"));
+        assert!(
+            parse("# TYPE a counter\na_total 1\n", true).unwrap_err().message.contains("# EOF")
+        );
         assert!(parse("a 1\n# EOF\nb 2\n", true).unwrap_err().message.contains("after # EOF"));
     }
 

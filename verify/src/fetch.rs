@@ -20,11 +20,18 @@ pub struct Fetched {
 }
 
 /// GETs `url` with `headers`, within `timeout`, reading at most `max_bytes` (after decoding).
-pub async fn get(url: &str, headers: &[(&str, String)], timeout: Duration, max_bytes: usize) -> Result<Fetched, String> {
+pub async fn get(
+    url: &str,
+    headers: &[(&str, String)],
+    timeout: Duration,
+    max_bytes: usize,
+) -> Result<Fetched, String> {
     let uri: Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
     match uri.scheme_str() {
         Some("http") => {}
-        Some("https") => return Err(format!("`{url}` uses https; the sidecar and this check speak plain http")),
+        Some("https") => {
+            return Err(format!("`{url}` uses https; the sidecar and this check speak plain http"));
+        }
         _ => return Err(format!("`{url}` is not an http:// URL")),
     }
     let mut req = Request::get(uri);
@@ -42,16 +49,22 @@ pub async fn get(url: &str, headers: &[(&str, String)], timeout: Duration, max_b
             let frame = frame.map_err(|e| format!("the body broke off: {e}"))?;
             if let Some(data) = frame.data_ref() {
                 if raw.len() + data.len() > max_bytes {
-                    return Err(format!("the body is larger than {max_bytes} bytes; stopped reading"));
+                    return Err(format!(
+                        "the body is larger than {max_bytes} bytes; stopped reading"
+                    ));
                 }
                 raw.extend_from_slice(data);
             }
         }
         Ok((parts, raw))
     };
-    let (parts, raw) =
-        tokio::time::timeout(timeout, exchange).await.map_err(|_| format!("no complete answer within {}s", timeout.as_secs_f64()))??;
-    let gzip = parts.headers.get(http::header::CONTENT_ENCODING).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    let (parts, raw) = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("no complete answer within {}s", timeout.as_secs_f64()))??;
+    let gzip = parts
+        .headers
+        .get(http::header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
     let body = if gzip {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&raw[..])
@@ -59,7 +72,9 @@ pub async fn get(url: &str, headers: &[(&str, String)], timeout: Duration, max_b
             .read_to_end(&mut out)
             .map_err(|e| format!("the gzip body does not decode: {e}"))?;
         if out.len() > max_bytes {
-            return Err(format!("the body decodes to more than {max_bytes} bytes; stopped reading"));
+            return Err(format!(
+                "the body decodes to more than {max_bytes} bytes; stopped reading"
+            ));
         }
         out
     } else {
@@ -70,7 +85,10 @@ pub async fn get(url: &str, headers: &[(&str, String)], timeout: Duration, max_b
 
 fn describe(e: &hyper_util::client::legacy::Error) -> String {
     let text = meshscrape_common::error::chain(e);
-    if text.contains("invalid HTTP version") || text.contains("invalid HTTP status") || text.contains("parse") {
+    if text.contains("invalid HTTP version")
+        || text.contains("invalid HTTP status")
+        || text.contains("parse")
+    {
         format!("the server did not answer HTTP/1 (TLS on a plaintext port?): {text}")
     } else if e.is_connect() {
         format!("cannot connect: {text}")

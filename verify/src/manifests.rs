@@ -13,11 +13,14 @@ use serde_json::{Map, Value};
 
 use crate::report::{Check, Report};
 
-const CRDS: [&str; 2] =
-    [include_str!("../../schemas/monitoring.coreos.com_servicemonitors.yaml"), include_str!("../../schemas/monitoring.coreos.com_podmonitors.yaml")];
+const CRDS: [&str; 2] = [
+    include_str!("../../schemas/monitoring.coreos.com_servicemonitors.yaml"),
+    include_str!("../../schemas/monitoring.coreos.com_podmonitors.yaml"),
+];
 /// The CRDs above, parsed once per process rather than once per `check`.
-static CRD_VALUES: LazyLock<Vec<Value>> =
-    LazyLock::new(|| CRDS.iter().flat_map(|t| serde_saphyr::from_multiple::<Value>(t).unwrap_or_default()).collect());
+static CRD_VALUES: LazyLock<Vec<Value>> = LazyLock::new(|| {
+    CRDS.iter().flat_map(|t| serde_saphyr::from_multiple::<Value>(t).unwrap_or_default()).collect()
+});
 const WORKLOADS: [&str; 3] = ["Deployment", "StatefulSet", "DaemonSet"];
 const EXCLUDE: &str = "traffic.sidecar.istio.io/excludeInboundPorts";
 const INCLUDE: &str = "traffic.sidecar.istio.io/includeInboundPorts";
@@ -29,7 +32,10 @@ pub struct Objects {
 }
 
 /// Reads files, folders (recursively, `*.yaml`/`*.yml`) or `-` for stdin.
-pub fn load(paths: &[String], stdin: impl FnOnce() -> std::io::Result<String>) -> Result<Objects, String> {
+pub fn load(
+    paths: &[String],
+    stdin: impl FnOnce() -> std::io::Result<String>,
+) -> Result<Objects, String> {
     let mut texts = Vec::new();
     let mut seen = HashSet::new();
     let mut stdin = Some(stdin);
@@ -43,7 +49,8 @@ pub fn load(paths: &[String], stdin: impl FnOnce() -> std::io::Result<String>) -
     }
     let mut docs = Vec::new();
     for (name, text) in texts {
-        let parsed: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| format!("{name}: not YAML: {}", e.without_snippet()))?;
+        let parsed: Vec<Value> = serde_saphyr::from_multiple(&text)
+            .map_err(|e| format!("{name}: not YAML: {}", e.without_snippet()))?;
         for doc in parsed {
             // `kind: List` (kubectl get -o yaml) holds its objects in items.
             match doc.get("kind").and_then(Value::as_str) {
@@ -59,14 +66,22 @@ pub fn load(paths: &[String], stdin: impl FnOnce() -> std::io::Result<String>) -
 /// Reads `path`, or every YAML file under it. Symbolic links are followed, but each folder and file
 /// is read once, by its canonical path, so a link back up the tree is no endless walk and a file
 /// linked twice is not counted twice.
-fn collect(path: &Path, out: &mut Vec<(String, String)>, seen: &mut HashSet<PathBuf>) -> Result<(), String> {
+fn collect(
+    path: &Path,
+    out: &mut Vec<(String, String)>,
+    seen: &mut HashSet<PathBuf>,
+) -> Result<(), String> {
     let shown = |e: std::io::Error| format!("{}: {e}", path.display());
     let meta = std::fs::metadata(path).map_err(shown)?;
     if !seen.insert(std::fs::canonicalize(path).map_err(shown)?) {
         return Ok(());
     }
     if meta.is_dir() {
-        let mut entries: Vec<_> = std::fs::read_dir(path).map_err(shown)?.filter_map(Result::ok).map(|e| e.path()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(path)
+            .map_err(shown)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .collect();
         entries.sort();
         for e in entries {
             if e.is_dir() || e.extension().is_some_and(|x| x == "yaml" || x == "yml") {
@@ -90,7 +105,12 @@ fn ns_of(v: &Value) -> &str {
 }
 
 fn id(v: &Value) -> String {
-    format!("{}/{}/{}", s(v, "/kind").unwrap_or("?"), ns_of(v), s(v, "/metadata/name").unwrap_or("?"))
+    format!(
+        "{}/{}/{}",
+        s(v, "/kind").unwrap_or("?"),
+        ns_of(v),
+        s(v, "/metadata/name").unwrap_or("?")
+    )
 }
 
 fn labels(v: &Value, pointer: &str) -> Map<String, Value> {
@@ -105,7 +125,8 @@ pub fn selector_matches(selector: &Value, labels: &Map<String, Value>) -> bool {
     }
     selector.get("matchExpressions").and_then(Value::as_array).into_iter().flatten().all(|e| {
         let key = e["key"].as_str().unwrap_or("");
-        let values: Vec<&Value> = e["values"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+        let values: Vec<&Value> =
+            e["values"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
         match e["operator"].as_str() {
             Some("In") => labels.get(key).is_some_and(|v| values.contains(&v)),
             Some("NotIn") => labels.get(key).is_none_or(|v| !values.contains(&v)),
@@ -118,7 +139,8 @@ pub fn selector_matches(selector: &Value, labels: &Map<String, Value>) -> bool {
 
 fn show(labels: &Value) -> String {
     let ml = labels.get("matchLabels").and_then(Value::as_object).cloned().unwrap_or_default();
-    let parts: Vec<String> = ml.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+    let parts: Vec<String> =
+        ml.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
     if parts.is_empty() { "(any labels)".into() } else { parts.join(",") }
 }
 
@@ -143,7 +165,9 @@ impl Objects {
     /// Labels of namespace `ns`: from a Namespace object in the input, else only the label every
     /// namespace has since Kubernetes 1.21.
     fn ns_labels_or_name(&self, ns: &str) -> Map<String, Value> {
-        self.namespace_labels(ns).unwrap_or_else(|| Map::from_iter([("kubernetes.io/metadata.name".to_string(), Value::String(ns.into()))]))
+        self.namespace_labels(ns).unwrap_or_else(|| {
+            Map::from_iter([("kubernetes.io/metadata.name".to_string(), Value::String(ns.into()))])
+        })
     }
 }
 
@@ -171,24 +195,48 @@ pub fn check(objects: &Objects, options: &Options) -> Report {
     report
 }
 
-fn check_monitor(objects: &Objects, options: &Options, crds: &[Value], m: &Value, report: &mut Report) {
+fn check_monitor(
+    objects: &Objects,
+    options: &Options,
+    crds: &[Value],
+    m: &Value,
+    report: &mut Report,
+) {
     let mid = id(m);
     let kind = s(m, "/kind").unwrap_or("");
     let pod_monitor = kind == "PodMonitor";
     let endpoints_field = if pod_monitor { "podMetricsEndpoints" } else { "endpoints" };
 
     // The operator's own validation: the CRD schema, then rules it applies silently.
-    let version = s(m, "/apiVersion").and_then(|a| a.strip_prefix("monitoring.coreos.com/")).unwrap_or("v1");
+    let version =
+        s(m, "/apiVersion").and_then(|a| a.strip_prefix("monitoring.coreos.com/")).unwrap_or("v1");
     if let Some(schema) = crd_schema(crds, kind, version) {
         let errors = validate(schema, m);
         if errors.is_empty() {
-            report.push(Check::pass("schema", format!("valid against the {kind} CRD (prometheus-operator 0.93.0)")).on(&mid));
+            report.push(
+                Check::pass(
+                    "schema",
+                    format!("valid against the {kind} CRD (prometheus-operator 0.93.0)"),
+                )
+                .on(&mid),
+            );
         }
         for e in errors {
-            report.push(Check::fail("schema", e, "fix the field to match the CRD; the API server rejects it otherwise").on(&mid));
+            report.push(
+                Check::fail(
+                    "schema",
+                    e,
+                    "fix the field to match the CRD; the API server rejects it otherwise",
+                )
+                .on(&mid),
+            );
         }
     }
-    let endpoints = m.pointer(&format!("/spec/{endpoints_field}")).and_then(Value::as_array).cloned().unwrap_or_default();
+    let endpoints = m
+        .pointer(&format!("/spec/{endpoints_field}"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     for (i, e) in endpoints.iter().enumerate() {
         let field = format!("spec.{endpoints_field}[{i}]");
         let interval = e.get("interval").and_then(Value::as_str);
@@ -217,13 +265,29 @@ fn check_monitor(objects: &Objects, options: &Options, crds: &[Value], m: &Value
             _ => report.push(Check::pass("scrapeTimeout", "no longer than the interval").on(&mid).at(&field)),
         }
         if e.get("port").is_none() && e.get("targetPort").is_none() {
-            report.push(Check::fail("endpoint port", "the endpoint names no port", "set port to the name of the metrics port").on(&mid).at(&field));
+            report.push(
+                Check::fail(
+                    "endpoint port",
+                    "the endpoint names no port",
+                    "set port to the name of the metrics port",
+                )
+                .on(&mid)
+                .at(&field),
+            );
         }
     }
 
     let monitor_ns = ns_of(m).to_string();
     let monitor_labels = labels(m, "/metadata/labels");
-    let prom_ns = check_prometheus_selection(objects, options, &mid, pod_monitor, &monitor_labels, &monitor_ns, report);
+    let prom_ns = check_prometheus_selection(
+        objects,
+        options,
+        &mid,
+        pod_monitor,
+        &monitor_labels,
+        &monitor_ns,
+        report,
+    );
 
     // Which namespaces the monitor looks in.
     let (any, match_names) = namespace_scope(m);
@@ -233,11 +297,16 @@ fn check_monitor(objects: &Objects, options: &Options, crds: &[Value], m: &Value
     let candidates: Vec<&Value> = objects
         .of_kind(if pod_monitor { &WORKLOADS[..] } else { &["Service"][..] })
         .filter(|o| {
-            let l = if pod_monitor { labels(o, "/spec/template/metadata/labels") } else { labels(o, "/metadata/labels") };
+            let l = if pod_monitor {
+                labels(o, "/spec/template/metadata/labels")
+            } else {
+                labels(o, "/metadata/labels")
+            };
             selector_matches(&selector, &l)
         })
         .collect();
-    let (scoped, elsewhere): (Vec<&Value>, Vec<&Value>) = candidates.into_iter().partition(|o| admits(m, ns_of(o)));
+    let (scoped, elsewhere): (Vec<&Value>, Vec<&Value>) =
+        candidates.into_iter().partition(|o| admits(m, ns_of(o)));
     let what = if pod_monitor { "workload" } else { "Service" };
     if scoped.is_empty() {
         let hint = match elsewhere.first() {
@@ -256,12 +325,20 @@ fn check_monitor(objects: &Objects, options: &Options, crds: &[Value], m: &Value
             format!("namespaces {}", match_names.join(", "))
         };
         report.push(
-            Check::fail(&format!("{what} selection"), format!("no {what} in {scope} carries {}", show(&selector)), hint).on(&mid).at("spec.selector"),
+            Check::fail(
+                &format!("{what} selection"),
+                format!("no {what} in {scope} carries {}", show(&selector)),
+                hint,
+            )
+            .on(&mid)
+            .at("spec.selector"),
         );
         return;
     }
     for target in scoped {
-        report.push(Check::pass(&format!("{what} selection"), format!("selects {}", id(target))).on(&mid));
+        report.push(
+            Check::pass(&format!("{what} selection"), format!("selects {}", id(target))).on(&mid),
+        );
         for (i, e) in endpoints.iter().enumerate() {
             let field = format!("spec.{endpoints_field}[{i}]");
             check_endpoint(objects, m, &mid, &field, e, target, pod_monitor, &prom_ns, report);
@@ -296,7 +373,9 @@ pub fn selects(m: &Value, target: &Value) -> bool {
         _ => return false,
     };
     let selector = m.pointer("/spec/selector").cloned().unwrap_or(Value::Object(Map::new()));
-    s(target, "/kind") == Some(wanted) && admits(m, ns_of(target)) && selector_matches(&selector, &labels(target, "/metadata/labels"))
+    s(target, "/kind") == Some(wanted)
+        && admits(m, ns_of(target))
+        && selector_matches(&selector, &labels(target, "/metadata/labels"))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -333,7 +412,13 @@ fn check_prometheus_selection(
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
             if missing.is_empty() {
-                report.push(Check::pass("Prometheus selection", "carries the labels the Prometheus selector requires").on(mid));
+                report.push(
+                    Check::pass(
+                        "Prometheus selection",
+                        "carries the labels the Prometheus selector requires",
+                    )
+                    .on(mid),
+                );
             } else {
                 report.push(
                     Check::fail(
@@ -355,7 +440,10 @@ fn check_prometheus_selection(
             report.push(
                 Check::fail(
                     "Prometheus selection",
-                    format!("{pid} has no spec.{sel_field}, so it selects no {}", if pod_monitor { "PodMonitor" } else { "ServiceMonitor" }),
+                    format!(
+                        "{pid} has no spec.{sel_field}, so it selects no {}",
+                        if pod_monitor { "PodMonitor" } else { "ServiceMonitor" }
+                    ),
                     format!("set spec.{sel_field} on {pid}"),
                 )
                 .on(mid),
@@ -416,9 +504,12 @@ fn check_endpoint(
         (vec![target], PortRef::Name(port_name.unwrap_or_default().to_string()))
     } else {
         let tid = id(target);
-        let ports = target.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
-        let Some(sp) = ports.iter().find(|p| p.get("name").and_then(Value::as_str) == port_name) else {
-            let names: Vec<&str> = ports.iter().filter_map(|p| p.get("name").and_then(Value::as_str)).collect();
+        let ports =
+            target.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
+        let Some(sp) = ports.iter().find(|p| p.get("name").and_then(Value::as_str) == port_name)
+        else {
+            let names: Vec<&str> =
+                ports.iter().filter_map(|p| p.get("name").and_then(Value::as_str)).collect();
             report.push(
                 Check::fail(
                     "Service port",
@@ -427,14 +518,23 @@ fn check_endpoint(
                         port_name.unwrap_or("?"),
                         if names.is_empty() { "unnamed".into() } else { names.join(", ") }
                     ),
-                    format!("name the Service's metrics port {} or change {field}.port", port_name.unwrap_or("?")),
+                    format!(
+                        "name the Service's metrics port {} or change {field}.port",
+                        port_name.unwrap_or("?")
+                    ),
                 )
                 .on(&tid)
                 .at("spec.ports"),
             );
             return;
         };
-        report.push(Check::pass("Service port", format!("has port {} ({})", port_name.unwrap_or(""), sp["port"])).on(&tid));
+        report.push(
+            Check::pass(
+                "Service port",
+                format!("has port {} ({})", port_name.unwrap_or(""), sp["port"]),
+            )
+            .on(&tid),
+        );
         let want = match sp.get("targetPort") {
             Some(Value::Number(n)) => PortRef::Number(n.as_i64().unwrap_or(0)),
             Some(Value::String(name)) => PortRef::Name(name.clone()),
@@ -443,7 +543,13 @@ fn check_endpoint(
         let sel = labels(target, "/spec/selector");
         let w: Vec<&Value> = objects
             .of_kind(&WORKLOADS)
-            .filter(|w| ns_of(w) == ns && !sel.is_empty() && sel.iter().all(|(k, v)| labels(w, "/spec/template/metadata/labels").get(k) == Some(v)))
+            .filter(|w| {
+                ns_of(w) == ns
+                    && !sel.is_empty()
+                    && sel
+                        .iter()
+                        .all(|(k, v)| labels(w, "/spec/template/metadata/labels").get(k) == Some(v))
+            })
             .collect();
         if w.is_empty() {
             report.push(
@@ -461,19 +567,37 @@ fn check_endpoint(
     };
     for w in workloads {
         let wid = id(w);
-        let containers = w.pointer("/spec/template/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
+        let containers = w
+            .pointer("/spec/template/spec/containers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let found = containers.iter().find_map(|c| {
-            c.get("ports").and_then(Value::as_array)?.iter().find(|p| want.matches(p)).map(|p| (c.clone(), p["containerPort"].as_i64().unwrap_or(0)))
+            c.get("ports")
+                .and_then(Value::as_array)?
+                .iter()
+                .find(|p| want.matches(p))
+                .map(|p| (c.clone(), p["containerPort"].as_i64().unwrap_or(0)))
         });
         let Some((container, port)) = found else {
             report.push(Check::fail("container port", format!("no container declares port {want}; Prometheus matches endpoints to container ports, and Istio 1.3+ captures undeclared ports anyway"), format!("declare containerPort {want} on the sidecar container")).on(&wid).at("spec.template.spec.containers[].ports"));
             continue;
         };
         let cname = container["name"].as_str().unwrap_or("?");
-        report.push(Check::pass("container port", format!("container {cname} declares port {port}")).on(&wid));
+        report.push(
+            Check::pass("container port", format!("container {cname} declares port {port}"))
+                .on(&wid),
+        );
         check_sidecar_route(objects, &wid, ns, &container, w, port, e, mid, field, report);
         check_istio(objects, &wid, w, port, report);
-        check_network_policy(objects, &wid, w, port, prom_ns.as_deref().unwrap_or(ns_of(m)), report);
+        check_network_policy(
+            objects,
+            &wid,
+            w,
+            port,
+            prom_ns.as_deref().unwrap_or(ns_of(m)),
+            report,
+        );
     }
 }
 
@@ -520,10 +644,18 @@ fn check_sidecar_route(
     let path = e.get("path").and_then(Value::as_str).unwrap_or("/metrics");
     // The ConfigMap mounted by the sidecar and named in its --config.
     let mounts = container["volumeMounts"].as_array().cloned().unwrap_or_default();
-    let volumes = w.pointer("/spec/template/spec/volumes").and_then(Value::as_array).cloned().unwrap_or_default();
-    let cm_name = mounts
-        .iter()
-        .find_map(|mnt| volumes.iter().find(|v| v["name"] == mnt["name"]).and_then(|v| v.pointer("/configMap/name")).and_then(Value::as_str));
+    let volumes = w
+        .pointer("/spec/template/spec/volumes")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let cm_name = mounts.iter().find_map(|mnt| {
+        volumes
+            .iter()
+            .find(|v| v["name"] == mnt["name"])
+            .and_then(|v| v.pointer("/configMap/name"))
+            .and_then(Value::as_str)
+    });
     let Some(cm_name) = cm_name else {
         report.push(
             Check::warn(
@@ -535,24 +667,48 @@ fn check_sidecar_route(
         );
         return;
     };
-    let Some(cm) = objects.of_kind(&["ConfigMap"]).find(|c| ns_of(c) == ns && s(c, "/metadata/name") == Some(cm_name)) else {
-        report.push(Check::warn("sidecar route", format!("ConfigMap {ns}/{cm_name} is not in the input"), "include the sidecar's ConfigMap").on(wid));
+    let Some(cm) = objects
+        .of_kind(&["ConfigMap"])
+        .find(|c| ns_of(c) == ns && s(c, "/metadata/name") == Some(cm_name))
+    else {
+        report.push(
+            Check::warn(
+                "sidecar route",
+                format!("ConfigMap {ns}/{cm_name} is not in the input"),
+                "include the sidecar's ConfigMap",
+            )
+            .on(wid),
+        );
         return;
     };
     let cmid = id(cm);
-    let Some((key, yaml)) =
-        cm.get("data").and_then(Value::as_object).and_then(|d| d.iter().next()).map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+    let Some((key, yaml)) = cm
+        .get("data")
+        .and_then(Value::as_object)
+        .and_then(|d| d.iter().next())
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
     else {
-        report.push(Check::fail("sidecar route", "the ConfigMap has no data", "render it with meshscrape-gen").on(&cmid));
+        report.push(
+            Check::fail(
+                "sidecar route",
+                "the ConfigMap has no data",
+                "render it with meshscrape-gen",
+            )
+            .on(&cmid),
+        );
         return;
     };
     let proxy = match ProxyConfig::from_yaml(Path::new(&key), &yaml, &ProxyOverrides::default()) {
         Ok(p) => p,
         Err(err) => {
             report.push(
-                Check::fail("sidecar config", format!("meshscrape-proxy would refuse to start: {err}"), "fix the ConfigMap's sidecar configuration")
-                    .on(&cmid)
-                    .at(format!("data.{key}")),
+                Check::fail(
+                    "sidecar config",
+                    format!("meshscrape-proxy would refuse to start: {err}"),
+                    "fix the ConfigMap's sidecar configuration",
+                )
+                .on(&cmid)
+                .at(format!("data.{key}")),
             );
             return;
         }
@@ -561,7 +717,10 @@ fn check_sidecar_route(
         report.push(
             Check::fail(
                 "sidecar listen port",
-                format!("the sidecar listens on {} but the scrape goes to {port}", proxy.listen.port()),
+                format!(
+                    "the sidecar listens on {} but the scrape goes to {port}",
+                    proxy.listen.port()
+                ),
                 format!("set listen to 0.0.0.0:{port}"),
             )
             .on(&cmid)
@@ -575,7 +734,10 @@ fn check_sidecar_route(
         report.push(
             Check::fail(
                 "sidecar route",
-                format!("the sidecar has no route for {path} (routes: {}); Prometheus would get 404", public.join(", ")),
+                format!(
+                    "the sidecar has no route for {path} (routes: {}); Prometheus would get 404",
+                    public.join(", ")
+                ),
                 format!("add a route {path}=<app path> or set {field}.path to one of the routes"),
             )
             .on(mid)
@@ -587,33 +749,52 @@ fn check_sidecar_route(
 fn check_istio(objects: &Objects, wid: &str, w: &Value, port: i64, report: &mut Report) {
     let ann = labels(w, "/spec/template/metadata/annotations");
     let get = |k: &str| ann.get(k).and_then(Value::as_str);
-    let listed = |v: Option<&str>| v.is_some_and(|v| v.split(',').any(|p| p.trim() == port.to_string()));
+    let listed =
+        |v: Option<&str>| v.is_some_and(|v| v.split(',').any(|p| p.trim() == port.to_string()));
     if get("sidecar.istio.io/inject") == Some("false") {
-        report.push(Check::pass("Istio", "the pod is not in the mesh (sidecar.istio.io/inject: \"false\")").on(wid));
+        report.push(
+            Check::pass("Istio", "the pod is not in the mesh (sidecar.istio.io/inject: \"false\")")
+                .on(wid),
+        );
         return;
     }
     if listed(get(EXCLUDE)) {
-        report.push(Check::pass("Istio", format!("port {port} is excluded from inbound capture ({EXCLUDE})")).on(wid));
+        report.push(
+            Check::pass(
+                "Istio",
+                format!("port {port} is excluded from inbound capture ({EXCLUDE})"),
+            )
+            .on(wid),
+        );
         return;
     }
     if let Some(include) = get(INCLUDE)
         && include.trim() != "*"
         && !listed(Some(include))
     {
-        report.push(Check::pass("Istio", format!("port {port} is not in {INCLUDE}, so Istio does not capture it")).on(wid));
+        report.push(
+            Check::pass(
+                "Istio",
+                format!("port {port} is not in {INCLUDE}, so Istio does not capture it"),
+            )
+            .on(wid),
+        );
         return;
     }
     let pod_labels = labels(w, "/spec/template/metadata/labels");
-    let permissive = objects.of_kind(&["PeerAuthentication"]).filter(|pa| ns_of(pa) == ns_of(w)).find(|pa| {
-        let selects = pa
-            .pointer("/spec/selector/matchLabels")
-            .and_then(Value::as_object)
-            .is_some_and(|ml| ml.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
-        let mode = pa.pointer(&format!("/spec/portLevelMtls/{port}/mode")).and_then(Value::as_str);
-        selects && matches!(mode, Some("PERMISSIVE" | "DISABLE"))
-    });
+    let permissive =
+        objects.of_kind(&["PeerAuthentication"]).filter(|pa| ns_of(pa) == ns_of(w)).find(|pa| {
+            let selects = pa
+                .pointer("/spec/selector/matchLabels")
+                .and_then(Value::as_object)
+                .is_some_and(|ml| ml.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
+            let mode =
+                pa.pointer(&format!("/spec/portLevelMtls/{port}/mode")).and_then(Value::as_str);
+            selects && matches!(mode, Some("PERMISSIVE" | "DISABLE"))
+        });
     if let Some(pa) = permissive {
-        report.push(Check::pass("Istio", format!("{} sets port {port} PERMISSIVE", id(pa))).on(wid));
+        report
+            .push(Check::pass("Istio", format!("{} sets port {port} PERMISSIVE", id(pa))).on(wid));
         return;
     }
     report.push(
@@ -623,13 +804,22 @@ fn check_istio(objects: &Objects, wid: &str, w: &Value, port: i64, report: &mut 
     );
 }
 
-fn check_network_policy(objects: &Objects, wid: &str, w: &Value, port: i64, prom_ns: &str, report: &mut Report) {
+fn check_network_policy(
+    objects: &Objects,
+    wid: &str,
+    w: &Value,
+    port: i64,
+    prom_ns: &str,
+    report: &mut Report,
+) {
     let pod_labels = labels(w, "/spec/template/metadata/labels");
     let policies: Vec<&Value> = objects
         .of_kind(&["NetworkPolicy"])
         .filter(|p| ns_of(p) == ns_of(w))
         // An empty podSelector selects every pod, which selector_matches already says.
-        .filter(|p| p.pointer("/spec/podSelector").is_some_and(|sel| selector_matches(sel, &pod_labels)))
+        .filter(|p| {
+            p.pointer("/spec/podSelector").is_some_and(|sel| selector_matches(sel, &pod_labels))
+        })
         .filter(|p| {
             let types = p.pointer("/spec/policyTypes").and_then(Value::as_array);
             types.is_none_or(|t| t.iter().any(|x| x == "Ingress"))
@@ -641,22 +831,31 @@ fn check_network_policy(objects: &Objects, wid: &str, w: &Value, port: i64, prom
     let prom_ns_labels = objects.ns_labels_or_name(prom_ns);
     let admits = |p: &&Value| {
         p.pointer("/spec/ingress").and_then(Value::as_array).into_iter().flatten().any(|rule| {
-            let port_ok = rule
-                .get("ports")
-                .and_then(Value::as_array)
-                .is_none_or(|ps| ps.is_empty() || ps.iter().any(|x| x.get("port").is_none_or(|v| v.as_i64() == Some(port))));
+            let port_ok = rule.get("ports").and_then(Value::as_array).is_none_or(|ps| {
+                ps.is_empty()
+                    || ps.iter().any(|x| x.get("port").is_none_or(|v| v.as_i64() == Some(port)))
+            });
             let from_ok = rule.get("from").and_then(Value::as_array).is_none_or(|fs| {
                 fs.is_empty()
                     || fs.iter().any(|f| {
-                        f.get("namespaceSelector").is_some_and(|ns| selector_matches(ns, &prom_ns_labels))
-                            || (f.get("namespaceSelector").is_none() && f.get("podSelector").is_some() && prom_ns == ns_of(w))
+                        f.get("namespaceSelector")
+                            .is_some_and(|ns| selector_matches(ns, &prom_ns_labels))
+                            || (f.get("namespaceSelector").is_none()
+                                && f.get("podSelector").is_some()
+                                && prom_ns == ns_of(w))
                     })
             });
             port_ok && from_ok
         })
     };
     match policies.iter().find(|p| admits(p)) {
-        Some(p) => report.push(Check::pass("NetworkPolicy", format!("{} admits port {port} from namespace {prom_ns}", id(p))).on(wid)),
+        Some(p) => report.push(
+            Check::pass(
+                "NetworkPolicy",
+                format!("{} admits port {port} from namespace {prom_ns}", id(p)),
+            )
+            .on(wid),
+        ),
         None => {
             let ids: Vec<String> = policies.iter().map(|p| id(p)).collect();
             report.push(

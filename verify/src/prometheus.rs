@@ -26,13 +26,25 @@ async fn api(base: &str, path_and_query: &str, timeout: Duration) -> Result<Valu
         format!("{url} answered {} with {ct}, not JSON; is --url the Prometheus server's base URL (e.g. http://127.0.0.1:9090)?", f.status)
     })?;
     if v["status"] != "success" {
-        return Err(format!("{url}: {} {}", v["errorType"].as_str().unwrap_or("error"), v["error"].as_str().unwrap_or("")));
+        return Err(format!(
+            "{url}: {} {}",
+            v["errorType"].as_str().unwrap_or("error"),
+            v["error"].as_str().unwrap_or("")
+        ));
     }
     Ok(v["data"].clone())
 }
 
 fn encode(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 fn label_matches(labels: &Value, job: &str, extra: &[(String, String)]) -> bool {
@@ -53,18 +65,43 @@ pub async fn check(url: &str, o: &Options) -> Report {
             return report;
         }
     };
-    let active: Vec<&Value> =
-        data["activeTargets"].as_array().into_iter().flatten().filter(|t| label_matches(&t["labels"], &o.job, &o.labels)).collect();
-    let dropped = data["droppedTargets"].as_array().into_iter().flatten().filter(|t| label_matches(&t["discoveredLabels"], &o.job, &[])).count();
+    let active: Vec<&Value> = data["activeTargets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| label_matches(&t["labels"], &o.job, &o.labels))
+        .collect();
+    let dropped = data["droppedTargets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| label_matches(&t["discoveredLabels"], &o.job, &[]))
+        .count();
     if active.is_empty() {
-        let all_jobs: std::collections::BTreeSet<&str> =
-            data["activeTargets"].as_array().into_iter().flatten().filter_map(|t| t["labels"]["job"].as_str()).collect();
+        let all_jobs: std::collections::BTreeSet<&str> = data["activeTargets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["labels"]["job"].as_str())
+            .collect();
         let msg = if dropped > 0 {
-            format!("no active target, but {dropped} discovered target(s) of this job were dropped by relabeling")
+            format!(
+                "no active target, but {dropped} discovered target(s) of this job were dropped by relabeling"
+            )
         } else {
-            format!("Prometheus has no target of this job (jobs: {})", all_jobs.into_iter().collect::<Vec<_>>().join(", "))
+            format!(
+                "Prometheus has no target of this job (jobs: {})",
+                all_jobs.into_iter().collect::<Vec<_>>().join(", ")
+            )
         };
-        report.push(Check::fail("targets", msg, "run `meshscrape-verify manifests` on the monitor and the objects it should select").on(&who));
+        report.push(
+            Check::fail(
+                "targets",
+                msg,
+                "run `meshscrape-verify manifests` on the monitor and the objects it should select",
+            )
+            .on(&who),
+        );
         return report;
     }
     report.push(Check::pass("targets", format!("{} active target(s)", active.len())).on(&who));
@@ -82,7 +119,10 @@ pub async fn check(url: &str, o: &Options) -> Report {
         let scrape_url = t["scrapeUrl"].as_str().unwrap_or("?").to_string();
         match t["health"].as_str() {
             Some("up") => report.push(Check::pass("health", "up").on(&scrape_url)),
-            Some("unknown") => report.push(Check::warn("health", "not scraped yet", "wait one scrape interval and run again").on(&scrape_url)),
+            Some("unknown") => report.push(
+                Check::warn("health", "not scraped yet", "wait one scrape interval and run again")
+                    .on(&scrape_url),
+            ),
             other => report.push(
                 Check::fail(
                     "health",
@@ -104,7 +144,13 @@ pub async fn check(url: &str, o: &Options) -> Report {
                     .on(&scrape_url),
                 );
             } else {
-                report.push(Check::pass("scrape duration", format!("{duration:.3}s of a {timeout}s timeout")).on(&scrape_url));
+                report.push(
+                    Check::pass(
+                        "scrape duration",
+                        format!("{duration:.3}s of a {timeout}s timeout"),
+                    )
+                    .on(&scrape_url),
+                );
             }
         }
     }
@@ -116,7 +162,12 @@ pub async fn check(url: &str, o: &Options) -> Report {
                 report.push(Check::pass("metric", format!("{metric}: {n} series")).on(&who));
             }
             Ok(_) => report.push(
-                Check::fail("metric", format!("{metric} has no series for this job"), "check the metric name, and that the target is up").on(&who),
+                Check::fail(
+                    "metric",
+                    format!("{metric} has no series for this job"),
+                    "check the metric name, and that the target is up",
+                )
+                .on(&who),
             ),
             Err(e) => report.push(Check::fail("metric", e, "check --url").on(&who)),
         }

@@ -37,15 +37,30 @@ impl Check {
     // Everything a check says may quote what it read (a name from a manifest, a line of a scrape
     // body), so each text goes through `printable`: one line per check, whatever the input held.
     pub fn pass(name: &str, message: impl Into<String>) -> Self {
-        Check { status: Status::Pass, name: name.into(), object: None, field: None, message: printable(&message.into()), fix: None }
+        Check {
+            status: Status::Pass,
+            name: name.into(),
+            object: None,
+            field: None,
+            message: printable(&message.into()),
+            fix: None,
+        }
     }
 
     pub fn fail(name: &str, message: impl Into<String>, fix: impl Into<String>) -> Self {
-        Check { status: Status::Fail, fix: Some(printable(&fix.into())), ..Check::pass(name, message) }
+        Check {
+            status: Status::Fail,
+            fix: Some(printable(&fix.into())),
+            ..Check::pass(name, message)
+        }
     }
 
     pub fn warn(name: &str, message: impl Into<String>, fix: impl Into<String>) -> Self {
-        Check { status: Status::Warn, fix: Some(printable(&fix.into())), ..Check::pass(name, message) }
+        Check {
+            status: Status::Warn,
+            fix: Some(printable(&fix.into())),
+            ..Check::pass(name, message)
+        }
     }
 
     pub fn on(mut self, object: impl Into<String>) -> Self {
@@ -123,12 +138,20 @@ impl Report {
             out.push('\n');
         }
         let count = |s| self.checks.iter().filter(|c| c.status == s).count();
-        let _ = writeln!(out, "{} passed, {} failed, {} warnings", count(Status::Pass), count(Status::Fail), count(Status::Warn));
+        let _ = writeln!(
+            out,
+            "{} passed, {} failed, {} warnings",
+            count(Status::Pass),
+            count(Status::Fail),
+            count(Status::Warn)
+        );
         out
     }
 
     fn junit(&self) -> String {
-        let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+        let esc = |s: &str| {
+            s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+        };
         let failures = self.checks.iter().filter(|c| c.status == Status::Fail).count();
         let mut out = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"meshscrape-verify\" tests=\"{}\" failures=\"{failures}\">\n",
@@ -139,14 +162,27 @@ impl Report {
                 Some(o) => format!("{} [{o}]", c.name),
                 None => c.name.clone(),
             };
-            let _ = write!(out, "  <testcase classname=\"meshscrape-verify\" name=\"{}\"", esc(&name));
+            let _ =
+                write!(out, "  <testcase classname=\"meshscrape-verify\" name=\"{}\"", esc(&name));
             match c.status {
                 Status::Fail => {
-                    let detail = format!("{}{}", c.message, c.fix.as_ref().map(|f| format!(" — fix: {f}")).unwrap_or_default());
-                    let _ = writeln!(out, ">\n    <failure message=\"{}\"/>\n  </testcase>", esc(&detail));
+                    let detail = format!(
+                        "{}{}",
+                        c.message,
+                        c.fix.as_ref().map(|f| format!(" — fix: {f}")).unwrap_or_default()
+                    );
+                    let _ = writeln!(
+                        out,
+                        ">\n    <failure message=\"{}\"/>\n  </testcase>",
+                        esc(&detail)
+                    );
                 }
                 Status::Warn => {
-                    let _ = writeln!(out, ">\n    <system-out>{}</system-out>\n  </testcase>", esc(&c.message));
+                    let _ = writeln!(
+                        out,
+                        ">\n    <system-out>{}</system-out>\n  </testcase>",
+                        esc(&c.message)
+                    );
                 }
                 Status::Pass => out.push_str("/>\n"),
             }
@@ -163,8 +199,15 @@ mod tests {
     fn sample() -> Report {
         Report {
             checks: vec![
-                Check::pass("Service selection", "selects Service tools/a").on("ServiceMonitor/monitoring/m"),
-                Check::fail("Service port", "no port named prometheus", "add a port named prometheus").on("Service/tools/a").at("spec.ports"),
+                Check::pass("Service selection", "selects Service tools/a")
+                    .on("ServiceMonitor/monitoring/m"),
+                Check::fail(
+                    "Service port",
+                    "no port named prometheus",
+                    "add a port named prometheus",
+                )
+                .on("Service/tools/a")
+                .at("spec.ports"),
             ],
         }
     }
@@ -172,11 +215,17 @@ mod tests {
     #[test]
     fn a_newline_read_from_the_input_stays_inside_its_checks_line() {
         let mut report = Report::default();
-        report.push(Check::fail("ConfigMap", "ConfigMap tools/a\nb is not in the input", "add a\nb").on("Deployment/tools/a\nb").at("x\ny"));
+        report.push(
+            Check::fail("ConfigMap", "ConfigMap tools/a\nb is not in the input", "add a\nb")
+                .on("Deployment/tools/a\nb")
+                .at("x\ny"),
+        );
         let text = report.render(Format::Human, false);
         assert_eq!(
             text.lines().next(),
-            Some("FAIL ConfigMap [Deployment/tools/a\\nb x\\ny]: ConfigMap tools/a\\nb is not in the input — fix: add a\\nb")
+            Some(
+                "FAIL ConfigMap [Deployment/tools/a\\nb x\\ny]: ConfigMap tools/a\\nb is not in the input — fix: add a\\nb"
+            )
         );
         assert_eq!(text.lines().count(), 2, "{text}");
     }
@@ -185,18 +234,24 @@ mod tests {
     fn human_is_one_line_per_check_naming_object_field_and_fix() {
         let text = sample().render(Format::Human, false);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[1], "FAIL Service port [Service/tools/a spec.ports]: no port named prometheus — fix: add a port named prometheus");
+        assert_eq!(
+            lines[1],
+            "FAIL Service port [Service/tools/a spec.ports]: no port named prometheus — fix: add a port named prometheus"
+        );
         assert_eq!(lines[2], "1 passed, 1 failed, 0 warnings");
         assert_eq!(sample().exit_code(), 1);
     }
 
     #[test]
     fn json_and_junit_carry_the_same_checks() {
-        let json: serde_json::Value = serde_json::from_str(&sample().render(Format::Json, false)).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&sample().render(Format::Json, false)).unwrap();
         assert_eq!(json["checks"][1]["status"], "fail");
         assert_eq!(json["checks"][1]["field"], "spec.ports");
         let junit = sample().render(Format::Junit, false);
         assert!(junit.contains("tests=\"2\" failures=\"1\""));
-        assert!(junit.contains("<failure message=\"no port named prometheus — fix: add a port named prometheus\"/>"));
+        assert!(junit.contains(
+            "<failure message=\"no port named prometheus — fix: add a port named prometheus\"/>"
+        ));
     }
 }

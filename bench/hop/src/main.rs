@@ -24,7 +24,9 @@ fn main() -> ExitCode {
             None => 100_000,
             Some(Ok(r)) if r > 0 => r,
             Some(_) => {
-                eprintln!("usage: hop pingpong [ROUNDS]   (ROUNDS: a positive whole number, default 100000)");
+                eprintln!(
+                    "usage: hop pingpong [ROUNDS]   (ROUNDS: a positive whole number, default 100000)"
+                );
                 return ExitCode::from(64);
             }
         };
@@ -40,13 +42,17 @@ fn main() -> ExitCode {
         };
     }
     let [mode, listen, upstream] = args.as_slice() else {
-        eprintln!("usage: hop tokio|threads LISTEN UPSTREAM   (e.g. hop tokio 127.0.0.1:29093 127.0.0.1:28080), or hop pingpong [ROUNDS]");
+        eprintln!(
+            "usage: hop tokio|threads LISTEN UPSTREAM   (e.g. hop tokio 127.0.0.1:29093 127.0.0.1:28080), or hop pingpong [ROUNDS]"
+        );
         return ExitCode::from(64);
     };
     let result = match mode.as_str() {
         "tokio" => relay_tokio(listen, upstream),
         "threads" => relay_threads(listen, upstream),
-        other => Err(std::io::Error::other(format!("unknown mode {other:?}; use tokio or threads"))),
+        other => {
+            Err(std::io::Error::other(format!("unknown mode {other:?}; use tokio or threads")))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -67,7 +73,13 @@ fn relay_tokio(listen: &str, upstream: &str) -> std::io::Result<()> {
             tokio::spawn(async move {
                 let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await else { return };
                 let _ = (client.set_nodelay(true), up.set_nodelay(true));
-                let _ = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut up, 8 * 1024, UP_READ).await;
+                let _ = tokio::io::copy_bidirectional_with_sizes(
+                    &mut client,
+                    &mut up,
+                    8 * 1024,
+                    UP_READ,
+                )
+                .await;
             });
         }
     })

@@ -49,7 +49,11 @@ fn a_bad_name_is_reported_once_not_again_for_the_names_derived_from_it() {
     assert_eq!(p.len(), 1, "{p:?}");
     assert_eq!((p[0].field.as_str(), line(&p[0])), ("name", 1));
     let p = problems(&MINIMAL.replace("port: 8080", "port: 0"));
-    assert_eq!(p.iter().map(|p| p.field.as_str()).collect::<Vec<_>>(), ["container.port"], "not service.port too");
+    assert_eq!(
+        p.iter().map(|p| p.field.as_str()).collect::<Vec<_>>(),
+        ["container.port"],
+        "not service.port too"
+    );
 }
 
 #[test]
@@ -87,7 +91,9 @@ fn port_out_of_range_names_field_line_and_range() {
 
 #[test]
 fn names_kubernetes_would_reject() {
-    let p = problems(&MINIMAL.replace("name: shop", "name: Shop_Service").replace("[tools]", "[tools, Tools]"));
+    let p = problems(
+        &MINIMAL.replace("name: shop", "name: Shop_Service").replace("[tools]", "[tools, Tools]"),
+    );
     let fields: Vec<_> = p.iter().map(|p| p.field.as_str()).collect();
     assert!(fields.contains(&"name") && fields.contains(&"namespaces[1]"), "{fields:?}");
     assert!(p[0].message.contains("DNS-1123"));
@@ -95,7 +101,10 @@ fn names_kubernetes_would_reject() {
 
 #[test]
 fn scrape_timeout_longer_than_interval() {
-    let text = MINIMAL.replace("labels: {release: kube-prometheus-stack}}", "labels: {release: x}, interval: 15s,\n  scrapeTimeout: 20s}");
+    let text = MINIMAL.replace(
+        "labels: {release: kube-prometheus-stack}}",
+        "labels: {release: x}, interval: 15s,\n  scrapeTimeout: 20s}",
+    );
     let p = problems(&text);
     assert_eq!(p[0].field, "monitor.scrapeTimeout");
     assert_eq!(line(&p[0]), 6);
@@ -104,7 +113,9 @@ fn scrape_timeout_longer_than_interval() {
 
 #[test]
 fn monitor_path_must_be_a_sidecar_route() {
-    let p = problems(&MINIMAL.replace("namespace: monitoring", "namespace: monitoring, path: /metrics"));
+    let p = problems(
+        &MINIMAL.replace("namespace: monitoring", "namespace: monitoring, path: /metrics"),
+    );
     assert_eq!(p[0].field, "monitor.path");
     assert!(p[0].message.contains("404"), "{}", p[0].message);
 }
@@ -120,7 +131,9 @@ fn sidecar_route_problems_are_prefixed_and_located() {
 #[test]
 fn sidecar_port_clashing_with_app_port() {
     let p = problems(&format!("{MINIMAL}sidecar: {{port: 8080}}\n"));
-    assert!(p.iter().any(|p| p.field == "sidecar.port" && p.message.contains("also the app's port")));
+    assert!(
+        p.iter().any(|p| p.field == "sidecar.port" && p.message.contains("also the app's port"))
+    );
 }
 
 #[test]
@@ -130,12 +143,17 @@ fn https_scheme_and_bad_quantities() {
         MINIMAL.replace("namespace: monitoring", "namespace: monitoring, scheme: https")
     );
     let fields: Vec<_> = problems(&text).into_iter().map(|p| p.field).collect();
-    assert!(fields.contains(&"monitor.scheme".to_string()) && fields.contains(&"sidecar.resources.limits.memory".to_string()), "{fields:?}");
+    assert!(
+        fields.contains(&"monitor.scheme".to_string())
+            && fields.contains(&"sidecar.resources.limits.memory".to_string()),
+        "{fields:?}"
+    );
 }
 
 #[test]
 fn namespace_override_replaces_and_deduplicates() {
-    let c = parse(MINIMAL).unwrap().with_namespaces(vec!["a".into(), "b".into(), "a".into()]).unwrap();
+    let c =
+        parse(MINIMAL).unwrap().with_namespaces(vec!["a".into(), "b".into(), "a".into()]).unwrap();
     assert_eq!(c.namespaces, ["a", "b"]);
     assert!(parse(MINIMAL).unwrap().with_namespaces(vec!["Bad".into()]).is_err());
 }

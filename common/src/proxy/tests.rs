@@ -29,8 +29,17 @@ fn defaults_are_the_seed_setup() {
     let c = ProxyConfig::default();
     assert_eq!(c.listen, "0.0.0.0:9090".parse().unwrap());
     assert_eq!(c.upstream, "127.0.0.1:8080".parse().unwrap());
-    let pairs: Vec<_> = c.routes.iter().map(|r| (r.public.as_str(), r.target.path.as_str())).collect();
-    assert_eq!(pairs, [("/", "/prometheus"), ("/prometheus", "/prometheus"), ("/readiness", "/ready"), ("/liveness", "/alive")]);
+    let pairs: Vec<_> =
+        c.routes.iter().map(|r| (r.public.as_str(), r.target.path.as_str())).collect();
+    assert_eq!(
+        pairs,
+        [
+            ("/", "/prometheus"),
+            ("/prometheus", "/prometheus"),
+            ("/readiness", "/ready"),
+            ("/liveness", "/alive")
+        ]
+    );
     assert!(c.routes.iter().all(|r| r.target.addr == c.upstream));
     assert_eq!(c.log_format, LogFormat::Text);
 }
@@ -44,21 +53,41 @@ fn reads_every_key_from_yaml() {
     )
     .unwrap();
     assert_eq!(c.listen, "127.0.0.1:19090".parse().unwrap());
-    assert_eq!(c.upstream, "127.0.0.1:9100".parse().unwrap(), "localhost resolves to 127.0.0.1 at load time");
+    assert_eq!(
+        c.upstream,
+        "127.0.0.1:9100".parse().unwrap(),
+        "localhost resolves to 127.0.0.1 at load time"
+    );
     assert_eq!(c.routes[0].target, Target { addr: c.upstream, path: "/metrics".into() });
-    assert_eq!(c.routes[1].target, Target { addr: "127.0.0.2:7000".parse().unwrap(), path: "/stats".into() });
+    assert_eq!(
+        c.routes[1].target,
+        Target { addr: "127.0.0.2:7000".parse().unwrap(), path: "/stats".into() }
+    );
     assert_eq!(c.timeouts.connect, Duration::from_millis(250));
     assert_eq!(c.timeouts.request_head, Duration::from_secs(2));
     assert_eq!(c.timeouts.upstream, Duration::from_secs(8));
     assert_eq!(c.timeouts.shutdown_grace, Duration::from_secs(3));
-    assert_eq!(c.limits, Limits { max_in_flight: 4, max_connections: 50, max_request_head_bytes: 4096 });
+    assert_eq!(
+        c.limits,
+        Limits { max_in_flight: 4, max_connections: 50, max_request_head_bytes: 4096 }
+    );
     assert_eq!(c.log_format, LogFormat::Json);
 }
 
 #[test]
 fn flags_override_the_file() {
-    let o = ProxyOverrides { listen: Some("127.0.0.1:1".into()), routes: vec!["/m=/metrics".into()], max_in_flight: Some(2), ..Default::default() };
-    let c = ProxyConfig::from_yaml(Path::new("f.yaml"), "listen: 0.0.0.0:9999\nroutes: [/a=/b, /c=/d]\nlimits: {maxInFlight: 9}\n", &o).unwrap();
+    let o = ProxyOverrides {
+        listen: Some("127.0.0.1:1".into()),
+        routes: vec!["/m=/metrics".into()],
+        max_in_flight: Some(2),
+        ..Default::default()
+    };
+    let c = ProxyConfig::from_yaml(
+        Path::new("f.yaml"),
+        "listen: 0.0.0.0:9999\nroutes: [/a=/b, /c=/d]\nlimits: {maxInFlight: 9}\n",
+        &o,
+    )
+    .unwrap();
     assert_eq!(c.listen.port(), 1);
     assert_eq!(c.routes.len(), 1, "flag routes replace the file's");
     assert_eq!(c.routes[0].public, "/m");
@@ -80,7 +109,8 @@ fn to_yaml_reads_back_to_the_same_config() {
 
 #[test]
 fn rejects_non_loopback_upstream_naming_the_line() {
-    let p = problems(from_yaml("listen: 0.0.0.0:9090\nupstream: http://10.0.0.8:8080\n").unwrap_err());
+    let p =
+        problems(from_yaml("listen: 0.0.0.0:9090\nupstream: http://10.0.0.8:8080\n").unwrap_err());
     assert_eq!(p.len(), 1);
     assert_eq!(p[0].field, "upstream");
     assert_eq!(line_of(&p[0]), 2);
@@ -116,7 +146,10 @@ fn rejects_reserved_relative_and_duplicate_public_paths_all_at_once() {
         from_yaml("routes:\n  - /-/metrics=/metrics\n  - metrics=/metrics\n  - /a=/x\n  - /a=/y\n  - /b/../c=/x\n  - /q?x=1=/x\n").unwrap_err(),
     );
     let fields: Vec<_> = p.iter().map(|p| (p.field.as_str(), line_of(p))).collect();
-    assert_eq!(fields, [("routes[0]", 2), ("routes[1]", 3), ("routes[3]", 5), ("routes[4]", 6), ("routes[5]", 7)]);
+    assert_eq!(
+        fields,
+        [("routes[0]", 2), ("routes[1]", 3), ("routes[3]", 5), ("routes[4]", 6), ("routes[5]", 7)]
+    );
     assert!(p[0].message.contains("/-/"));
     assert!(p[1].message.contains("must start with /"));
     assert!(p[2].message.contains("already routed (at sidecar.yaml:4:"), "{}", p[2].message);
@@ -156,20 +189,36 @@ fn rejects_limits_and_timeouts_out_of_range() {
         from_yaml("timeouts:\n  upstream: 0s\n  connect: 30\nlimits:\n  maxInFlight: 0\n  maxRequestHeadBytes: 10\nlogFormat: xml\n").unwrap_err(),
     );
     let fields: Vec<_> = p.iter().map(|p| p.field.as_str()).collect();
-    assert_eq!(fields, ["timeouts.connect", "timeouts.upstream", "limits.maxInFlight", "limits.maxRequestHeadBytes", "logFormat"]);
+    assert_eq!(
+        fields,
+        [
+            "timeouts.connect",
+            "timeouts.upstream",
+            "limits.maxInFlight",
+            "limits.maxRequestHeadBytes",
+            "logFormat"
+        ]
+    );
     assert!(p[0].message.contains("no unit"));
     assert!(p[4].message.contains("text or json"));
 }
 
 #[test]
 fn flag_errors_name_the_flag() {
-    let o = ProxyOverrides { listen: Some("nine-oh-nine-oh".into()), routes: vec!["/x".into()], ..Default::default() };
+    let o = ProxyOverrides {
+        listen: Some("nine-oh-nine-oh".into()),
+        routes: vec!["/x".into()],
+        ..Default::default()
+    };
     let p = problems(ProxyConfig::load(None, &o).unwrap_err());
     assert_eq!(p[0].origin, Origin::Flag("--listen"));
     assert_eq!(p[1].origin, Origin::Flag("--route"));
     assert_eq!(p[1].field, "--route #1");
     let shown = ConfigError::Invalid { problems: p }.to_string();
-    assert!(shown.contains("flag --listen: listen: `nine-oh-nine-oh` is not an address"), "{shown}");
+    assert!(
+        shown.contains("flag --listen: listen: `nine-oh-nine-oh` is not an address"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -181,7 +230,9 @@ fn empty_route_list_is_an_error_not_the_default() {
 
 #[test]
 fn missing_file_names_the_path() {
-    let err = ProxyConfig::load(Some(Path::new("/nonexistent/sidecar.yaml")), &ProxyOverrides::default()).unwrap_err();
+    let err =
+        ProxyConfig::load(Some(Path::new("/nonexistent/sidecar.yaml")), &ProxyOverrides::default())
+            .unwrap_err();
     assert!(err.to_string().starts_with("cannot read /nonexistent/sidecar.yaml"), "{err}");
 }
 
@@ -189,7 +240,9 @@ impl Origin {
     /// Test helper: this origin with `other`'s column, to compare lines only.
     fn with_column_of(self, other: &Origin) -> Origin {
         match (self, other) {
-            (Origin::File { path, line, .. }, Origin::File { column, .. }) => Origin::File { path, line, column: *column },
+            (Origin::File { path, line, .. }, Origin::File { column, .. }) => {
+                Origin::File { path, line, column: *column }
+            }
             (s, _) => s,
         }
     }

@@ -20,7 +20,9 @@ pub fn check_path(path: &str) -> Result<(), String> {
         return Err("the path is longer than 1024 bytes".into());
     }
     if path.contains(['?', '#']) {
-        return Err(format!("`{path}` has a query or fragment; routes match paths only, and query strings pass through"));
+        return Err(format!(
+            "`{path}` has a query or fragment; routes match paths only, and query strings pass through"
+        ));
     }
     let bytes = path.as_bytes();
     let mut i = 0;
@@ -36,7 +38,11 @@ pub fn check_path(path: &str) -> Result<(), String> {
         }
         let allowed = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b);
         if !allowed {
-            return Err(format!("`{}` contains `{}`, which a URI path cannot hold unescaped", path.escape_default(), char::from(b).escape_default()));
+            return Err(format!(
+                "`{}` contains `{}`, which a URI path cannot hold unescaped",
+                path.escape_default(),
+                char::from(b).escape_default()
+            ));
         }
         i += 1;
     }
@@ -51,7 +57,9 @@ fn parse_loopback_url(text: &str) -> Result<(SocketAddr, &str), String> {
     let rest = match text.split_once("://") {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
         Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => {
-            return Err(format!("`{text}` uses https; the sidecar talks plain http to its own pod over loopback, use http://"));
+            return Err(format!(
+                "`{text}` uses https; the sidecar talks plain http to its own pod over loopback, use http://"
+            ));
         }
         _ => return Err(format!("`{text}` is not an http:// URL such as http://127.0.0.1:8080")),
     };
@@ -60,10 +68,13 @@ fn parse_loopback_url(text: &str) -> Result<(SocketAddr, &str), String> {
         None => (rest, ""),
     };
     if authority.contains('@') {
-        return Err(format!("`{text}` has user information; credentials do not belong in the upstream URL"));
+        return Err(format!(
+            "`{text}` has user information; credentials do not belong in the upstream URL"
+        ));
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']').ok_or_else(|| format!("`{text}` has an unclosed [ in its host"))?;
+        let (host, after) =
+            v6.split_once(']').ok_or_else(|| format!("`{text}` has an unclosed [ in its host"))?;
         (host, after.strip_prefix(':'))
     } else {
         match authority.rsplit_once(':') {
@@ -73,13 +84,16 @@ fn parse_loopback_url(text: &str) -> Result<(SocketAddr, &str), String> {
     };
     let port = match port {
         None => 80,
-        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| format!("`{text}` has port `{p}`; a port is a number from 1 to 65535"))?,
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+            format!("`{text}` has port `{p}`; a port is a number from 1 to 65535")
+        })?,
     };
     let ip = if host.eq_ignore_ascii_case("localhost") {
         // Resolved here, not at run time: the scratch image has no /etc/hosts or resolver.
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
-        host.parse::<IpAddr>().map_err(|_| format!("`{text}` has host `{host}`; {LOOPBACK_HINT}"))?
+        host.parse::<IpAddr>()
+            .map_err(|_| format!("`{text}` has host `{host}`; {LOOPBACK_HINT}"))?
     };
     if !ip.is_loopback() {
         return Err(format!("`{text}` is not on loopback; {LOOPBACK_HINT}"));
@@ -91,17 +105,23 @@ fn parse_loopback_url(text: &str) -> Result<(SocketAddr, &str), String> {
 pub(super) fn parse_upstream(text: &str) -> Result<SocketAddr, String> {
     let (addr, path) = parse_loopback_url(text)?;
     if !(path.is_empty() || path == "/") {
-        return Err(format!("`{text}` has a path; the upstream is an address only, give paths in routes (PUBLIC=TARGET)"));
+        return Err(format!(
+            "`{text}` has a path; the upstream is an address only, give paths in routes (PUBLIC=TARGET)"
+        ));
     }
     Ok(addr)
 }
 
 /// Parses `PUBLIC=TARGET`, where TARGET is a path on `upstream` or a full loopback URL.
 pub(super) fn parse_route(text: &str, upstream: SocketAddr) -> Result<Route, String> {
-    let (public, target) = text.split_once('=').ok_or_else(|| format!("`{text}` is not PUBLIC=TARGET, such as /metrics=/metrics"))?;
+    let (public, target) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not PUBLIC=TARGET, such as /metrics=/metrics"))?;
     check_path(public).map_err(|e| format!("public path {e}"))?;
     if public.starts_with(RESERVED_PREFIX) || public == "/-" {
-        return Err(format!("public path `{public}` is under /-/, which the sidecar keeps for /-/healthy, /-/ready and /-/metrics; choose another"));
+        return Err(format!(
+            "public path `{public}` is under /-/, which the sidecar keeps for /-/healthy, /-/ready and /-/metrics; choose another"
+        ));
     }
     let (addr, path) = if target.starts_with('/') {
         (upstream, target)

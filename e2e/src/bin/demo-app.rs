@@ -55,7 +55,11 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         match path {
             "/prometheus" => {
-                let pad: usize = query.split('&').find_map(|kv| kv.strip_prefix("bytes=")).and_then(|n| n.parse().ok()).unwrap_or(0);
+                let pad: usize = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("bytes="))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
                 exposition(&mut out, method == "HEAD", pad)?;
             }
             "/ready" | "/alive" => respond(&mut out, "200 OK", "ok\n")?,
@@ -68,7 +72,11 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
 }
 
 fn respond(out: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
-    write!(out, "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+    write!(
+        out,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// The seed's summary, then `pad` bytes' worth of gauge lines of a fixed width.
@@ -80,7 +88,10 @@ fn exposition(out: &mut TcpStream, head_only: bool, pad: usize) -> std::io::Resu
     // Every padding line is exactly 64 bytes: "demo_padding{n=\"" + 12 digits + "\"} " + value + "\n".
     let lines = pad.div_ceil(64);
     let len = head.len() + if lines > 0 { filler_head.len() + lines * 64 } else { 0 };
-    write!(out, "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {len}\r\n\r\n")?;
+    write!(
+        out,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {len}\r\n\r\n"
+    )?;
     if head_only {
         return Ok(());
     }

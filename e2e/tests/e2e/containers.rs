@@ -36,7 +36,8 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("meshscrape-e2e-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("meshscrape-e2e-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Scratch(dir)
@@ -74,7 +75,13 @@ struct Pod {
 
 /// Starts a pod on `network`: pause, app, optionally the mTLS gate (certificates in `certs`), and
 /// the sidecar exactly as the generated Deployment describes its container.
-async fn start_pod(images: &Images, example: &Example, scratch: &Scratch, network: &str, gate: bool) -> Pod {
+async fn start_pod(
+    images: &Images,
+    example: &Example,
+    scratch: &Scratch,
+    network: &str,
+    gate: bool,
+) -> Pod {
     let pause = image(&images.base)
         .with_cmd(["sleep", "infinity"])
         .with_network(network)
@@ -87,18 +94,24 @@ async fn start_pod(images: &Images, example: &Example, scratch: &Scratch, networ
 
     // The app: loopback only (the image's default), like an app whose sole inbound path is the
     // mesh's proxy.
-    let app = image(&images.app).with_network(&netns).start().await.expect("start the app container");
+    let app =
+        image(&images.app).with_network(&netns).start().await.expect("start the app container");
 
     let gate = if gate {
         issue_certificates(&pause).await;
         // Istio's STRICT inbound: the app's port, seen from outside the pod, completes a TLS
         // handshake only with a client certificate signed by the mesh CA.
-        let listen = format!("openssl-listen:8080,bind={ip},reuseaddr,fork,cert=/certs/gate.crt,key=/certs/gate.key,cafile=/certs/ca.crt,verify=1");
+        let listen = format!(
+            "openssl-listen:8080,bind={ip},reuseaddr,fork,cert=/certs/gate.crt,key=/certs/gate.key,cafile=/certs/ca.crt,verify=1"
+        );
         Some(
             image(&images.base)
                 .with_cmd(["socat".to_string(), listen, "tcp:127.0.0.1:8080".into()])
                 .with_network(&netns)
-                .with_mount(Mount::bind_mount(scratch.dir("certs"), "/certs").with_access_mode(AccessMode::ReadOnly))
+                .with_mount(
+                    Mount::bind_mount(scratch.dir("certs"), "/certs")
+                        .with_access_mode(AccessMode::ReadOnly),
+                )
                 .start()
                 .await
                 .expect("start the mesh gate"),
@@ -114,14 +127,29 @@ async fn start_pod(images: &Images, example: &Example, scratch: &Scratch, networ
 }
 
 /// The sidecar container, with everything the generated Deployment says about it.
-async fn start_sidecar(images: &Images, example: &Example, scratch: &Scratch, netns: &str) -> ContainerAsync<GenericImage> {
-    let spec = example.deployment.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("a pod spec");
-    let c = spec.containers.iter().find(|c| c.name == "meshscrape-proxy").expect("a meshscrape-proxy container");
+async fn start_sidecar(
+    images: &Images,
+    example: &Example,
+    scratch: &Scratch,
+    netns: &str,
+) -> ContainerAsync<GenericImage> {
+    let spec = example
+        .deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("a pod spec");
+    let c = spec
+        .containers
+        .iter()
+        .find(|c| c.name == "meshscrape-proxy")
+        .expect("a meshscrape-proxy container");
     let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref()).expect("resource limits");
     let memory = docker::memory_bytes(&limits["memory"].0).unwrap();
     let cpus = docker::nano_cpus(&limits["cpu"].0).unwrap();
     let sc = c.security_context.as_ref().expect("a securityContext");
-    let user = format!("{}:{}", sc.run_as_user.expect("runAsUser"), sc.run_as_group.expect("runAsGroup"));
+    let user =
+        format!("{}:{}", sc.run_as_user.expect("runAsUser"), sc.run_as_group.expect("runAsGroup"));
     let mount_path = &c.volume_mounts.as_ref().expect("a config volume")[0].mount_path;
     // The ConfigMap, as the kubelet would project it: one file per key.
     scratch.file("config/sidecar.yaml", &example.sidecar_yaml);
@@ -131,7 +159,10 @@ async fn start_sidecar(images: &Images, example: &Example, scratch: &Scratch, ne
         .with_network(netns)
         .with_user(user)
         .with_readonly_rootfs(sc.read_only_root_filesystem.unwrap_or(false))
-        .with_mount(Mount::bind_mount(scratch.0.join("config").display().to_string(), mount_path.as_str()).with_access_mode(AccessMode::ReadOnly))
+        .with_mount(
+            Mount::bind_mount(scratch.0.join("config").display().to_string(), mount_path.as_str())
+                .with_access_mode(AccessMode::ReadOnly),
+        )
         .with_host_config_modifier(move |hc| {
             hc.memory = Some(memory);
             hc.memory_swap = Some(memory); // no swap: the limit is the limit
@@ -166,8 +197,12 @@ async fn issue_certificates(pause: &ContainerAsync<GenericImage>) {
 }
 
 /// Runs a command in a container; returns its exit code, stdout and stderr.
-async fn exec(container: &ContainerAsync<GenericImage>, cmd: &[&str]) -> (Option<i64>, String, String) {
-    let mut result = container.exec(ExecCommand::new(cmd.iter().copied())).await.expect("docker exec");
+async fn exec(
+    container: &ContainerAsync<GenericImage>,
+    cmd: &[&str],
+) -> (Option<i64>, String, String) {
+    let mut result =
+        container.exec(ExecCommand::new(cmd.iter().copied())).await.expect("docker exec");
     let out = String::from_utf8_lossy(&result.stdout_to_vec().await.unwrap()).into_owned();
     let err = String::from_utf8_lossy(&result.stderr_to_vec().await.unwrap()).into_owned();
     (result.exit_code().await.unwrap(), out, err)
@@ -178,7 +213,9 @@ async fn wait_ready(url: &str, limit: Duration) {
     loop {
         match fetch::get(url, &[], Duration::from_secs(2), 4096).await {
             Ok(f) if f.status == 200 => return,
-            other if started.elapsed() > limit => panic!("{url} not ready after {limit:?}: {:?}", other.map(|f| f.status)),
+            other if started.elapsed() > limit => {
+                panic!("{url} not ready after {limit:?}: {:?}", other.map(|f| f.status))
+            }
             _ => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
@@ -200,14 +237,26 @@ async fn prometheus_scrapes_a_strict_mtls_pod_through_the_sidecar_and_sees_it_re
     // second job that tries the app's own port in plaintext, as Prometheus would without the sidecar.
     let mut job = example.job();
     job.target = format!("{}:9090", pod.ip);
-    let direct = ScrapeJob { name: "app-port-plaintext".into(), target: format!("{}:8080", pod.ip), ..job.clone() };
-    let config = scratch.file("prometheus/prometheus.yml", &prometheus_yml(&[job.clone(), direct.clone()]));
+    let direct = ScrapeJob {
+        name: "app-port-plaintext".into(),
+        target: format!("{}:8080", pod.ip),
+        ..job.clone()
+    };
+    let config =
+        scratch.file("prometheus/prometheus.yml", &prometheus_yml(&[job.clone(), direct.clone()]));
     let prom = image(&images.prometheus)
         .with_network(&network)
         .with_mount(
-            Mount::bind_mount(Path::new(&config).parent().unwrap().display().to_string(), "/etc/prometheus").with_access_mode(AccessMode::ReadOnly),
+            Mount::bind_mount(
+                Path::new(&config).parent().unwrap().display().to_string(),
+                "/etc/prometheus",
+            )
+            .with_access_mode(AccessMode::ReadOnly),
         )
-        .with_mount(Mount::bind_mount(scratch.dir("certs"), "/certs").with_access_mode(AccessMode::ReadOnly))
+        .with_mount(
+            Mount::bind_mount(scratch.dir("certs"), "/certs")
+                .with_access_mode(AccessMode::ReadOnly),
+        )
         .start()
         .await
         .expect("start the Prometheus container");
@@ -215,9 +264,21 @@ async fn prometheus_scrapes_a_strict_mtls_pod_through_the_sidecar_and_sees_it_re
     wait_ready(&format!("{prom_url}/-/ready"), Duration::from_secs(60)).await;
 
     // 1. The mesh gate. Plaintext to the app's port fails, from the test host and from Prometheus.
-    let plain = endpoint::check(&format!("http://{}:8080{}", pod.ip, job.path), &endpoint::Options::default()).await;
-    assert!(plain.failed(), "a plaintext scrape of the app's port got through the gate:\n{}", human(&plain));
-    let direct_options = prometheus::Options { job: direct.name.clone(), timeout: Duration::from_secs(5), ..Default::default() };
+    let plain = endpoint::check(
+        &format!("http://{}:8080{}", pod.ip, job.path),
+        &endpoint::Options::default(),
+    )
+    .await;
+    assert!(
+        plain.failed(),
+        "a plaintext scrape of the app's port got through the gate:\n{}",
+        human(&plain)
+    );
+    let direct_options = prometheus::Options {
+        job: direct.name.clone(),
+        timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
     let report = until(&prom_url, &direct_options, true, Duration::from_secs(60)).await;
     assert!(
         report.checks.iter().any(|c| c.name == "health" && c.status == Status::Fail),
@@ -227,10 +288,19 @@ async fn prometheus_scrapes_a_strict_mtls_pod_through_the_sidecar_and_sees_it_re
     // A TLS client without a mesh certificate is refused too; one with it gets the metrics.
     let https = format!("https://{APP_HOST}:8080{}", job.path);
     let resolve = format!("{APP_HOST}:8080:{}", pod.ip);
-    let curl = ["curl", "-sS", "--max-time", "5", "--resolve", &resolve, "--cacert", "/certs/ca.crt"];
+    let curl =
+        ["curl", "-sS", "--max-time", "5", "--resolve", &resolve, "--cacert", "/certs/ca.crt"];
     let (code, _, err) = exec(&prom, &[&curl[..], &[https.as_str()]].concat()).await;
     assert_ne!(code, Some(0), "TLS without a client certificate got through the gate: {err}");
-    let (code, out, err) = exec(&prom, &[&curl[..], &["--cert", "/certs/client.crt", "--key", "/certs/client.key", https.as_str()]].concat()).await;
+    let (code, out, err) = exec(
+        &prom,
+        &[
+            &curl[..],
+            &["--cert", "/certs/client.crt", "--key", "/certs/client.key", https.as_str()],
+        ]
+        .concat(),
+    )
+    .await;
     assert_eq!(code, Some(0), "an in-mesh mTLS client was refused by the gate: {err}");
     assert!(out.contains(METRIC), "the gate did not reach the app: {out}");
 
@@ -243,13 +313,22 @@ async fn prometheus_scrapes_a_strict_mtls_pod_through_the_sidecar_and_sees_it_re
     };
     let report = until(&prom_url, &options, false, Duration::from_secs(60)).await;
     assert!(!report.failed(), "{}", human(&report));
-    assert!(report.checks.iter().any(|c| c.name == "metric" && c.status == Status::Pass), "{}", human(&report));
+    assert!(
+        report.checks.iter().any(|c| c.name == "metric" && c.status == Status::Pass),
+        "{}",
+        human(&report)
+    );
     let sidecar_url = format!("http://{}:9090{}", pod.ip, job.path);
-    let probes = endpoint::Options { probes: vec!["/readiness".into(), "/liveness".into()], ..Default::default() };
+    let probes = endpoint::Options {
+        probes: vec!["/readiness".into(), "/liveness".into()],
+        ..Default::default()
+    };
     // The verifier's own command lines, as a user would run them, agree.
     let metric = format!("{METRIC}_count");
-    let verify_prometheus = ["prometheus", "--url", &prom_url, "--job", &job.name, "--expect-metric", &metric];
-    let verify_endpoint = ["endpoint", &sidecar_url, "--probe", "/readiness", "--probe", "/liveness"];
+    let verify_prometheus =
+        ["prometheus", "--url", &prom_url, "--job", &job.name, "--expect-metric", &metric];
+    let verify_endpoint =
+        ["endpoint", &sidecar_url, "--probe", "/readiness", "--probe", "/liveness"];
     let (code, out) = verify_cli(&verify_prometheus).await;
     assert_eq!(code, 0, "{out}");
     let (code, out) = verify_cli(&verify_endpoint).await;
@@ -260,12 +339,27 @@ async fn prometheus_scrapes_a_strict_mtls_pod_through_the_sidecar_and_sees_it_re
     let started_at = docker::inspect(pod.sidecar.id(), "{{.State.StartedAt}}");
     pod.app.stop().await.expect("stop the app");
     let report = endpoint::check(&sidecar_url, &probes).await;
-    let failed: Vec<&str> = report.checks.iter().filter(|c| c.status == Status::Fail).map(|c| c.message.as_str()).collect();
+    let failed: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Fail)
+        .map(|c| c.message.as_str())
+        .collect();
     assert!(failed.iter().any(|m| m.starts_with("502")), "{}", human(&report));
-    let readiness = fetch::get(&format!("http://{}:9090/readiness", pod.ip), &[], Duration::from_secs(5), 4096).await.unwrap();
+    let readiness =
+        fetch::get(&format!("http://{}:9090/readiness", pod.ip), &[], Duration::from_secs(5), 4096)
+            .await
+            .unwrap();
     assert_eq!(readiness.status, 502, "the readiness route must fail while the app is down");
     let report = until(&prom_url, &options, true, Duration::from_secs(30)).await;
-    assert!(report.checks.iter().any(|c| c.name == "health" && c.status == Status::Fail && c.message.contains("down")), "{}", human(&report));
+    assert!(
+        report
+            .checks
+            .iter()
+            .any(|c| c.name == "health" && c.status == Status::Fail && c.message.contains("down")),
+        "{}",
+        human(&report)
+    );
     let (code, out) = verify_cli(&verify_prometheus).await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("FAIL health"), "{out}");
@@ -280,7 +374,10 @@ async fn prometheus_scrapes_a_strict_mtls_pod_through_the_sidecar_and_sees_it_re
     assert_eq!(code, 0, "{out}");
     let (code, out) = verify_cli(&verify_endpoint).await;
     assert_eq!(code, 0, "{out}");
-    assert_eq!(docker::inspect(pod.sidecar.id(), "{{.State.StartedAt}} {{.RestartCount}}"), format!("{started_at} 0"));
+    assert_eq!(
+        docker::inspect(pod.sidecar.id(), "{{.State.StartedAt}} {{.RestartCount}}"),
+        format!("{started_at} 0")
+    );
     assert!(pod.gate.is_some() && pod.pause.is_running().await.unwrap());
 }
 
@@ -293,7 +390,10 @@ async fn repeated_twenty_megabyte_scrapes_fit_the_generated_limits() {
     let id = pod.sidecar.id().to_string();
     // The limits really are on the container, so nothing below passes by running unconfined.
     assert_eq!(
-        docker::inspect(&id, "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.ReadonlyRootfs}} {{.Config.User}}"),
+        docker::inspect(
+            &id,
+            "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.ReadonlyRootfs}} {{.Config.User}}"
+        ),
         "15728640 100000000 true 65532:65532"
     );
 
@@ -303,23 +403,41 @@ async fn repeated_twenty_megabyte_scrapes_fit_the_generated_limits() {
     for round in 0..3 {
         let scrapes = (0..4).map(|_| {
             let url = url.clone();
-            tokio::spawn(async move { fetch::get(&url, &[], Duration::from_secs(60), 32 << 20).await })
+            tokio::spawn(
+                async move { fetch::get(&url, &[], Duration::from_secs(60), 32 << 20).await },
+            )
         });
         for scrape in scrapes.collect::<Vec<_>>() {
             let fetched = scrape.await.unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
             assert_eq!(fetched.status, 200, "round {round}");
             // 20 MB of 64-byte padding lines after the seed's summary, the last one whole.
-            assert!(fetched.body.len() >= 20_000_000, "round {round}: a short body of {} bytes", fetched.body.len());
+            assert!(
+                fetched.body.len() >= 20_000_000,
+                "round {round}: a short body of {} bytes",
+                fetched.body.len()
+            );
             let last = fetched.body.rsplit(|&b| b == b'\n').nth(1).unwrap_or_default();
-            assert!(last.starts_with(b"demo_padding{") && last.len() == 63, "round {round}: the body was cut");
+            assert!(
+                last.starts_with(b"demo_padding{") && last.len() == 63,
+                "round {round}: the body was cut"
+            );
         }
     }
     let elapsed = started.elapsed();
 
     // Not OOM-killed, not restarted, still serving.
-    assert_eq!(docker::inspect(&id, "{{.State.Running}} {{.State.OOMKilled}} {{.RestartCount}}"), "true false 0");
+    assert_eq!(
+        docker::inspect(&id, "{{.State.Running}} {{.State.OOMKilled}} {{.RestartCount}}"),
+        "true false 0"
+    );
     wait_ready(&format!("http://{}:9090/-/ready", pod.ip), Duration::from_secs(5)).await;
-    let peak = docker::peak_memory(&id).map_or("not exposed by this host's cgroups".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
+    let peak = docker::peak_memory(&id).map_or("not exposed by this host's cgroups".into(), |b| {
+        format!("{:.1} MiB", b as f64 / 1048576.0)
+    });
     eprintln!("12 scrapes of 20 MB in {elapsed:.1?} under 15Mi / 100m; sidecar peak memory {peak}");
-    assert!(pod.gate.is_none() && pod.app.is_running().await.unwrap() && pod.pause.is_running().await.unwrap());
+    assert!(
+        pod.gate.is_none()
+            && pod.app.is_running().await.unwrap()
+            && pod.pause.is_running().await.unwrap()
+    );
 }

@@ -31,10 +31,22 @@ fn help_snapshot() {
 fn out_writes_one_folder_per_namespace_with_a_kustomization() {
     let dir = std::env::temp_dir().join(format!("meshscrape-gen-out-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let out = run(&["--config", "examples/identity-service.yaml", "--namespace", "tools", "--namespace", "staging", "--out", dir.to_str().unwrap()]);
+    let out = run(&[
+        "--config",
+        "examples/identity-service.yaml",
+        "--namespace",
+        "tools",
+        "--namespace",
+        "staging",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stdout.is_empty());
-    let mut folders: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut folders: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     folders.sort();
     assert_eq!(folders, ["monitoring", "staging", "tools"]);
     let k = std::fs::read_to_string(dir.join("staging/kustomization.yaml")).unwrap();
@@ -75,7 +87,11 @@ fn a_failed_out_write_leaves_nothing_behind() {
 
 /// Writes `text` to a temp file and runs the generator on it.
 fn with_config(text: &str) -> (Output, String) {
-    let path = std::env::temp_dir().join(format!("meshscrape-gen-bad-{}-{}.yaml", std::process::id(), text.len()));
+    let path = std::env::temp_dir().join(format!(
+        "meshscrape-gen-bad-{}-{}.yaml",
+        std::process::id(),
+        text.len()
+    ));
     std::fs::write(&path, text).unwrap();
     let out = run(&["--config", path.to_str().unwrap()]);
     std::fs::remove_file(&path).unwrap();
@@ -90,13 +106,21 @@ fn bad_configs_fail_with_nothing_on_stdout_naming_file_field_and_line() {
         (good.replace("  port: 8080", "  port: \"eighty\""), "port", 15),
         (good.replace("  port: 8080", "  port: 80800"), "container.port", 15),
         (good.replace("name: identity-service", "name: Identity_Service"), "name", 8),
-        (good.replace("interval: 30s", "interval: 30s\n  scrapeTimeout: 1m"), "monitor.scrapeTimeout", 45),
+        (
+            good.replace("interval: 30s", "interval: 30s\n  scrapeTimeout: 1m"),
+            "monitor.scrapeTimeout",
+            45,
+        ),
         (good.replace("labels:\n  run: identity-app", "labels:\n  run: [identity-app"), "", 11),
     ] {
         let (out, path) = with_config(&edit);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{err}");
-        assert!(out.stdout.is_empty(), "stdout must stay empty: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.stdout.is_empty(),
+            "stdout must stay empty: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         assert!(err.contains(&format!("{path}:{line}:")), "want line {line} in: {err}");
         assert!(err.contains(field), "want {field} in: {err}");
     }

@@ -142,7 +142,10 @@ fn cases(valid: &str) -> Vec<Case> {
         let mut doubled = lines.clone();
         doubled.insert(i, line);
         out.push(Case { what: format!("line {} doubled", i + 1), text: join(doubled) });
-        for (label, indented) in [("indented", format!("  {line}")), ("outdented", line.strip_prefix(' ').unwrap_or(line).to_string())] {
+        for (label, indented) in [
+            ("indented", format!("  {line}")),
+            ("outdented", line.strip_prefix(' ').unwrap_or(line).to_string()),
+        ] {
             let mut moved = lines.clone();
             moved[i] = &indented;
             out.push(Case { what: format!("line {} {label}", i + 1), text: join(moved) });
@@ -154,7 +157,10 @@ fn cases(valid: &str) -> Vec<Case> {
                 let mut replaced = lines.clone();
                 let new = format!("{}{hostile}", &line[..at]);
                 replaced[i] = &new;
-                out.push(Case { what: format!("line {} value {hostile:?}", i + 1), text: join(replaced) });
+                out.push(Case {
+                    what: format!("line {} value {hostile:?}", i + 1),
+                    text: join(replaced),
+                });
             }
         }
     }
@@ -165,7 +171,10 @@ fn cases(valid: &str) -> Vec<Case> {
             let mut replaced = lines.clone();
             let new = format!("{}{long}", &line[..at + 2]);
             replaced[i] = &new;
-            out.push(Case { what: format!("line {} value of 5000 characters", i + 1), text: join(replaced) });
+            out.push(Case {
+                what: format!("line {} value of 5000 characters", i + 1),
+                text: join(replaced),
+            });
         }
     }
     for (at, _) in valid.char_indices() {
@@ -186,7 +195,9 @@ fn unreadable(err: &meshscrape_common::ConfigError) -> Option<String> {
         [_, problems @ ..] => problems.iter().all(|l| l.trim_start().starts_with(FILE)),
         [] => false,
     };
-    (!named || lines.iter().any(|l| l.len() > 400)).then(|| format!("the error does not name {FILE} on every line, or is unreadable: {message}"))
+    (!named || lines.iter().any(|l| l.len() > 400)).then(|| {
+        format!("the error does not name {FILE} on every line, or is unreadable: {message}")
+    })
 }
 
 /// Failures of the whole run, reported at once (all of them with `MESHSCRAPE_FUZZ_ALL=1`).
@@ -196,7 +207,12 @@ fn report(failures: &[String], cases: usize) {
             eprintln!("{}", f.split("\n--- text ---").next().unwrap_or_default());
         }
     }
-    assert!(failures.is_empty(), "{} of {cases} cases failed; the first:\n{}", failures.len(), failures[..failures.len().min(5)].join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases failed; the first:\n{}",
+        failures.len(),
+        failures[..failures.len().min(5)].join("\n\n")
+    );
 }
 
 #[test]
@@ -228,15 +244,24 @@ logFormat: json
                 let yaml = config.to_yaml();
                 match ProxyConfig::from_yaml(path, &yaml, &none) {
                     Ok(again) if again.to_yaml() == yaml => {}
-                    Ok(again) => failures.push(fail(format!("to_yaml is not stable:\n{yaml}\nthen\n{}", again.to_yaml()))),
-                    Err(err) => failures.push(fail(format!("its own to_yaml does not load: {err}\n{yaml}"))),
+                    Ok(again) => failures.push(fail(format!(
+                        "to_yaml is not stable:\n{yaml}\nthen\n{}",
+                        again.to_yaml()
+                    ))),
+                    Err(err) => {
+                        failures.push(fail(format!("its own to_yaml does not load: {err}\n{yaml}")))
+                    }
                 }
             }
         }
     }
     report(&failures, cases.len());
     eprintln!("{} cases: {accepted} accepted, {rejected} rejected", cases.len());
-    assert!(accepted > cases.len() / 10 && rejected > cases.len() / 10, "accepted {accepted}, rejected {rejected} of {}", cases.len());
+    assert!(
+        accepted > cases.len() / 10 && rejected > cases.len() / 10,
+        "accepted {accepted}, rejected {rejected} of {}",
+        cases.len()
+    );
 }
 
 #[test]
@@ -249,7 +274,8 @@ fn mangled_configs_are_rejected_with_the_file_named_or_render_objects_that_all_v
     let (mut accepted, mut rejected) = (0, 0);
     for case in &cases {
         let fail = |why: String| format!("{}: {why}\n--- text ---\n{}", case.what, case.text);
-        let Ok(loaded) = catch_unwind(AssertUnwindSafe(|| AppConfig::from_yaml(path, &case.text))) else {
+        let Ok(loaded) = catch_unwind(AssertUnwindSafe(|| AppConfig::from_yaml(path, &case.text)))
+        else {
             failures.push(fail("loading panicked".into()));
             continue;
         };
@@ -272,19 +298,26 @@ fn mangled_configs_are_rejected_with_the_file_named_or_render_objects_that_all_v
         for r in &rendered {
             let v = value(r);
             let api = v["apiVersion"].as_str().unwrap_or_default();
-            if let Some(version) = api.strip_prefix("monitoring.coreos.com/").or(api.strip_prefix("security.istio.io/"))
+            if let Some(version) = api
+                .strip_prefix("monitoring.coreos.com/")
+                .or(api.strip_prefix("security.istio.io/"))
                 && let Some(schema) = crd_schema(&crds, &r.kind, version)
             {
                 let errors = validate(schema, &v);
                 if !errors.is_empty() {
-                    failures.push(fail(format!("{} {} breaks its CRD: {errors:?}", r.kind, r.name)));
+                    failures
+                        .push(fail(format!("{} {} breaks its CRD: {errors:?}", r.kind, r.name)));
                 }
             }
             if let Object::ConfigMap(cm) = &r.object {
                 let sidecar = cm.data.as_ref().and_then(|d| d.get("sidecar.yaml"));
-                match sidecar.map(|y| ProxyConfig::from_yaml("cm".as_ref(), y, &ProxyOverrides::default())) {
+                match sidecar
+                    .map(|y| ProxyConfig::from_yaml("cm".as_ref(), y, &ProxyOverrides::default()))
+                {
                     Some(Ok(_)) => {}
-                    Some(Err(err)) => failures.push(fail(format!("the sidecar rejects its own ConfigMap: {err}"))),
+                    Some(Err(err)) => {
+                        failures.push(fail(format!("the sidecar rejects its own ConfigMap: {err}")))
+                    }
                     None => failures.push(fail("the ConfigMap has no sidecar.yaml".into())),
                 }
             }
@@ -293,7 +326,11 @@ fn mangled_configs_are_rejected_with_the_file_named_or_render_objects_that_all_v
     report(&failures, cases.len());
     eprintln!("{} cases: {accepted} accepted, {rejected} rejected", cases.len());
     // Both outcomes must be common, or the mutations are not exercising the validation.
-    assert!(accepted > cases.len() / 10 && rejected > cases.len() / 10, "accepted {accepted}, rejected {rejected} of {}", cases.len());
+    assert!(
+        accepted > cases.len() / 10 && rejected > cases.len() / 10,
+        "accepted {accepted}, rejected {rejected} of {}",
+        cases.len()
+    );
 }
 
 #[test]
@@ -312,7 +349,8 @@ fn mangled_workloads_inject_idempotently_or_fail_in_one_line() {
             not_yaml += 1;
             continue;
         };
-        let Ok(once) = catch_unwind(AssertUnwindSafe(|| inject(&config, &templates, docs, extras))) else {
+        let Ok(once) = catch_unwind(AssertUnwindSafe(|| inject(&config, &templates, docs, extras)))
+        else {
             failures.push(fail("inject panicked".into()));
             continue;
         };
@@ -328,7 +366,9 @@ fn mangled_workloads_inject_idempotently_or_fail_in_one_line() {
                 match inject(&config, &templates, once.documents.clone(), extras) {
                     Ok(twice) if twice.documents == once.documents => {}
                     Ok(_) => failures.push(fail("injecting the output again changed it".into())),
-                    Err(err) => failures.push(fail(format!("injecting the output again failed: {err}"))),
+                    Err(err) => {
+                        failures.push(fail(format!("injecting the output again failed: {err}")))
+                    }
                 }
             }
         }

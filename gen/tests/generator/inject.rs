@@ -24,12 +24,17 @@ fn run(docs: Vec<Value>, extras: Extras) -> Vec<Value> {
 fn adds_the_sidecar_and_keeps_everything_else() {
     let before = input();
     let after = run(before.clone(), Extras::default());
-    let deployment: Deployment = serde_json::from_value(after[0].clone()).expect("still a valid Deployment");
+    let deployment: Deployment =
+        serde_json::from_value(after[0].clone()).expect("still a valid Deployment");
     let pod = deployment.spec.as_ref().unwrap().template.clone();
-    let containers: Vec<&str> = pod.spec.as_ref().unwrap().containers.iter().map(|c| c.name.as_str()).collect();
+    let containers: Vec<&str> =
+        pod.spec.as_ref().unwrap().containers.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(containers, ["identity-app", "meshscrape-proxy"]);
     let annotations = pod.metadata.unwrap().annotations.unwrap();
-    assert_eq!(annotations["traffic.sidecar.istio.io/excludeInboundPorts"], "8443,9090", "existing exclusions are kept");
+    assert_eq!(
+        annotations["traffic.sidecar.istio.io/excludeInboundPorts"], "8443,9090",
+        "existing exclusions are kept"
+    );
 
     // Take the injected parts out again: what is left is exactly the input.
     let mut stripped = after[0].clone();
@@ -61,7 +66,8 @@ fn service_port_and_monitor_on_request() {
     let after = run(input(), Extras { service_port: true, monitor: true });
     let svc: Service = serde_json::from_value(after[1].clone()).unwrap();
     let ports = svc.spec.unwrap().ports.unwrap();
-    let metrics = ports.iter().find(|p| p.name.as_deref() == Some("prometheus")).expect("metrics port added");
+    let metrics =
+        ports.iter().find(|p| p.name.as_deref() == Some("prometheus")).expect("metrics port added");
     assert_eq!(metrics.port, 9090);
     assert_eq!(after.last().unwrap()["kind"], "ServiceMonitor");
 }
@@ -83,13 +89,20 @@ fn binary_reads_stdin_notes_pass_through_and_rejects_non_yaml() {
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("passing CronJob/cleanup through untouched"), "{stderr}");
-    let docs: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap();
     // Annotations must stay strings after the YAML round trip.
     let _: Deployment = serde_json::from_value(docs[0].clone()).unwrap();
 
-    let bad = std::env::temp_dir().join(format!("meshscrape-inject-bad-{}.yaml", std::process::id()));
+    let bad =
+        std::env::temp_dir().join(format!("meshscrape-inject-bad-{}.yaml", std::process::id()));
     std::fs::write(&bad, "kind: [Deployment\n").unwrap();
-    let out = Command::new(bin).args(["inject", "--config", "examples/identity-service.yaml"]).arg(&bad).current_dir(root()).output().unwrap();
+    let out = Command::new(bin)
+        .args(["inject", "--config", "examples/identity-service.yaml"])
+        .arg(&bad)
+        .current_dir(root())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains(&bad.display().to_string()));

@@ -11,11 +11,15 @@ fn kinds(rendered: &[meshscrape_gen::Rendered]) -> Vec<&str> {
     rendered.iter().map(|r| r.kind.as_str()).collect()
 }
 
-fn annotations(rendered: &[meshscrape_gen::Rendered]) -> std::collections::BTreeMap<String, String> {
+fn annotations(
+    rendered: &[meshscrape_gen::Rendered],
+) -> std::collections::BTreeMap<String, String> {
     rendered
         .iter()
         .find_map(|r| match &r.object {
-            Object::Deployment(d) => d.spec.as_ref()?.template.metadata.as_ref()?.annotations.clone(),
+            Object::Deployment(d) => {
+                d.spec.as_ref()?.template.metadata.as_ref()?.annotations.clone()
+            }
             _ => None,
         })
         .unwrap()
@@ -23,14 +27,29 @@ fn annotations(rendered: &[meshscrape_gen::Rendered]) -> std::collections::BTree
 
 #[test]
 fn peer_authentication_mode_emits_a_valid_port_level_policy_and_no_annotation() {
-    let rendered = render_config(&config_with(|t| t.replace("mode: exclude-annotation", "mode: peer-authentication")));
-    assert_eq!(kinds(&rendered), ["ConfigMap", "Deployment", "Service", "PeerAuthentication", "NetworkPolicy", "ServiceMonitor"]);
+    let rendered = render_config(&config_with(|t| {
+        t.replace("mode: exclude-annotation", "mode: peer-authentication")
+    }));
+    assert_eq!(
+        kinds(&rendered),
+        [
+            "ConfigMap",
+            "Deployment",
+            "Service",
+            "PeerAuthentication",
+            "NetworkPolicy",
+            "ServiceMonitor"
+        ]
+    );
     let pa = rendered.iter().find(|r| r.kind == "PeerAuthentication").unwrap();
     let Object::PeerAuthentication(typed) = &pa.object else { unreachable!() };
     assert_eq!(typed.spec.port_level_mtls["9090"].mode, "PERMISSIVE");
     assert_eq!(typed.spec.selector.as_ref().unwrap().match_labels["run"], "identity-app");
     let crds = crds();
-    assert_eq!(validate(crd_schema(&crds, "PeerAuthentication", "v1").unwrap(), &value(pa)), Vec::<String>::new());
+    assert_eq!(
+        validate(crd_schema(&crds, "PeerAuthentication", "v1").unwrap(), &value(pa)),
+        Vec::<String>::new()
+    );
     assert!(!annotations(&rendered).contains_key("traffic.sidecar.istio.io/excludeInboundPorts"));
 }
 
@@ -48,39 +67,67 @@ fn both_mode_emits_annotation_and_policy_none_emits_neither() {
 
 #[test]
 fn network_policy_can_be_switched_off_or_narrowed_to_prometheus_pods() {
-    let off = render_config(&config_with(|t| t.replace("networkPolicy:\n  enabled: true", "networkPolicy:\n  enabled: false")));
+    let off = render_config(&config_with(|t| {
+        t.replace("networkPolicy:\n  enabled: true", "networkPolicy:\n  enabled: false")
+    }));
     assert!(!kinds(&off).contains(&"NetworkPolicy"));
     let narrowed = render_config(&config_with(|t| {
-        t.replace("networkPolicy:\n  enabled: true", "networkPolicy:\n  podLabels: {app.kubernetes.io/name: prometheus}")
+        t.replace(
+            "networkPolicy:\n  enabled: true",
+            "networkPolicy:\n  podLabels: {app.kubernetes.io/name: prometheus}",
+        )
     }));
-    let Object::NetworkPolicy(np) = &narrowed.iter().find(|r| r.kind == "NetworkPolicy").unwrap().object else { unreachable!() };
+    let Object::NetworkPolicy(np) =
+        &narrowed.iter().find(|r| r.kind == "NetworkPolicy").unwrap().object
+    else {
+        unreachable!()
+    };
     let rule = &np.spec.as_ref().unwrap().ingress.as_ref().unwrap()[0];
     let peer = &rule.from.as_ref().unwrap()[0];
-    assert_eq!(peer.namespace_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["kubernetes.io/metadata.name"], "monitoring");
-    assert_eq!(peer.pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["app.kubernetes.io/name"], "prometheus");
-    assert_eq!(rule.ports.as_ref().unwrap()[0].port, Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(9090)));
+    assert_eq!(
+        peer.namespace_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["kubernetes.io/metadata.name"],
+        "monitoring"
+    );
+    assert_eq!(
+        peer.pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["app.kubernetes.io/name"],
+        "prometheus"
+    );
+    assert_eq!(
+        rule.ports.as_ref().unwrap()[0].port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(9090))
+    );
 }
 
 #[test]
 fn pod_monitor_replaces_the_service_monitor_and_validates() {
-    let rendered = render_config(&config_with(|t| t.replace("kind: ServiceMonitor", "kind: PodMonitor")));
+    let rendered =
+        render_config(&config_with(|t| t.replace("kind: ServiceMonitor", "kind: PodMonitor")));
     assert!(!kinds(&rendered).contains(&"ServiceMonitor"));
     let pm = rendered.iter().find(|r| r.kind == "PodMonitor").unwrap();
     let Object::PodMonitor(typed) = &pm.object else { unreachable!() };
     assert_eq!(typed.spec.pod_metrics_endpoints[0].port.as_deref(), Some("prometheus"));
     assert_eq!(typed.spec.selector.match_labels.as_ref().unwrap()["run"], "identity-app");
     let crds = crds();
-    assert_eq!(validate(crd_schema(&crds, "PodMonitor", "v1").unwrap(), &value(pm)), Vec::<String>::new());
+    assert_eq!(
+        validate(crd_schema(&crds, "PodMonitor", "v1").unwrap(), &value(pm)),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
 fn monitor_fields_reach_the_endpoint() {
     let rendered = render_config(&config_with(|t| {
-        t.replace("interval: 30s", "interval: 1m\n  scrapeTimeout: 15s\n  jobLabel: app").replace("honorLabels: true", "honorLabels: false")
+        t.replace("interval: 30s", "interval: 1m\n  scrapeTimeout: 15s\n  jobLabel: app")
+            .replace("honorLabels: true", "honorLabels: false")
     }));
-    let Object::ServiceMonitor(sm) = &rendered.last().unwrap().object else { panic!("last is the monitor") };
+    let Object::ServiceMonitor(sm) = &rendered.last().unwrap().object else {
+        panic!("last is the monitor")
+    };
     let e = &sm.spec.endpoints[0];
-    assert_eq!((e.interval.as_deref(), e.scrape_timeout.as_deref(), e.honor_labels), (Some("1m"), Some("15s"), Some(false)));
+    assert_eq!(
+        (e.interval.as_deref(), e.scrape_timeout.as_deref(), e.honor_labels),
+        (Some("1m"), Some("15s"), Some(false))
+    );
     assert_eq!(sm.spec.job_label.as_deref(), Some("app"));
 }
 
@@ -111,7 +158,9 @@ fn templates_folder_overrides_one_template_and_strict_undefined_fails_naming_it(
     let dir = std::env::temp_dir().join(format!("meshscrape-gen-templates-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let custom = super::support::root().join("templates/service.yaml.j2");
-    let text = std::fs::read_to_string(custom).unwrap().replace("type: ClusterIP", "type: ClusterIP\n  sessionAffinity: None");
+    let text = std::fs::read_to_string(custom)
+        .unwrap()
+        .replace("type: ClusterIP", "type: ClusterIP\n  sessionAffinity: None");
     std::fs::write(dir.join("service.yaml.j2"), text).unwrap();
     let config = config_with(|t| t);
     let rendered = render(&config, &Templates::load(Some(&dir)).unwrap()).unwrap();
@@ -119,10 +168,17 @@ fn templates_folder_overrides_one_template_and_strict_undefined_fails_naming_it(
     assert!(svc.text.contains("sessionAffinity: None"));
     assert_eq!(svc.source, dir.join("service.yaml.j2").display().to_string());
 
-    std::fs::write(dir.join("service.yaml.j2"), "apiVersion: v1\nkind: Service\nmetadata:\n  name: {{ servce.name }}\n").unwrap();
+    std::fs::write(
+        dir.join("service.yaml.j2"),
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {{ servce.name }}\n",
+    )
+    .unwrap();
     let err = render(&config, &Templates::load(Some(&dir)).unwrap()).unwrap_err();
     assert!(matches!(err, GenError::Template { .. }), "{err}");
-    assert!(err.to_string().contains("service.yaml.j2") && err.to_string().contains("undefined"), "{err}");
+    assert!(
+        err.to_string().contains("service.yaml.j2") && err.to_string().contains("undefined"),
+        "{err}"
+    );
 
     std::fs::write(dir.join("service.yaml.j2"), "apiVersion: v1\nkind: Service\nmetadata:\n  name: x\n  namespace: tools\nspec:\n  prots: []\n")
         .unwrap();

@@ -28,7 +28,11 @@ pub fn render_config(config: &AppConfig) -> Vec<Rendered> {
 /// The CRDs copied from prometheus-operator 0.93.0 and Istio into schemas/.
 pub fn crds() -> Vec<Value> {
     let mut out = Vec::new();
-    for f in ["monitoring.coreos.com_servicemonitors.yaml", "monitoring.coreos.com_podmonitors.yaml", "security.istio.io_crds.yaml"] {
+    for f in [
+        "monitoring.coreos.com_servicemonitors.yaml",
+        "monitoring.coreos.com_podmonitors.yaml",
+        "security.istio.io_crds.yaml",
+    ] {
         let text = std::fs::read_to_string(root().join("schemas").join(f)).unwrap();
         out.extend(serde_saphyr::from_multiple::<Value>(&text).unwrap());
     }

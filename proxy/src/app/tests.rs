@@ -6,8 +6,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 fn app(routes: &[&str], upstream: &str) -> App {
-    let overrides =
-        ProxyOverrides { upstream: Some(upstream.into()), routes: routes.iter().map(|r| (*r).to_string()).collect(), ..Default::default() };
+    let overrides = ProxyOverrides {
+        upstream: Some(upstream.into()),
+        routes: routes.iter().map(|r| (*r).to_string()).collect(),
+        ..Default::default()
+    };
     App::new(&ProxyConfig::load(None, &overrides).unwrap())
 }
 
@@ -51,8 +54,14 @@ async fn unknown_path_is_404_with_a_one_line_reason() {
 #[tokio::test]
 async fn rejects_post_with_405_and_allow() {
     let app = app(&["/metrics=/metrics"], "http://127.0.0.1:1");
-    for method in [Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS, Method::CONNECT, Method::TRACE] {
-        let req = Request::builder().method(method.clone()).uri("/metrics").body(Empty::<Bytes>::new()).unwrap();
+    for method in
+        [Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS, Method::CONNECT, Method::TRACE]
+    {
+        let req = Request::builder()
+            .method(method.clone())
+            .uri("/metrics")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
         let resp = app.handle(req).await;
         assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
         assert_eq!(resp.headers()[header::ALLOW], "GET, HEAD");
@@ -74,13 +83,28 @@ async fn serves_its_own_health_ready_and_metrics() {
     assert_eq!(app.handle(get("/-/ready")).await.status(), StatusCode::OK);
     app.handle(get("/nope")).await;
     let resp = app.handle(get("/-/metrics")).await;
-    assert!(resp.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(
+        resp.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
     let text = body_text(resp).await;
-    assert!(text.contains("meshscrape_proxy_requests_total{route=\"unmatched\",status=\"404\"} 1"), "{text}");
-    assert!(text.contains("meshscrape_proxy_requests_total{route=\"/-/ready\",status=\"200\"} 1"), "{text}");
+    assert!(
+        text.contains("meshscrape_proxy_requests_total{route=\"unmatched\",status=\"404\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("meshscrape_proxy_requests_total{route=\"/-/ready\",status=\"200\"} 1"),
+        "{text}"
+    );
     app.start_draining();
     assert_eq!(app.handle(get("/-/ready")).await.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(app.handle(get("/-/healthy")).await.status(), StatusCode::OK, "still alive while draining");
+    assert_eq!(
+        app.handle(get("/-/healthy")).await.status(),
+        StatusCode::OK,
+        "still alive while draining"
+    );
 }
 
 #[tokio::test]
@@ -134,5 +158,7 @@ async fn refused_upstream_is_502_naming_the_cause() {
     assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
     let body = body_text(resp).await;
     assert!(body.contains("refused"), "{body}");
-    assert!(app.render_metrics().contains("meshscrape_proxy_upstream_errors_total{kind=\"connect\"} 1"));
+    assert!(
+        app.render_metrics().contains("meshscrape_proxy_upstream_errors_total{kind=\"connect\"} 1")
+    );
 }

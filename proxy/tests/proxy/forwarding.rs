@@ -12,13 +12,18 @@ use super::support::{Script, Sidecar, Upstream, exposition, get, raw};
 #[tokio::test]
 async fn seed_default_routes_map_to_the_seed_paths() {
     let up = Upstream::start(Script::Body("up 1\n")).await;
-    let sidecar = Sidecar::start(ProxyOverrides { upstream: Some(format!("http://{}", up.addr)), ..Default::default() }).await;
+    let sidecar = Sidecar::start(ProxyOverrides {
+        upstream: Some(format!("http://{}", up.addr)),
+        ..Default::default()
+    })
+    .await;
     for path in ["/", "/prometheus", "/readiness", "/liveness"] {
         let reply = get(sidecar.addr, path, "").await;
         assert_eq!(reply.status, 200, "{path}");
         assert_eq!(reply.text(), "up 1\n");
     }
-    let targets: Vec<String> = up.heads().iter().map(|h| h.split(' ').nth(1).unwrap().to_string()).collect();
+    let targets: Vec<String> =
+        up.heads().iter().map(|h| h.split(' ').nth(1).unwrap().to_string()).collect();
     assert_eq!(targets, ["/prometheus", "/prometheus", "/ready", "/alive"]);
 }
 
@@ -46,7 +51,9 @@ async fn forwards_query_string_and_prometheus_headers() {
 async fn head_is_forwarded_as_head_without_a_body() {
     let up = Upstream::start(Script::Body("x 1\n")).await;
     let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
-    let reply = raw(sidecar.addr, b"HEAD /m HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n").await.unwrap();
+    let reply = raw(sidecar.addr, b"HEAD /m HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     assert_eq!(reply.status, 200);
     assert!(reply.body.is_empty());
     assert!(up.heads()[0].starts_with("HEAD /m "));
@@ -62,9 +69,15 @@ async fn streams_a_20_mb_body_byte_for_byte() {
     assert_eq!(reply.header("content-length").as_deref(), Some("20000000"));
     assert_eq!(reply.body.len(), n);
     let piece = exposition(64 * 1024);
-    assert!(reply.body.chunks(piece.len()).all(|c| c == &piece.as_bytes()[..c.len()]), "body differs from what the app sent");
+    assert!(
+        reply.body.chunks(piece.len()).all(|c| c == &piece.as_bytes()[..c.len()]),
+        "body differs from what the app sent"
+    );
     let metrics = get(sidecar.addr, "/-/metrics", "").await.text();
-    assert!(metrics.contains("meshscrape_proxy_response_bytes_total{route=\"/m\"} 20000000"), "{metrics}");
+    assert!(
+        metrics.contains("meshscrape_proxy_response_bytes_total{route=\"/m\"} 20000000"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -75,7 +88,11 @@ async fn reuses_pooled_upstream_connections() {
         assert_eq!(get(sidecar.addr, "/m", "").await.status, 200);
     }
     assert_eq!(up.heads().len(), 20);
-    assert_eq!(up.accepted.load(Ordering::SeqCst), 1, "sequential scrapes share one upstream connection");
+    assert_eq!(
+        up.accepted.load(Ordering::SeqCst),
+        1,
+        "sequential scrapes share one upstream connection"
+    );
 }
 
 #[tokio::test]
@@ -95,7 +112,13 @@ async fn idle_upstream_connections_are_closed_by_the_sidecar() {
     use meshscrape_proxy::upstream::Pool;
     let up = Upstream::start(Script::Body("x 1\n")).await;
     let pool = Pool::new(4, Duration::from_secs(1), Duration::from_millis(100), 64 * 1024);
-    let req = || http::Request::builder().uri("/m").header("host", "app").body(http_body_util::Empty::new()).unwrap();
+    let req = || {
+        http::Request::builder()
+            .uri("/m")
+            .header("host", "app")
+            .body(http_body_util::Empty::new())
+            .unwrap()
+    };
     let resp = pool.request(up.addr, req()).await.unwrap();
     let _ = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
     // Reused while fresh...
@@ -139,7 +162,10 @@ async fn shutdown_closes_idle_keep_alive_connections_and_drains_completely() {
     let mut buf = [0u8; 512];
     let _ = s.read(&mut buf).await.unwrap();
     sidecar.shutdown();
-    let drain = tokio::time::timeout(std::time::Duration::from_secs(5), &mut sidecar.done).await.expect("drained in time").unwrap();
+    let drain = tokio::time::timeout(std::time::Duration::from_secs(5), &mut sidecar.done)
+        .await
+        .expect("drained in time")
+        .unwrap();
     assert_eq!(drain, meshscrape_proxy::server::Drain::Complete);
     assert_eq!(s.read(&mut buf).await.unwrap_or(0), 0, "the idle connection was closed");
     assert!(TcpStream::connect(sidecar.addr).await.is_err(), "no longer accepting");

@@ -51,7 +51,10 @@ impl Rng {
 }
 
 fn seed() -> u64 {
-    std::env::var("MESHSCRAPE_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x6d65_7368_7363_7261)
+    std::env::var("MESHSCRAPE_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x6d65_7368_7363_7261)
 }
 
 fn cases(default: usize) -> usize {
@@ -134,8 +137,10 @@ fn connection_names_x_hop(bytes: &[u8]) -> bool {
     let end = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(bytes.len());
     // hyper, like most parsers, also ends a field line at a bare LF.
     String::from_utf8_lossy(&bytes[..end]).split('\n').skip(1).any(|line| {
-        line.split_once(':')
-            .is_some_and(|(name, value)| name.eq_ignore_ascii_case("connection") && value.split(',').any(|t| t.trim().eq_ignore_ascii_case("x-hop")))
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.eq_ignore_ascii_case("connection")
+                && value.split(',').any(|t| t.trim().eq_ignore_ascii_case("x-hop"))
+        })
     })
 }
 
@@ -175,7 +180,11 @@ async fn exchange_all(addr: SocketAddr, requests: &[Vec<u8>]) -> Vec<Result<Vec<
 }
 
 fn fuzz_overrides() -> ProxyOverrides {
-    ProxyOverrides { request_head_timeout: Some(HEAD_TIMEOUT.into()), upstream_timeout: Some(UPSTREAM_TIMEOUT.into()), ..Default::default() }
+    ProxyOverrides {
+        request_head_timeout: Some(HEAD_TIMEOUT.into()),
+        upstream_timeout: Some(UPSTREAM_TIMEOUT.into()),
+        ..Default::default()
+    }
 }
 
 /// Waits (briefly) for the sidecar's own gauge of requests in flight to return to zero.
@@ -183,7 +192,11 @@ async fn in_flight_drains(sidecar: SocketAddr) -> Result<(), String> {
     let mut last = String::new();
     for _ in 0..50 {
         let metrics = get(sidecar, "/-/metrics", "").await.text();
-        last = metrics.lines().find(|l| l.starts_with("meshscrape_proxy_in_flight_requests ")).unwrap_or("").to_string();
+        last = metrics
+            .lines()
+            .find(|l| l.starts_with("meshscrape_proxy_in_flight_requests "))
+            .unwrap_or("")
+            .to_string();
         if last == "meshscrape_proxy_in_flight_requests 0" {
             return Ok(());
         }
@@ -237,7 +250,10 @@ async fn mangled_request_heads_get_bounded_answers_and_only_configured_targets_r
     let replies = exchange_all(sidecar.addr, &sent).await;
     for (i, (request, reply)) in sent.iter().zip(replies).enumerate() {
         let Ok(reply) = reply else {
-            failures.push(format!("case {i}: no answer and no close within {CASE_BOUND:?}: {}", shown(request)));
+            failures.push(format!(
+                "case {i}: no answer and no close within {CASE_BOUND:?}: {}",
+                shown(request)
+            ));
             continue;
         };
         let Some(first) = parse_reply(&reply) else {
@@ -247,7 +263,11 @@ async fn mangled_request_heads_get_bounded_answers_and_only_configured_targets_r
                 || request.windows(2).any(|w| w == b"\n\n")
                 || request.windows(3).any(|w| w == b"\n\r\n");
             if !reply.is_empty() || ends {
-                failures.push(format!("case {i}: unparseable or no reply {} to {}", shown(&reply), shown(request)));
+                failures.push(format!(
+                    "case {i}: unparseable or no reply {} to {}",
+                    shown(&reply),
+                    shown(request)
+                ));
             }
             continue;
         };
@@ -259,12 +279,22 @@ async fn mangled_request_heads_get_bounded_answers_and_only_configured_targets_r
         // Servers skip empty lines before a request line (RFC 9112 §2.2).
         let line_start = request.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(0);
         let is_head = request[line_start..].starts_with(b"HEAD ");
-        if first.status >= 400 && !is_head && !(body.ends_with('\n') && body.trim_end().lines().count() == 1) {
-            failures.push(format!("case {i}: {} without a one-line reason ({body:?}) to {}", first.status, shown(request)));
+        if first.status >= 400
+            && !is_head
+            && !(body.ends_with('\n') && body.trim_end().lines().count() == 1)
+        {
+            failures.push(format!(
+                "case {i}: {} without a one-line reason ({body:?}) to {}",
+                first.status,
+                shown(request)
+            ));
         }
         let own_endpoint = request.windows(3).any(|w| w == b"/-/");
         if first.status == 200 && !is_head && !own_endpoint && body != "fuzz_up 1\n" {
-            failures.push(format!("case {i}: 200 with an unexpected body {body:?} to {}", shown(request)));
+            failures.push(format!(
+                "case {i}: 200 with an unexpected body {body:?} to {}",
+                shown(request)
+            ));
         }
     }
     for head in up.heads() {
@@ -272,29 +302,47 @@ async fn mangled_request_heads_get_bounded_answers_and_only_configured_targets_r
         let mut parts = line.split(' ');
         let (method, target, version) = (parts.next(), parts.next().unwrap_or(""), parts.next());
         let path = target.split('?').next();
-        if !matches!(method, Some("GET" | "HEAD")) || path != Some("/m") || version != Some("HTTP/1.1") || parts.next().is_some() {
+        if !matches!(method, Some("GET" | "HEAD"))
+            || path != Some("/m")
+            || version != Some("HTTP/1.1")
+            || parts.next().is_some()
+        {
             failures.push(format!("the app saw the request line {line:?}"));
         }
-        let fields: Vec<(String, String)> =
-            head.lines().skip(1).filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string())).collect();
+        let fields: Vec<(String, String)> = head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
         for (field, _) in &fields {
             if FORWARDED_NEVER.contains(&field.as_str()) {
                 failures.push(format!("the app saw the field {field:?} in {head:?}"));
             }
         }
-        let case = fields.iter().find(|(k, _)| k == "x-fuzz-case").and_then(|(_, v)| v.parse::<usize>().ok());
+        let case = fields
+            .iter()
+            .find(|(k, _)| k == "x-fuzz-case")
+            .and_then(|(_, v)| v.parse::<usize>().ok());
         if let Some(request) = case.and_then(|i| sent.get(i))
             && connection_names_x_hop(request)
             && fields.iter().any(|(k, _)| k == "x-hop")
         {
-            failures.push(format!("the app saw x-hop, which Connection named, in {head:?} for {}", shown(request)));
+            failures.push(format!(
+                "the app saw x-hop, which Connection named, in {head:?} for {}",
+                shown(request)
+            ));
         }
     }
     if let Err(gauge) = in_flight_drains(sidecar.addr).await {
         failures.push(format!("requests still counted in flight: {gauge}"));
     }
     let after = get(sidecar.addr, "/metrics", "").await;
-    assert_eq!((after.status, after.text().as_str()), (200, "fuzz_up 1\n"), "the sidecar no longer serves a scrape (seed {seed})");
+    assert_eq!(
+        (after.status, after.text().as_str()),
+        (200, "fuzz_up 1\n"),
+        "the sidecar no longer serves a scrape (seed {seed})"
+    );
     assert!(
         failures.is_empty(),
         "seed {seed}, {} of {total} cases failed (replay with MESHSCRAPE_FUZZ_SEED={seed}):\n{}",
@@ -303,7 +351,11 @@ async fn mangled_request_heads_get_bounded_answers_and_only_configured_targets_r
     );
     eprintln!("seed {seed}: statuses {statuses:?}, {} requests reached the app", up.heads().len());
     // The run must have exercised more than one outcome, or the mutations are not reaching the parser.
-    assert!(statuses.len() >= 4 && up.heads().len() >= total / 20, "too little variety: {statuses:?}, {} forwarded", up.heads().len());
+    assert!(
+        statuses.len() >= 4 && up.heads().len() >= total / 20,
+        "too little variety: {statuses:?}, {} forwarded",
+        up.heads().len()
+    );
 }
 
 #[tokio::test]
@@ -325,11 +377,18 @@ async fn mangled_app_responses_become_502_504_or_pass_through_in_bounded_time() 
     let sidecar = Sidecar::to_with(app.addr, &["/metrics=/m"], fuzz_overrides()).await;
     let mut failures = Vec::new();
     let mut statuses: HashMap<u16, usize> = HashMap::new();
-    let requests: Vec<Vec<u8>> =
-        (0..total).map(|i| format!("GET /metrics HTTP/1.1\r\nHost: a\r\nx-fuzz-case: {i}\r\nConnection: close\r\n\r\n").into_bytes()).collect();
+    let requests: Vec<Vec<u8>> = (0..total)
+        .map(|i| {
+            format!(
+                "GET /metrics HTTP/1.1\r\nHost: a\r\nx-fuzz-case: {i}\r\nConnection: close\r\n\r\n"
+            )
+            .into_bytes()
+        })
+        .collect();
     let replies = exchange_all(sidecar.addr, &requests).await;
     for (i, (sent, reply)) in responses.iter().zip(replies).enumerate() {
-        let mut fail = |why: String| failures.push(format!("case {i}: {why}; the app sent {}", shown(sent)));
+        let mut fail =
+            |why: String| failures.push(format!("case {i}: {why}; the app sent {}", shown(sent)));
         let Ok(reply) = reply else {
             fail(format!("no answer and no close within {CASE_BOUND:?}"));
             continue;
@@ -340,7 +399,11 @@ async fn mangled_app_responses_become_502_504_or_pass_through_in_bounded_time() 
         };
         *statuses.entry(first.status).or_default() += 1;
         // The app's bytes hold a status line with this code (1xx heads come first and are skipped).
-        let from_app = sent.windows(12).any(|w| w.starts_with(b"HTTP/1.") && w[8] == b' ' && w[9..] == *first.status.to_string().as_bytes());
+        let from_app = sent.windows(12).any(|w| {
+            w.starts_with(b"HTTP/1.")
+                && w[8] == b' '
+                && w[9..] == *first.status.to_string().as_bytes()
+        });
         if !(first.status == 502 || first.status == 504 || from_app) {
             fail(format!("status {} is neither 502, 504 nor the app's", first.status));
         }
@@ -350,7 +413,9 @@ async fn mangled_app_responses_become_502_504_or_pass_through_in_bounded_time() 
                 fail(format!("{} without a one-line reason: {body:?}", first.status));
             }
         }
-        for field in ["keep-alive", "proxy-connection", "proxy-authenticate", "te", "trailer", "upgrade"] {
+        for field in
+            ["keep-alive", "proxy-connection", "proxy-authenticate", "te", "trailer", "upgrade"]
+        {
             if first.header(field).is_some() {
                 fail(format!("the hop-by-hop field {field:?} reached the client"));
             }

@@ -34,13 +34,20 @@ async fn path_tricks_never_reach_the_app() {
         assert!(one_line(&reply.text()), "{target}: {:?}", reply.text());
     }
     // Absolute form, with our own upstream's address as the authority.
-    let req = format!("GET http://{}/prometheus HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", up.addr);
+    let req = format!(
+        "GET http://{}/prometheus HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        up.addr
+    );
     assert_eq!(raw(sidecar.addr, req.as_bytes()).await.unwrap().status, 400);
     // CONNECT (authority-form) and OPTIONS * (asterisk-form).
-    let reply = raw(sidecar.addr, b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n").await.unwrap();
+    let reply = raw(sidecar.addr, b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n")
+        .await
+        .unwrap();
     assert_eq!(reply.status, 405);
     assert_eq!(reply.header("allow").as_deref(), Some("GET, HEAD"));
-    let reply = raw(sidecar.addr, b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let reply = raw(sidecar.addr, b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     assert_eq!(reply.status, 405);
     assert!(up.heads().is_empty(), "reached the app: {:?}", up.heads());
 }
@@ -57,9 +64,15 @@ async fn malformed_heads_get_400_and_are_not_forwarded() {
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 this is a TLS hello\r\n\r\n",
         b"GET /m HTTP/1.1\r\nBad Header\r\n\r\n",
     ] {
-        let reply = raw(sidecar.addr, req).await.unwrap_or_else(|| panic!("no answer to {:?}", String::from_utf8_lossy(req)));
+        let reply = raw(sidecar.addr, req)
+            .await
+            .unwrap_or_else(|| panic!("no answer to {:?}", String::from_utf8_lossy(req)));
         assert_eq!(reply.status, 400, "{:?} -> {reply:?}", String::from_utf8_lossy(req));
-        assert!(one_line(&reply.text()) && reply.text().starts_with("the request head is not valid HTTP/1.1"), "{reply:?}");
+        assert!(
+            one_line(&reply.text())
+                && reply.text().starts_with("the request head is not valid HTTP/1.1"),
+            "{reply:?}"
+        );
         assert_eq!(reply.header("content-type").as_deref(), Some("text/plain; charset=utf-8"));
     }
     assert!(up.heads().is_empty(), "reached the app: {:?}", up.heads());
@@ -88,7 +101,11 @@ async fn content_length_with_transfer_encoding_closes_the_connection() {
         b"GET /m HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /-/metrics HTTP/1.1\r\nHost: x\r\n\r\n";
     let reply = raw(sidecar.addr, req).await.expect("an answer");
     assert_eq!(reply.header("connection").as_deref(), Some("close"));
-    assert_eq!(reply.text(), "x 1\n", "exactly one response, no second one for the trailing request");
+    assert_eq!(
+        reply.text(),
+        "x 1\n",
+        "exactly one response, no second one for the trailing request"
+    );
     let heads = up.heads();
     assert_eq!(heads.len(), 1);
     let lower = heads[0].to_ascii_lowercase();
@@ -105,7 +122,10 @@ async fn request_bodies_and_framing_headers_are_never_forwarded() {
     let mut s = TcpStream::connect(sidecar.addr).await.unwrap();
     s.write_all(smuggle).await.unwrap();
     let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("answered in time").unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("answered in time")
+        .unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     let heads = up.heads();
     assert_eq!(heads.len(), 1, "{heads:?}");
@@ -120,12 +140,21 @@ async fn oversized_head_gets_431() {
     let big = format!("GET /m HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(9000));
     let reply = raw(sidecar.addr, big.as_bytes()).await.expect("an answer");
     assert_eq!(reply.status, 431);
-    assert!(one_line(&reply.text()) && reply.text().contains("over 8192 bytes (limits.maxRequestHeadBytes)"), "{reply:?}");
+    assert!(
+        one_line(&reply.text())
+            && reply.text().contains("over 8192 bytes (limits.maxRequestHeadBytes)"),
+        "{reply:?}"
+    );
     assert_eq!(reply.header("content-length"), Some(reply.body.len().to_string()));
     let many: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
-    let reply = raw(sidecar.addr, format!("GET /m HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes()).await.expect("an answer");
+    let reply = raw(sidecar.addr, format!("GET /m HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes())
+        .await
+        .expect("an answer");
     assert_eq!(reply.status, 431, "{reply:?}");
-    assert!(one_line(&reply.text()) && reply.text().contains("over 100 header fields"), "{reply:?}");
+    assert!(
+        one_line(&reply.text()) && reply.text().contains("over 100 header fields"),
+        "{reply:?}"
+    );
     assert!(up.heads().is_empty());
 }
 
@@ -133,9 +162,15 @@ async fn oversized_head_gets_431() {
 async fn a_raised_head_limit_admits_heads_larger_than_the_write_queue() {
     // The connection's buffer cap (64 KiB) must not undercut a limit set above it.
     let up = Upstream::start(Script::Body("x 1\n")).await;
-    let sidecar = Sidecar::to_with(up.addr, &["/m=/m"], ProxyOverrides { max_request_head_bytes: Some(128 * 1024), ..Default::default() }).await;
+    let sidecar = Sidecar::to_with(
+        up.addr,
+        &["/m=/m"],
+        ProxyOverrides { max_request_head_bytes: Some(128 * 1024), ..Default::default() },
+    )
+    .await;
     let value = "a".repeat(100 * 1024);
-    let request = format!("GET /m HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: {value}\r\n\r\n");
+    let request =
+        format!("GET /m HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: {value}\r\n\r\n");
     // In pieces, so the sidecar sees the head grow past 64 KiB before it is complete.
     let reply = raw_in_pieces(sidecar.addr, request.as_bytes(), 8 * 1024).await.expect("an answer");
     assert_eq!(reply.status, 200, "{reply:?}");
@@ -146,11 +181,15 @@ async fn a_raised_head_limit_admits_heads_larger_than_the_write_queue() {
 async fn an_apps_own_bare_400_passes_untouched() {
     // Forwarded with the client's Connection: close, the app's answer has exactly the shape of
     // hyper's automatic one; it is the app's, so it keeps its empty body.
-    let up = Upstream::start(Script::Raw(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")).await;
+    let up = Upstream::start(Script::Raw(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"))
+        .await;
     let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
     let reply = get(sidecar.addr, "/m", "").await;
     assert_eq!(reply.status, 400, "{reply:?}");
-    assert!(reply.head.contains("connection: close\r\ncontent-length: 0\r\n"), "the shape this test is about: {reply:?}");
+    assert!(
+        reply.head.contains("connection: close\r\ncontent-length: 0\r\n"),
+        "the shape this test is about: {reply:?}"
+    );
     assert_eq!(reply.text(), "", "{reply:?}");
     assert_eq!(up.heads().len(), 1);
 }
@@ -169,8 +208,15 @@ async fn a_bad_head_after_good_requests_on_one_connection_gets_its_reason() {
     let replies: Vec<&str> = text.split("HTTP/1.1 ").skip(1).collect();
     assert_eq!(replies.len(), 3, "{text}");
     assert!(replies[0].starts_with("200") && replies[0].ends_with("\r\n\r\nx 1\n"), "{text}");
-    assert!(replies[1].starts_with("404") && replies[1].ends_with("only the configured exact paths are forwarded\n"), "{text}");
-    assert!(replies[2].starts_with("400") && replies[2].ends_with("Content-Length/Transfer-Encoding\n"), "{text}");
+    assert!(
+        replies[1].starts_with("404")
+            && replies[1].ends_with("only the configured exact paths are forwarded\n"),
+        "{text}"
+    );
+    assert!(
+        replies[2].starts_with("400") && replies[2].ends_with("Content-Length/Transfer-Encoding\n"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -179,7 +225,11 @@ async fn slow_clients_are_dropped_and_do_not_starve_a_scrape() {
     let sidecar = Sidecar::to_with(
         up.addr,
         &["/m=/m"],
-        ProxyOverrides { request_head_timeout: Some("300ms".into()), max_connections: Some(50), ..Default::default() },
+        ProxyOverrides {
+            request_head_timeout: Some("300ms".into()),
+            max_connections: Some(50),
+            ..Default::default()
+        },
     )
     .await;
     // 300 clients: each sends half a head and then nothing.
@@ -190,11 +240,16 @@ async fn slow_clients_are_dropped_and_do_not_starve_a_scrape() {
         slow.push(s);
     }
     let started = Instant::now();
-    let reply = tokio::time::timeout(Duration::from_secs(20), get(sidecar.addr, "/m", "")).await.expect("the scrape was starved");
+    let reply = tokio::time::timeout(Duration::from_secs(20), get(sidecar.addr, "/m", ""))
+        .await
+        .expect("the scrape was starved");
     assert_eq!(reply.status, 200);
     // The first slow client was cut once its head deadline passed.
     let mut buf = [0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(5), slow[0].read(&mut buf)).await.expect("slow client still held").unwrap_or(0);
+    let n = tokio::time::timeout(Duration::from_secs(5), slow[0].read(&mut buf))
+        .await
+        .expect("slow client still held")
+        .unwrap_or(0);
     let _ = n;
     assert_eq!(up.heads().len(), 1);
     eprintln!("scrape behind 300 slow clients answered after {:?}", started.elapsed());
@@ -206,9 +261,16 @@ async fn a_client_that_stops_reading_is_cut_at_the_deadline_and_frees_its_slot()
     // queue are full, hyper stops asking for body frames, so only a deadline on the whole
     // response can free the in-flight slot. Otherwise maxInFlight such clients starve every scrape.
     let up = Upstream::start(Script::Large(20_000_000)).await;
-    let sidecar =
-        Sidecar::to_with(up.addr, &["/m=/m"], ProxyOverrides { upstream_timeout: Some("2s".into()), max_in_flight: Some(2), ..Default::default() })
-            .await;
+    let sidecar = Sidecar::to_with(
+        up.addr,
+        &["/m=/m"],
+        ProxyOverrides {
+            upstream_timeout: Some("2s".into()),
+            max_in_flight: Some(2),
+            ..Default::default()
+        },
+    )
+    .await;
     let mut stalled = Vec::new();
     for _ in 0..2 {
         let mut s = TcpStream::connect(sidecar.addr).await.unwrap();
@@ -216,20 +278,29 @@ async fn a_client_that_stops_reading_is_cut_at_the_deadline_and_frees_its_slot()
         stalled.push(s);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(get(sidecar.addr, "/m", "").await.status, 503, "both slots are held while the clients stall");
+    assert_eq!(
+        get(sidecar.addr, "/m", "").await.status,
+        503,
+        "both slots are held while the clients stall"
+    );
     let started = Instant::now();
     loop {
         let metrics = get(sidecar.addr, "/-/metrics", "").await.text();
         if metrics.contains("meshscrape_proxy_in_flight_requests 0\n") {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "the stalled clients still hold their slots:\n{metrics}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the stalled clients still hold their slots:\n{metrics}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(get(sidecar.addr, "/m", "").await.status, 200, "a real scrape gets a slot again");
     // The connection was closed: draining it ends in EOF, short of 20 MB.
     let mut got = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), stalled[0].read_to_end(&mut got)).await.expect("the stalled connection was closed");
+    let _ = tokio::time::timeout(Duration::from_secs(5), stalled[0].read_to_end(&mut got))
+        .await
+        .expect("the stalled connection was closed");
     assert!(got.len() < 20_000_000, "a truncated body, not a complete one");
 }
 
@@ -242,7 +313,11 @@ async fn a_client_that_pipelines_without_reading_does_not_hold_its_connection_sl
     let sidecar = Sidecar::to_with(
         up.addr,
         &["/m=/m"],
-        ProxyOverrides { request_head_timeout: Some("300ms".into()), max_connections: Some(1), ..Default::default() },
+        ProxyOverrides {
+            request_head_timeout: Some("300ms".into()),
+            max_connections: Some(1),
+            ..Default::default()
+        },
     )
     .await;
     let mut flood = TcpStream::connect(sidecar.addr).await.unwrap();
@@ -253,7 +328,9 @@ async fn a_client_that_pipelines_without_reading_does_not_hold_its_connection_sl
         flood
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let reply = tokio::time::timeout(Duration::from_secs(10), get(sidecar.addr, "/m", "")).await.expect("the scrape waited behind the flood");
+    let reply = tokio::time::timeout(Duration::from_secs(10), get(sidecar.addr, "/m", ""))
+        .await
+        .expect("the scrape waited behind the flood");
     assert_eq!(reply.status, 200);
     writer.abort();
 }
@@ -264,7 +341,11 @@ async fn upstream_garbage_is_502() {
     let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
     let reply = get(sidecar.addr, "/m", "").await;
     assert_eq!(reply.status, 502);
-    assert!(one_line(&reply.text()) && reply.text().contains("not a valid HTTP/1 response"), "{}", reply.text());
+    assert!(
+        one_line(&reply.text()) && reply.text().contains("not a valid HTTP/1 response"),
+        "{}",
+        reply.text()
+    );
 }
 
 #[tokio::test]
@@ -299,12 +380,20 @@ async fn hanging_upstream_is_504_at_the_scrape_deadline() {
 #[tokio::test]
 async fn stalled_body_is_cut_at_the_deadline() {
     let up = Upstream::start(Script::StallBody).await;
-    let sidecar = Sidecar::to_with(up.addr, &["/m=/m"], ProxyOverrides { upstream_timeout: Some("300ms".into()), ..Default::default() }).await;
+    let sidecar = Sidecar::to_with(
+        up.addr,
+        &["/m=/m"],
+        ProxyOverrides { upstream_timeout: Some("300ms".into()), ..Default::default() },
+    )
+    .await;
     let reply = get(sidecar.addr, "/m", "").await;
     assert_eq!(reply.status, 200, "the head had already gone out");
     assert!(reply.body.len() < 1000, "the client must see a truncated body, not a complete one");
     let metrics = get(sidecar.addr, "/-/metrics", "").await.text();
-    assert!(metrics.contains("meshscrape_proxy_upstream_errors_total{kind=\"timeout\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("meshscrape_proxy_upstream_errors_total{kind=\"timeout\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -314,18 +403,34 @@ async fn a_body_that_breaks_before_its_first_byte_is_502() {
     let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
     let reply = get(sidecar.addr, "/m", "").await;
     assert_eq!(reply.status, 502, "{reply:?}");
-    assert!(one_line(&reply.text()) && reply.text().contains("broken or truncated body"), "{}", reply.text());
+    assert!(
+        one_line(&reply.text()) && reply.text().contains("broken or truncated body"),
+        "{}",
+        reply.text()
+    );
     let metrics = get(sidecar.addr, "/-/metrics", "").await.text();
-    assert!(metrics.contains("meshscrape_proxy_upstream_errors_total{kind=\"body\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("meshscrape_proxy_upstream_errors_total{kind=\"body\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn a_head_with_no_body_by_the_deadline_is_504() {
     let up = Upstream::start(Script::HeadThenHang).await;
-    let sidecar = Sidecar::to_with(up.addr, &["/m=/m"], ProxyOverrides { upstream_timeout: Some("300ms".into()), ..Default::default() }).await;
+    let sidecar = Sidecar::to_with(
+        up.addr,
+        &["/m=/m"],
+        ProxyOverrides { upstream_timeout: Some("300ms".into()), ..Default::default() },
+    )
+    .await;
     let reply = get(sidecar.addr, "/m", "").await;
     assert_eq!(reply.status, 504, "{reply:?}");
-    assert!(one_line(&reply.text()) && reply.text().contains("no body within 300ms"), "{}", reply.text());
+    assert!(
+        one_line(&reply.text()) && reply.text().contains("no body within 300ms"),
+        "{}",
+        reply.text()
+    );
 }
 
 #[tokio::test]
@@ -343,7 +448,12 @@ async fn an_apps_content_length_beside_transfer_encoding_is_dropped() {
 #[tokio::test]
 async fn over_the_in_flight_limit_is_503() {
     let up = Upstream::start(Script::Slow(Duration::from_millis(800), "x 1\n")).await;
-    let sidecar = Sidecar::to_with(up.addr, &["/m=/m"], ProxyOverrides { max_in_flight: Some(1), ..Default::default() }).await;
+    let sidecar = Sidecar::to_with(
+        up.addr,
+        &["/m=/m"],
+        ProxyOverrides { max_in_flight: Some(1), ..Default::default() },
+    )
+    .await;
     let addr = sidecar.addr;
     let first = tokio::spawn(async move { get(addr, "/m", "").await });
     // Wait until the first request is at the app.

@@ -17,7 +17,14 @@ fn free_port() -> u16 {
 async fn spawn(args: &[&str]) -> (Child, SocketAddr) {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut child = Command::new(BIN).arg("--listen").arg(addr.to_string()).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--listen")
+        .arg(addr.to_string())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
             return (child, addr);
@@ -39,7 +46,10 @@ fn bad_flag_value_exits_64_naming_the_flag() {
     let out = Command::new(BIN).args(["--upstream", "http://10.1.2.3:8080"]).output().unwrap();
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("flag --upstream: upstream: `http://10.1.2.3:8080` is not on loopback"), "{err}");
+    assert!(
+        err.contains("flag --upstream: upstream: `http://10.1.2.3:8080` is not on loopback"),
+        "{err}"
+    );
     assert!(out.stdout.is_empty());
 }
 
@@ -62,7 +72,13 @@ fn help_explains_routes_and_defaults() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8_lossy(&out.stdout);
-    for needle in ["--route <PUBLIC=TARGET>", "/readiness to", "[key: timeouts.upstream]", "Exit codes", "RUST_LOG"] {
+    for needle in [
+        "--route <PUBLIC=TARGET>",
+        "/readiness to",
+        "[key: timeouts.upstream]",
+        "Exit codes",
+        "RUST_LOG",
+    ] {
         assert!(help.contains(needle), "missing {needle:?} in:\n{help}");
     }
 }
@@ -71,7 +87,8 @@ fn help_explains_routes_and_defaults() {
 async fn sigterm_finishes_in_flight_scrapes_then_exits_0() {
     let up = Upstream::start(Script::Slow(Duration::from_millis(700), "slow 1\n")).await;
     let upstream = format!("http://{}", up.addr);
-    let (mut child, addr) = spawn(&["--upstream", &upstream, "--route", "/m=/m", "--log-format", "json"]).await;
+    let (mut child, addr) =
+        spawn(&["--upstream", &upstream, "--route", "/m=/m", "--log-format", "json"]).await;
     assert_eq!(get(addr, "/-/ready", "").await.status, 200);
 
     let scrape = tokio::spawn(async move { get(addr, "/m", "").await });
@@ -108,7 +125,12 @@ async fn a_head_hyper_rejects_is_logged_with_its_reason() {
     // Not HTTP at all: hyper answers 400 itself; our body names the class of fault, and the log
     // has hyper's precise reason.
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut s, b"GET /m HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n").await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut s,
+        b"GET /m HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+    )
+    .await
+    .unwrap();
     let mut reply = Vec::new();
     let _ = tokio::io::AsyncReadExt::read_to_end(&mut s, &mut reply).await;
     assert!(reply.starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&reply));
@@ -116,6 +138,12 @@ async fn a_head_hyper_rejects_is_logged_with_its_reason() {
     let stderr = child.stderr.take().unwrap();
     let lines: Vec<String> = BufReader::new(stderr).lines().map_while(Result::ok).collect();
     assert_eq!(child.wait().unwrap().code(), Some(0));
-    let logged = lines.iter().find(|l| l.contains("rejected an unparseable or oversized request head")).unwrap_or_else(|| panic!("{lines:?}"));
-    assert!(logged.contains("\"level\":\"INFO\"") && logged.contains("\"peer\":\"127.0.0.1:"), "{logged}");
+    let logged = lines
+        .iter()
+        .find(|l| l.contains("rejected an unparseable or oversized request head"))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(
+        logged.contains("\"level\":\"INFO\"") && logged.contains("\"peer\":\"127.0.0.1:"),
+        "{logged}"
+    );
 }

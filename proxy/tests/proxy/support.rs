@@ -42,7 +42,11 @@ impl Sidecar {
     }
 
     /// `to`, with the other settings taken from `overrides`.
-    pub async fn to_with(upstream: SocketAddr, routes: &[&str], overrides: ProxyOverrides) -> Sidecar {
+    pub async fn to_with(
+        upstream: SocketAddr,
+        routes: &[&str],
+        overrides: ProxyOverrides,
+    ) -> Sidecar {
         Sidecar::start(ProxyOverrides {
             upstream: Some(format!("http://{upstream}")),
             routes: routes.iter().map(|r| (*r).to_string()).collect(),
@@ -122,7 +126,10 @@ async fn serve_script(mut s: TcpStream, script: Script, seen: Arc<Mutex<Vec<Stri
         seen.lock().unwrap().push(head.clone());
         let _ = match &script {
             Script::BodyThenClose(body) => {
-                let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n", body.len());
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
                 let _ = s.write_all(format!("{head}{body}").as_bytes()).await;
                 return;
             }
@@ -130,11 +137,16 @@ async fn serve_script(mut s: TcpStream, script: Script, seen: Arc<Mutex<Vec<Stri
                 if let Script::Slow(delay, _) = &script {
                     tokio::time::sleep(*delay).await;
                 }
-                let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n", body.len());
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
                 s.write_all(format!("{head}{body}").as_bytes()).await
             }
             Script::Large(n) => {
-                let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {n}\r\n\r\n");
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {n}\r\n\r\n"
+                );
                 if s.write_all(head.as_bytes()).await.is_err() {
                     return;
                 }
@@ -158,7 +170,8 @@ async fn serve_script(mut s: TcpStream, script: Script, seen: Arc<Mutex<Vec<Stri
                 return;
             }
             Script::StallBody => {
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789").await;
+                let _ =
+                    s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789").await;
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 return;
             }
@@ -168,7 +181,11 @@ async fn serve_script(mut s: TcpStream, script: Script, seen: Arc<Mutex<Vec<Stri
                 return;
             }
             Script::ConflictingLength => {
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!").await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+                    )
+                    .await;
                 return;
             }
             Script::Raw(bytes) => {
@@ -177,7 +194,10 @@ async fn serve_script(mut s: TcpStream, script: Script, seen: Arc<Mutex<Vec<Stri
             }
             Script::ByCase(responses) => {
                 let lower = head.to_ascii_lowercase();
-                let case = lower.lines().find_map(|l| l.strip_prefix("x-fuzz-case:")).and_then(|v| v.trim().parse::<usize>().ok());
+                let case = lower
+                    .lines()
+                    .find_map(|l| l.strip_prefix("x-fuzz-case:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok());
                 if let Some(bytes) = case.and_then(|i| responses.get(i)) {
                     let _ = s.write_all(bytes).await;
                 }
@@ -248,7 +268,8 @@ pub async fn raw_in_pieces(addr: SocketAddr, request: &[u8], piece: usize) -> Op
 
 /// A GET with `Connection: close` and extra header lines.
 pub async fn get(addr: SocketAddr, target: &str, headers: &str) -> Reply {
-    let req = format!("GET {target} HTTP/1.1\r\nHost: sidecar\r\nConnection: close\r\n{headers}\r\n");
+    let req =
+        format!("GET {target} HTTP/1.1\r\nHost: sidecar\r\nConnection: close\r\n{headers}\r\n");
     raw(addr, req.as_bytes()).await.expect("the sidecar answered")
 }
 
@@ -260,7 +281,10 @@ pub fn parse_reply(buf: &[u8]) -> Option<Reply> {
     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
     let status = head.split(' ').nth(1)?.parse().ok()?;
     let reply = Reply { status, head, body: buf[end + 4..].to_vec() };
-    let body = match (reply.header("transfer-encoding"), reply.header("content-length").and_then(|l| l.parse::<usize>().ok())) {
+    let body = match (
+        reply.header("transfer-encoding"),
+        reply.header("content-length").and_then(|l| l.parse::<usize>().ok()),
+    ) {
         (Some(te), _) if te.eq_ignore_ascii_case("chunked") => dechunk(&reply.body),
         (_, Some(len)) => reply.body[..len.min(reply.body.len())].to_vec(),
         _ => reply.body.clone(),
@@ -271,7 +295,8 @@ pub fn parse_reply(buf: &[u8]) -> Option<Reply> {
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(i) = b.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..i]).unwrap_or("0").trim(), 16).unwrap_or(0);
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..i]).unwrap_or("0").trim(), 16)
+            .unwrap_or(0);
         if size == 0 || b.len() < i + 2 + size {
             break;
         }

@@ -10,7 +10,12 @@ fn run(text: &str, options: &Options) -> Report {
 }
 
 fn failures(report: &Report) -> Vec<(String, String)> {
-    report.checks.iter().filter(|c| c.status == Status::Fail).map(|c| (c.name.clone(), c.message.clone())).collect()
+    report
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Fail)
+        .map(|c| (c.name.clone(), c.message.clone()))
+        .collect()
 }
 
 fn with_prometheus(generated: &str) -> String {
@@ -22,7 +27,16 @@ fn generated_manifests_pass_every_link() {
     let report = run(&with_prometheus(GENERATED), &Options::default());
     assert_eq!(failures(&report), Vec::<(String, String)>::new());
     let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
-    for link in ["schema", "Prometheus selection", "Service selection", "Service port", "container port", "sidecar route", "Istio", "NetworkPolicy"] {
+    for link in [
+        "schema",
+        "Prometheus selection",
+        "Service selection",
+        "Service port",
+        "container port",
+        "sidecar route",
+        "Istio",
+        "NetworkPolicy",
+    ] {
         assert!(names.contains(&link), "no {link} check in {names:?}");
     }
 }
@@ -31,31 +45,53 @@ fn generated_manifests_pass_every_link() {
 fn missing_prometheus_is_a_warning_and_the_selector_flag_decides() {
     let report = run(GENERATED, &Options::default());
     assert!(!report.failed());
-    assert!(report.checks.iter().any(|c| c.status == Status::Warn && c.name == "Prometheus selection"));
-    let report = run(GENERATED, &Options { prometheus_selector: vec![("release".into(), "kube-prometheus-stack".into())] });
+    assert!(
+        report.checks.iter().any(|c| c.status == Status::Warn && c.name == "Prometheus selection")
+    );
+    let report = run(
+        GENERATED,
+        &Options { prometheus_selector: vec![("release".into(), "kube-prometheus-stack".into())] },
+    );
     let f = failures(&report);
-    assert!(f.iter().any(|(n, m)| n == "Prometheus selection" && m.contains("release=kube-prometheus-stack")), "{f:?}");
+    assert!(
+        f.iter().any(
+            |(n, m)| n == "Prometheus selection" && m.contains("release=kube-prometheus-stack")
+        ),
+        "{f:?}"
+    );
 }
 
 #[test]
 fn monitor_not_selected_by_prometheus() {
-    let text = with_prometheus(&GENERATED.replace("\"prometheus\": \"kube-prometheus\"", "\"prometheus\": \"other\""));
+    let text = with_prometheus(
+        &GENERATED.replace("\"prometheus\": \"kube-prometheus\"", "\"prometheus\": \"other\""),
+    );
     let f = failures(&run(&text, &Options::default()));
-    assert!(f.iter().any(|(n, m)| n == "Prometheus selection" && m.contains("do not match")), "{f:?}");
+    assert!(
+        f.iter().any(|(n, m)| n == "Prometheus selection" && m.contains("do not match")),
+        "{f:?}"
+    );
 }
 
 #[test]
 fn prometheus_without_namespace_selector_only_sees_its_own_namespace() {
-    let prom = PROMETHEUS.replace("  serviceMonitorNamespaceSelector: {}\n", "").replace("namespace: monitoring", "namespace: prom");
+    let prom = PROMETHEUS
+        .replace("  serviceMonitorNamespaceSelector: {}\n", "")
+        .replace("namespace: monitoring", "namespace: prom");
     let f = failures(&run(&format!("{GENERATED}---\n{prom}"), &Options::default()));
-    assert!(f.iter().any(|(n, m)| n == "Prometheus selection" && m.contains("does not admit namespace monitoring")), "{f:?}");
+    assert!(
+        f.iter().any(|(n, m)| n == "Prometheus selection"
+            && m.contains("does not admit namespace monitoring")),
+        "{f:?}"
+    );
 }
 
 #[test]
 fn service_labels_the_monitor_does_not_select() {
-    let text = with_prometheus(
-        &GENERATED.replace("    \"app\": \"argo-monitoring-service\"\n    \"app.kubernetes.io/managed-by\"", "    \"app.kubernetes.io/managed-by\""),
-    );
+    let text = with_prometheus(&GENERATED.replace(
+        "    \"app\": \"argo-monitoring-service\"\n    \"app.kubernetes.io/managed-by\"",
+        "    \"app.kubernetes.io/managed-by\"",
+    ));
     let report = run(&text, &Options::default());
     let c = report.checks.iter().find(|c| c.status == Status::Fail).unwrap();
     assert_eq!(c.name, "Service selection");
@@ -65,29 +101,50 @@ fn service_labels_the_monitor_does_not_select() {
 
 #[test]
 fn namespace_the_selector_does_not_admit() {
-    let text = with_prometheus(&GENERATED.replace("matchNames:\n      - \"tools\"", "matchNames:\n      - \"staging\""));
+    let text = with_prometheus(
+        &GENERATED.replace("matchNames:\n      - \"tools\"", "matchNames:\n      - \"staging\""),
+    );
     let report = run(&text, &Options::default());
     let c = report.checks.iter().find(|c| c.status == Status::Fail).unwrap();
-    assert!(c.fix.as_deref().unwrap().contains("namespace tools, which spec.namespaceSelector does not admit"), "{c:?}");
+    assert!(
+        c.fix
+            .as_deref()
+            .unwrap()
+            .contains("namespace tools, which spec.namespaceSelector does not admit"),
+        "{c:?}"
+    );
 }
 
 #[test]
 fn port_name_the_service_lacks() {
     let text = with_prometheus(&GENERATED.replace("- port: \"prometheus\"", "- port: \"metrics\""));
     let f = failures(&run(&text, &Options::default()));
-    assert!(f.iter().any(|(n, m)| n == "Service port" && m.contains("no port named metrics (ports: http, prometheus)")), "{f:?}");
+    assert!(
+        f.iter().any(|(n, m)| n == "Service port"
+            && m.contains("no port named metrics (ports: http, prometheus)")),
+        "{f:?}"
+    );
 }
 
 #[test]
 fn target_port_that_no_container_declares() {
-    let text = with_prometheus(&GENERATED.replace("      port: 9090\n      targetPort: 9090", "      port: 9090\n      targetPort: 9091"));
+    let text = with_prometheus(&GENERATED.replace(
+        "      port: 9090\n      targetPort: 9090",
+        "      port: 9090\n      targetPort: 9091",
+    ));
     let f = failures(&run(&text, &Options::default()));
-    assert!(f.iter().any(|(n, m)| n == "container port" && m.contains("no container declares port 9091")), "{f:?}");
+    assert!(
+        f.iter()
+            .any(|(n, m)| n == "container port" && m.contains("no container declares port 9091")),
+        "{f:?}"
+    );
 }
 
 #[test]
 fn metrics_port_still_captured_by_istio() {
-    let text = with_prometheus(&GENERATED.replace("        traffic.sidecar.istio.io/excludeInboundPorts: \"9090\"\n", ""));
+    let text = with_prometheus(
+        &GENERATED.replace("        traffic.sidecar.istio.io/excludeInboundPorts: \"9090\"\n", ""),
+    );
     let f = failures(&run(&text, &Options::default()));
     assert!(f.iter().any(|(n, m)| n == "Istio" && m.contains("STRICT mTLS")), "{f:?}");
     // A PeerAuthentication with the port PERMISSIVE mends it.
@@ -104,18 +161,32 @@ fn monitor_path_that_the_sidecar_does_not_route() {
 
 #[test]
 fn network_policy_that_blocks_prometheus() {
-    let text =
-        with_prometheus(&GENERATED.replace("\"kubernetes.io/metadata.name\": \"monitoring\"", "\"kubernetes.io/metadata.name\": \"elsewhere\""));
+    let text = with_prometheus(&GENERATED.replace(
+        "\"kubernetes.io/metadata.name\": \"monitoring\"",
+        "\"kubernetes.io/metadata.name\": \"elsewhere\"",
+    ));
     let f = failures(&run(&text, &Options::default()));
-    assert!(f.iter().any(|(n, m)| n == "NetworkPolicy" && m.contains("none admits port 9090")), "{f:?}");
+    assert!(
+        f.iter().any(|(n, m)| n == "NetworkPolicy" && m.contains("none admits port 9090")),
+        "{f:?}"
+    );
 }
 
 #[test]
 fn operator_rules_scrape_timeout_and_schema() {
-    let text = with_prometheus(&GENERATED.replace("interval: \"30s\"", "interval: \"30s\"\n      scrapeTimeout: \"1m\"\n      intervall: 5s"));
+    let text = with_prometheus(&GENERATED.replace(
+        "interval: \"30s\"",
+        "interval: \"30s\"\n      scrapeTimeout: \"1m\"\n      intervall: 5s",
+    ));
     let f = failures(&run(&text, &Options::default()));
-    assert!(f.iter().any(|(n, m)| n == "scrapeTimeout" && m.contains("drops this monitor")), "{f:?}");
-    assert!(f.iter().any(|(n, m)| n == "schema" && m.contains("intervall: unknown field")), "{f:?}");
+    assert!(
+        f.iter().any(|(n, m)| n == "scrapeTimeout" && m.contains("drops this monitor")),
+        "{f:?}"
+    );
+    assert!(
+        f.iter().any(|(n, m)| n == "schema" && m.contains("intervall: unknown field")),
+        "{f:?}"
+    );
 }
 
 #[test]
@@ -136,6 +207,10 @@ fn a_symlink_loop_is_walked_once_and_a_file_linked_twice_is_read_once() {
     std::os::unix::fs::symlink(dir.join("sub/objects.yaml"), dir.join("same.yaml")).unwrap();
     let objects = load(&[dir.display().to_string()], || unreachable!()).unwrap();
     let once = load(&["-".to_string()], || Ok(GENERATED.to_string())).unwrap();
-    assert_eq!(objects.docs.len(), once.docs.len(), "every object once, however many ways it is reachable");
+    assert_eq!(
+        objects.docs.len(),
+        once.docs.len(),
+        "every object once, however many ways it is reachable"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -10,17 +10,34 @@ fn fixture(name: &str) -> String {
 
 #[test]
 fn manifests_exit_0_when_every_link_holds_and_1_when_one_breaks() {
-    let out = Command::new(BIN).args(["manifests", &fixture("identity-service.yaml"), &fixture("prometheus.yaml")]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["manifests", &fixture("identity-service.yaml"), &fixture("prometheus.yaml")])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.lines().last().unwrap().ends_with("0 failed, 0 warnings"), "{text}");
 
-    let broken = std::env::temp_dir().join(format!("meshscrape-verify-broken-{}.yaml", std::process::id()));
-    let yaml = std::fs::read_to_string(fixture("identity-service.yaml")).unwrap().replace("- port: \"prometheus\"", "- port: \"metrics\"");
+    let broken =
+        std::env::temp_dir().join(format!("meshscrape-verify-broken-{}.yaml", std::process::id()));
+    let yaml = std::fs::read_to_string(fixture("identity-service.yaml"))
+        .unwrap()
+        .replace("- port: \"prometheus\"", "- port: \"metrics\"");
     std::fs::write(&broken, yaml).unwrap();
-    let out = Command::new(BIN).args(["manifests", "--output", "junit", broken.to_str().unwrap(), &fixture("prometheus.yaml")]).output().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "manifests",
+            "--output",
+            "junit",
+            broken.to_str().unwrap(),
+            &fixture("prometheus.yaml"),
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("<failure message=\"no port named metrics"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("<failure message=\"no port named metrics")
+    );
     std::fs::remove_file(broken).unwrap();
 }
 
@@ -29,7 +46,10 @@ fn unreadable_input_exits_2() {
     let out = Command::new(BIN).args(["manifests", "/no/such/file.yaml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/file.yaml"));
-    let out = Command::new(BIN).args(["manifests", "--prometheus-selector", "nolabel", &fixture("prometheus.yaml")]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["manifests", "--prometheus-selector", "nolabel", &fixture("prometheus.yaml")])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -41,7 +61,11 @@ fn help_snapshot() {
 
 /// A kubeconfig whose API server is `server`.
 fn kubeconfig(server: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("meshscrape-verify-kubeconfig-{}-{}", std::process::id(), server.len()));
+    let path = std::env::temp_dir().join(format!(
+        "meshscrape-verify-kubeconfig-{}-{}",
+        std::process::id(),
+        server.len()
+    ));
     let yaml = format!(
         "apiVersion: v1\nkind: Config\ncurrent-context: test\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: test\n  context: {{cluster: test, user: test}}\nusers:\n- name: test\n  user: {{token: not-a-real-token}}\n"
     );
@@ -54,18 +78,37 @@ fn cluster_exits_2_with_one_line_when_the_api_server_refuses_or_hangs() {
     // Refused: nothing listens.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let config = kubeconfig(&format!("https://{closed}"));
-    let out = Command::new(BIN).args(["cluster", "-n", "tools", "--service", "identity-service"]).env("KUBECONFIG", &config).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["cluster", "-n", "tools", "--service", "identity-service"])
+        .env("KUBECONFIG", &config)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.lines().last().unwrap().starts_with("meshscrape-verify: reading Service/tools/identity-service: "), "{err}");
+    assert!(
+        err.lines()
+            .last()
+            .unwrap()
+            .starts_with("meshscrape-verify: reading Service/tools/identity-service: "),
+        "{err}"
+    );
     assert!(out.stdout.is_empty());
 
     // Hangs: accepts the connection and never says a word; --request-timeout bounds it.
     let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let config = kubeconfig(&format!("https://{}:{}", "127.0.0.1", hung.local_addr().unwrap().port()));
+    let config =
+        kubeconfig(&format!("https://{}:{}", "127.0.0.1", hung.local_addr().unwrap().port()));
     let started = std::time::Instant::now();
     let out = Command::new(BIN)
-        .args(["cluster", "-n", "tools", "--service", "identity-service", "--request-timeout", "1s"])
+        .args([
+            "cluster",
+            "-n",
+            "tools",
+            "--service",
+            "identity-service",
+            "--request-timeout",
+            "1s",
+        ])
         .env("KUBECONFIG", &config)
         .output()
         .unwrap();
@@ -74,7 +117,11 @@ fn cluster_exits_2_with_one_line_when_the_api_server_refuses_or_hangs() {
     drop(hung);
 
     // A context that is not in the kubeconfig.
-    let out = Command::new(BIN).args(["cluster", "-n", "tools", "--service", "x", "--context", "prod"]).env("KUBECONFIG", &config).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["cluster", "-n", "tools", "--service", "x", "--context", "prod"])
+        .env("KUBECONFIG", &config)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("kubeconfig context prod"));
 }

@@ -56,7 +56,10 @@ impl World {
     fn answer(&self, method: &http::Method, uri: &http::Uri) -> (StatusCode, Value) {
         self.requests.lock().unwrap().push(format!("{method} {uri}"));
         let path = uri.path();
-        let rest = path.strip_prefix("/api/v1/").or_else(|| path.strip_prefix("/apis/").and_then(|p| p.splitn(3, '/').nth(2))).unwrap_or("");
+        let rest = path
+            .strip_prefix("/api/v1/")
+            .or_else(|| path.strip_prefix("/apis/").and_then(|p| p.splitn(3, '/').nth(2)))
+            .unwrap_or("");
         let segs: Vec<&str> = rest.split('/').collect();
         let (ns, plural_name, name) = match segs.as_slice() {
             ["namespaces", ns, p, rest @ ..] => (Some(*ns), *p, rest.first().copied()),
@@ -72,18 +75,30 @@ impl World {
             .unwrap_or_default();
         let mut found = self.objects.iter().filter(|o| {
             plural(o["kind"].as_str().unwrap_or("")) == plural_name
-                && ns.is_none_or(|ns| o.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns))
-                && name.is_none_or(|n| o.pointer("/metadata/name").and_then(Value::as_str) == Some(n))
+                && ns.is_none_or(|ns| {
+                    o.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns)
+                })
+                && name
+                    .is_none_or(|n| o.pointer("/metadata/name").and_then(Value::as_str) == Some(n))
                 && labels_match(o, &labels)
         });
         match name {
             Some(n) => match found.next().cloned() {
                 Some(o) => (StatusCode::OK, o),
-                None => (StatusCode::NOT_FOUND, status(404, "NotFound", &format!("{plural_name} \"{n}\" not found"))),
+                None => (
+                    StatusCode::NOT_FOUND,
+                    status(404, "NotFound", &format!("{plural_name} \"{n}\" not found")),
+                ),
             },
             None if self.forbidden.contains(&plural_name) => (
                 StatusCode::FORBIDDEN,
-                status(403, "Forbidden", &format!("{plural_name} is forbidden: User \"ci\" cannot list resource \"{plural_name}\"")),
+                status(
+                    403,
+                    "Forbidden",
+                    &format!(
+                        "{plural_name} is forbidden: User \"ci\" cannot list resource \"{plural_name}\""
+                    ),
+                ),
             ),
             None => {
                 // Items of a real list carry no apiVersion or kind.
@@ -94,7 +109,10 @@ impl World {
                         o
                     })
                     .collect();
-                (StatusCode::OK, json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}))
+                (
+                    StatusCode::OK,
+                    json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}),
+                )
             }
         }
     }
@@ -152,7 +170,11 @@ fn healthy() -> World {
 
 impl World {
     fn edit(&mut self, kind: &str, name: &str, f: impl FnOnce(&mut Value)) -> &mut Self {
-        f(self.objects.iter_mut().find(|o| o["kind"] == kind && o["metadata"]["name"] == name).unwrap_or_else(|| panic!("no {kind} {name}")));
+        f(self
+            .objects
+            .iter_mut()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}")));
         self
     }
 }
@@ -166,10 +188,17 @@ struct Stubs {
 }
 
 impl Connector for Stubs {
-    fn connect<'a>(&'a self, namespace: &'a str, pod: &'a str, port: u16) -> cluster::Connecting<'a> {
+    fn connect<'a>(
+        &'a self,
+        namespace: &'a str,
+        pod: &'a str,
+        port: u16,
+    ) -> cluster::Connecting<'a> {
         self.asked.lock().unwrap().push(format!("{namespace}/{pod}:{port}"));
         let addr = if pod.starts_with("prometheus-") { self.prom } else { self.sidecar };
-        Box::pin(async move { Ok(Box::new(TcpStream::connect(addr).await.map_err(|e| e.to_string())?) as Box<dyn Io>) })
+        Box::pin(async move {
+            Ok(Box::new(TcpStream::connect(addr).await.map_err(|e| e.to_string())?) as Box<dyn Io>)
+        })
     }
 }
 
@@ -177,7 +206,11 @@ impl Connector for Stubs {
 /// `job`.
 async fn stubs(sidecar_up: bool, job: &str) -> Arc<Stubs> {
     let sidecar = if sidecar_up {
-        http_server(vec![("/prometheus", "text/plain; version=0.0.4", SEED.into()), ("/readiness", "text/plain", "ok\n".into())]).await
+        http_server(vec![
+            ("/prometheus", "text/plain; version=0.0.4", SEED.into()),
+            ("/readiness", "text/plain", "ok\n".into()),
+        ])
+        .await
     } else {
         std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
     };
@@ -195,9 +228,19 @@ async fn http_server(answers: Vec<(&'static str, &'static str, String)>) -> Sock
                 let mut buf = vec![0u8; 8192];
                 let n = s.read(&mut buf).await.unwrap_or(0);
                 let head = String::from_utf8_lossy(&buf[..n]);
-                let path = head.split(' ').nth(1).unwrap_or("").split('?').next().unwrap_or("").to_string();
-                let (ct, body) =
-                    answers.iter().find(|(p, _, _)| *p == path).map(|(_, ct, b)| (*ct, b.clone())).unwrap_or(("text/plain", String::new()));
+                let path = head
+                    .split(' ')
+                    .nth(1)
+                    .unwrap_or("")
+                    .split('?')
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                let (ct, body) = answers
+                    .iter()
+                    .find(|(p, _, _)| *p == path)
+                    .map(|(_, ct, b)| (*ct, b.clone()))
+                    .unwrap_or(("text/plain", String::new()));
                 let status = if body.is_empty() { "404 Not Found" } else { "200 OK" };
                 let _ = s
                     .write_all(
@@ -216,7 +259,11 @@ fn options() -> cluster::Options {
         namespace: "tools".into(),
         service: "identity-service".into(),
         port_forward: true,
-        endpoint: endpoint::Options { timeout: Duration::from_secs(2), max_bytes: 1 << 20, probes: vec!["/readiness".into()] },
+        endpoint: endpoint::Options {
+            timeout: Duration::from_secs(2),
+            max_bytes: 1 << 20,
+            probes: vec!["/readiness".into()],
+        },
         ..Default::default()
     }
 }
@@ -251,16 +298,34 @@ async fn a_healthy_cluster_passes_every_link_and_is_only_read() {
         "exposition",
         "probe",
     ] {
-        assert!(find(&report, name).iter().any(|c| c.status == Status::Pass), "no passing {name} check:\n{}", text(&report));
+        assert!(
+            find(&report, name).iter().any(|c| c.status == Status::Pass),
+            "no passing {name} check:\n{}",
+            text(&report)
+        );
     }
-    assert!(find(&report, "EndpointSlices")[0].message.contains("1 of 1 endpoints ready on port prometheus (9090)"));
-    assert_eq!(find(&report, "status")[0].object.as_deref(), Some("pod/tools/identity-service-7d9f8-abcde:9090/prometheus"));
-    assert_eq!(*lb.asked.lock().unwrap(), ["tools/identity-service-7d9f8-abcde:9090", "tools/identity-service-7d9f8-abcde:9090"]);
-    let requests = world.requests.lock().unwrap();
-    assert!(requests.iter().all(|r| r.starts_with("GET ")), "the verifier wrote to the cluster: {requests:?}");
     assert!(
-        requests.iter().any(|r| r.contains("endpointslices?&labelSelector=kubernetes.io%2Fservice-name%3Didentity-service")
-            || r.contains("endpointslices?labelSelector=")),
+        find(&report, "EndpointSlices")[0]
+            .message
+            .contains("1 of 1 endpoints ready on port prometheus (9090)")
+    );
+    assert_eq!(
+        find(&report, "status")[0].object.as_deref(),
+        Some("pod/tools/identity-service-7d9f8-abcde:9090/prometheus")
+    );
+    assert_eq!(
+        *lb.asked.lock().unwrap(),
+        ["tools/identity-service-7d9f8-abcde:9090", "tools/identity-service-7d9f8-abcde:9090"]
+    );
+    let requests = world.requests.lock().unwrap();
+    assert!(
+        requests.iter().all(|r| r.starts_with("GET ")),
+        "the verifier wrote to the cluster: {requests:?}"
+    );
+    assert!(
+        requests.iter().any(|r| r.contains(
+            "endpointslices?&labelSelector=kubernetes.io%2Fservice-name%3Didentity-service"
+        ) || r.contains("endpointslices?labelSelector=")),
         "{requests:?}"
     );
 }
@@ -302,7 +367,11 @@ async fn a_missing_service_or_monitor_is_named() {
     o.service = "identiy-service".into();
     let report = cluster::check(&world.client(), &o, stubs(true, JOB).await).await.unwrap();
     assert_eq!(report.checks.len(), 1);
-    assert!(report.checks[0].message.contains("there is no Service/tools/identiy-service"), "{}", text(&report));
+    assert!(
+        report.checks[0].message.contains("there is no Service/tools/identiy-service"),
+        "{}",
+        text(&report)
+    );
 
     let mut world = healthy();
     world.edit("Service", "identity-service", |s| {
@@ -311,7 +380,8 @@ async fn a_missing_service_or_monitor_is_named() {
     let report = cluster::check(&world.client(), &options(), stubs(true, JOB).await).await.unwrap();
     let monitor = find(&report, "monitor");
     assert!(
-        monitor[0].status == Status::Fail && monitor[0].message.contains("none of the 1 ServiceMonitors and PodMonitors does"),
+        monitor[0].status == Status::Fail
+            && monitor[0].message.contains("none of the 1 ServiceMonitors and PodMonitors does"),
         "{}",
         text(&report)
     );
@@ -319,7 +389,13 @@ async fn a_missing_service_or_monitor_is_named() {
     let mut o = options();
     o.prometheus = Some(("monitoring".into(), "prometheus-operated".into()));
     let report = cluster::check(&world.client(), &o, stubs(true, JOB).await).await.unwrap();
-    assert!(find(&report, "Prometheus").iter().any(|c| c.status == Status::Warn && c.message.contains("no job to ask")), "{}", text(&report));
+    assert!(
+        find(&report, "Prometheus")
+            .iter()
+            .any(|c| c.status == Status::Warn && c.message.contains("no job to ask")),
+        "{}",
+        text(&report)
+    );
 }
 
 #[tokio::test]
@@ -335,20 +411,42 @@ async fn a_pod_monitor_is_followed_to_the_container_port_it_names() {
     });
     let mut o = options();
     o.prometheus = Some(("monitoring".into(), "prometheus-operated".into()));
-    let report = cluster::check(&world.client(), &o, stubs(true, "podMonitor/monitoring/argo-monitor/0").await).await.unwrap();
+    let report = cluster::check(
+        &world.client(),
+        &o,
+        stubs(true, "podMonitor/monitoring/argo-monitor/0").await,
+    )
+    .await
+    .unwrap();
     assert!(!report.failed(), "{}", text(&report));
-    for name in ["Prometheus selection", "workload selection", "container port", "sidecar route", "metrics container", "status", "probe"] {
-        assert!(find(&report, name).iter().any(|c| c.status == Status::Pass), "no passing {name} check:\n{}", text(&report));
+    for name in [
+        "Prometheus selection",
+        "workload selection",
+        "container port",
+        "sidecar route",
+        "metrics container",
+        "status",
+        "probe",
+    ] {
+        assert!(
+            find(&report, name).iter().any(|c| c.status == Status::Pass),
+            "no passing {name} check:\n{}",
+            text(&report)
+        );
     }
     // Prometheus scrapes pods directly for a PodMonitor, so the Service's slices are not checked,
     // and the job it is asked about is the PodMonitor's.
     assert!(find(&report, "EndpointSlices").is_empty(), "{}", text(&report));
     assert!(
-        find(&report, "targets").iter().any(|c| c.status == Status::Pass && c.object.as_deref() == Some("job podMonitor/monitoring/argo-monitor/0")),
+        find(&report, "targets").iter().any(|c| c.status == Status::Pass
+            && c.object.as_deref() == Some("job podMonitor/monitoring/argo-monitor/0")),
         "{}",
         text(&report)
     );
-    assert_eq!(find(&report, "status")[0].object.as_deref(), Some("pod/tools/identity-service-7d9f8-abcde:9090/prometheus"));
+    assert_eq!(
+        find(&report, "status")[0].object.as_deref(),
+        Some("pod/tools/identity-service-7d9f8-abcde:9090/prometheus")
+    );
 }
 
 #[tokio::test]
@@ -359,9 +457,18 @@ async fn checks_that_need_a_forbidden_list_are_skipped_not_failed() {
     let mut o = options();
     o.port = Some("prometheus".into());
     let report = cluster::check(&world.client(), &o, stubs(true, JOB).await).await.unwrap();
-    let warned: Vec<&str> = report.checks.iter().filter(|c| c.status == Status::Warn).map(|c| c.message.as_str()).collect();
+    let warned: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Warn)
+        .map(|c| c.message.as_str())
+        .collect();
     for plural in ["pods", "endpointslices", "servicemonitors"] {
-        assert!(warned.iter().any(|m| m.starts_with(&format!("may not list {plural} "))), "{}", text(&report));
+        assert!(
+            warned.iter().any(|m| m.starts_with(&format!("may not list {plural} "))),
+            "{}",
+            text(&report)
+        );
     }
     // What could not be read is not reported as broken.
     assert!(!report.failed(), "{}", text(&report));
@@ -377,17 +484,26 @@ async fn forbidden_lists_warn_and_a_refused_port_forward_fails() {
     o.prometheus = Some(("monitoring".into(), "prometheus-operated".into()));
     let report = cluster::check(&world.client(), &o, stubs(false, JOB).await).await.unwrap();
     let access = find(&report, "access");
-    assert!(access[0].status == Status::Warn && access[0].message.contains("may not list namespaces"), "{}", text(&report));
-    // The pod's port answers nothing: the scrape fails, naming the pod, not a local address.
-    let scrape = find(&report, "scrape");
     assert!(
-        scrape
-            .iter()
-            .any(|c| c.status == Status::Fail && c.object.as_deref().is_some_and(|o| o.starts_with("pod/tools/identity-service-7d9f8-abcde:9090"))),
+        access[0].status == Status::Warn && access[0].message.contains("may not list namespaces"),
         "{}",
         text(&report)
     );
-    assert!(!text(&report).contains("127.0.0.1"), "a local address leaked into the report:\n{}", text(&report));
+    // The pod's port answers nothing: the scrape fails, naming the pod, not a local address.
+    let scrape = find(&report, "scrape");
+    assert!(
+        scrape.iter().any(|c| c.status == Status::Fail
+            && c.object
+                .as_deref()
+                .is_some_and(|o| o.starts_with("pod/tools/identity-service-7d9f8-abcde:9090"))),
+        "{}",
+        text(&report)
+    );
+    assert!(
+        !text(&report).contains("127.0.0.1"),
+        "a local address leaked into the report:\n{}",
+        text(&report)
+    );
 }
 
 /// A Prometheus API that has one healthy target of `job` and three series for any query.
@@ -397,7 +513,11 @@ async fn prometheus_stub(job: &str) -> SocketAddr {
         "scrapePool": job, "scrapeUrl": "http://10.0.0.12:9090/prometheus", "globalUrl": "http://10.0.0.12:9090/prometheus",
         "lastError": "", "lastScrape": "2026-11-25T10:00:00Z", "lastScrapeDuration": 0.0021, "health": "up", "scrapeInterval": "30s", "scrapeTimeout": "10s"}], "droppedTargets": []}});
     let query = json!({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1764064800, "3"]}]}});
-    http_server(vec![("/api/v1/targets", "application/json", targets.to_string()), ("/api/v1/query", "application/json", query.to_string())]).await
+    http_server(vec![
+        ("/api/v1/targets", "application/json", targets.to_string()),
+        ("/api/v1/query", "application/json", query.to_string()),
+    ])
+    .await
 }
 
 #[tokio::test]
@@ -412,7 +532,9 @@ async fn prometheus_is_asked_through_its_own_port_forward() {
     assert_eq!(health[0].status, Status::Pass);
     assert!(find(&report, "metric")[0].message.contains("3 series"));
     assert!(
-        find(&report, "port-forward").iter().any(|c| c.object.as_deref() == Some("pod/monitoring/prometheus-kube-prometheus-0:9090")),
+        find(&report, "port-forward").iter().any(
+            |c| c.object.as_deref() == Some("pod/monitoring/prometheus-kube-prometheus-0:9090")
+        ),
         "{}",
         text(&report)
     );
@@ -438,52 +560,63 @@ async fn api_server(world: World, pods: BTreeMap<&'static str, SocketAddr>) -> S
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let (world, pods) = (world.clone(), pods.clone());
-            let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                let (world, pods) = (world.clone(), pods.clone());
-                async move {
-                    let segs: Vec<&str> = req.uri().path().split('/').collect();
-                    if segs.last() == Some(&"portforward") {
-                        world.requests.lock().unwrap().push(format!("{} {}", req.method(), req.uri()));
-                        let pod = segs[segs.len() - 2].to_string();
-                        let port: u16 = req
-                            .uri()
-                            .query()
-                            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("ports=")))
-                            .and_then(|p| p.parse().ok())
-                            .unwrap_or_else(|| panic!("{}", req.uri()));
-                        let key = req.headers()["sec-websocket-key"].as_bytes().to_vec();
-                        let upgrade = hyper::upgrade::on(&mut req);
-                        let target = pods.get(pod.as_str()).copied();
-                        tokio::spawn(async move {
-                            let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
-                                TokioIo::new(upgrade.await.unwrap()),
-                                tokio_tungstenite::tungstenite::protocol::Role::Server,
-                                None,
-                            )
-                            .await;
-                            forward_ws(ws, port, target).await;
-                        });
-                        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
-                        let resp = Response::builder()
-                            .status(StatusCode::SWITCHING_PROTOCOLS)
-                            .header("upgrade", "websocket")
-                            .header("connection", "Upgrade")
-                            .header("sec-websocket-accept", accept)
-                            .header("sec-websocket-protocol", "v4.channel.k8s.io")
-                            .body(http_body_util::Full::new(bytes::Bytes::new()))
-                            .unwrap();
-                        return Ok::<_, std::convert::Infallible>(resp);
+            let service =
+                hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                    let (world, pods) = (world.clone(), pods.clone());
+                    async move {
+                        let segs: Vec<&str> = req.uri().path().split('/').collect();
+                        if segs.last() == Some(&"portforward") {
+                            world.requests.lock().unwrap().push(format!(
+                                "{} {}",
+                                req.method(),
+                                req.uri()
+                            ));
+                            let pod = segs[segs.len() - 2].to_string();
+                            let port: u16 = req
+                                .uri()
+                                .query()
+                                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("ports=")))
+                                .and_then(|p| p.parse().ok())
+                                .unwrap_or_else(|| panic!("{}", req.uri()));
+                            let key = req.headers()["sec-websocket-key"].as_bytes().to_vec();
+                            let upgrade = hyper::upgrade::on(&mut req);
+                            let target = pods.get(pod.as_str()).copied();
+                            tokio::spawn(async move {
+                                let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                                    TokioIo::new(upgrade.await.unwrap()),
+                                    tokio_tungstenite::tungstenite::protocol::Role::Server,
+                                    None,
+                                )
+                                .await;
+                                forward_ws(ws, port, target).await;
+                            });
+                            let accept =
+                                tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
+                            let resp = Response::builder()
+                                .status(StatusCode::SWITCHING_PROTOCOLS)
+                                .header("upgrade", "websocket")
+                                .header("connection", "Upgrade")
+                                .header("sec-websocket-accept", accept)
+                                .header("sec-websocket-protocol", "v4.channel.k8s.io")
+                                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                                .unwrap();
+                            return Ok::<_, std::convert::Infallible>(resp);
+                        }
+                        let (code, body) = world.answer(req.method(), req.uri());
+                        Ok(Response::builder()
+                            .status(code)
+                            .header("content-type", "application/json")
+                            .body(http_body_util::Full::new(bytes::Bytes::from(
+                                serde_json::to_vec(&body).unwrap(),
+                            )))
+                            .unwrap())
                     }
-                    let (code, body) = world.answer(req.method(), req.uri());
-                    Ok(Response::builder()
-                        .status(code)
-                        .header("content-type", "application/json")
-                        .body(http_body_util::Full::new(bytes::Bytes::from(serde_json::to_vec(&body).unwrap())))
-                        .unwrap())
-                }
-            });
+                });
             tokio::spawn(async move {
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades().await;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
             });
         }
     });
@@ -502,7 +635,9 @@ async fn forward_ws<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     let _ = sink.send(Message::binary(vec![0, p[0], p[1]])).await;
     let _ = sink.send(Message::binary(vec![1, p[0], p[1]])).await;
     let Some(target) = target else {
-        let _ = sink.send(Message::binary(b"\x01error forwarding port: connection refused".to_vec())).await;
+        let _ = sink
+            .send(Message::binary(b"\x01error forwarding port: connection refused".to_vec()))
+            .await;
         let _ = sink.send(Message::Close(None)).await;
         return;
     };
@@ -510,7 +645,9 @@ async fn forward_ws<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     let up = async move {
         while let Some(Ok(msg)) = source.next().await {
             let go_on = match msg {
-                Message::Binary(b) if b.len() > 1 && b[0] == 0 => to_pod.write_all(&b[1..]).await.is_ok(),
+                Message::Binary(b) if b.len() > 1 && b[0] == 0 => {
+                    to_pod.write_all(&b[1..]).await.is_ok()
+                }
                 m => !m.is_close(),
             };
             if !go_on {
@@ -537,7 +674,11 @@ async fn forward_ws<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
 }
 
 fn kubeconfig(server: SocketAddr) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("meshscrape-verify-cluster-{}-{}", std::process::id(), server.port()));
+    let path = std::env::temp_dir().join(format!(
+        "meshscrape-verify-cluster-{}-{}",
+        std::process::id(),
+        server.port()
+    ));
     let yaml = format!(
         "apiVersion: v1\nkind: Config\ncurrent-context: kind-test\nclusters:\n- name: test\n  cluster: {{server: \"http://{server}\"}}\ncontexts:\n- name: kind-test\n  context: {{cluster: test, user: test}}\nusers:\n- name: test\n  user: {{token: t}}\n"
     );
@@ -550,12 +691,36 @@ async fn the_binary_walks_a_cluster_over_http_and_scrapes_through_real_port_forw
     let world = healthy();
     let stubs = stubs(true, JOB).await;
     let (sidecar, prom) = (stubs.sidecar, stubs.prom);
-    let api = api_server(world.clone(), BTreeMap::from([("identity-service-7d9f8-abcde", sidecar), ("prometheus-kube-prometheus-0", prom)])).await;
+    let api = api_server(
+        world.clone(),
+        BTreeMap::from([
+            ("identity-service-7d9f8-abcde", sidecar),
+            ("prometheus-kube-prometheus-0", prom),
+        ]),
+    )
+    .await;
     let config = kubeconfig(api);
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_meshscrape-verify"))
-            .args(["cluster", "-n", "tools", "--service", "identity-service", "--context", "kind-test", "--probe", "/readiness"])
-            .args(["--prometheus", "monitoring/prometheus-operated", "--expect-metric", "com_hybris_isAlive_count", "--output", "json"])
+            .args([
+                "cluster",
+                "-n",
+                "tools",
+                "--service",
+                "identity-service",
+                "--context",
+                "kind-test",
+                "--probe",
+                "/readiness",
+            ])
+            .args([
+                "--prometheus",
+                "monitoring/prometheus-operated",
+                "--expect-metric",
+                "com_hybris_isAlive_count",
+                "--output",
+                "json",
+            ])
             .env("KUBECONFIG", &config)
             .output()
             .unwrap()
@@ -566,21 +731,31 @@ async fn the_binary_walks_a_cluster_over_http_and_scrapes_through_real_port_forw
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_str(&stdout).unwrap();
     let passed = |name: &str, object: &str| {
-        report["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["name"] == name && c["status"] == "pass" && c["object"].as_str().is_some_and(|o| o.starts_with(object)))
+        report["checks"].as_array().unwrap().iter().any(|c| {
+            c["name"] == name
+                && c["status"] == "pass"
+                && c["object"].as_str().is_some_and(|o| o.starts_with(object))
+        })
     };
     assert!(passed("status", "pod/tools/identity-service-7d9f8-abcde:9090/prometheus"), "{stdout}");
     assert!(passed("probe", "pod/tools/identity-service-7d9f8-abcde:9090/readiness"), "{stdout}");
     assert!(passed("health", "http://10.0.0.12:9090/prometheus"), "{stdout}");
     assert!(passed("metric", "job serviceMonitor/monitoring/argo-monitor/0"), "{stdout}");
     // Progress went to stderr, one line per slow step.
-    assert!(String::from_utf8_lossy(&out.stderr).contains("port-forwarding pod/tools/identity-service-7d9f8-abcde:9090"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("port-forwarding pod/tools/identity-service-7d9f8-abcde:9090")
+    );
     let requests = world.requests.lock().unwrap();
     assert!(requests.iter().all(|r| r.starts_with("GET ")), "{requests:?}");
-    assert_eq!(requests.iter().filter(|r| r.contains("/portforward?") && r.ends_with("ports=9090")).count(), 4, "{requests:?}");
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.contains("/portforward?") && r.ends_with("ports=9090"))
+            .count(),
+        4,
+        "{requests:?}"
+    );
 }
 
 #[tokio::test]
@@ -588,6 +763,9 @@ async fn the_binary_walks_a_cluster_over_http_and_scrapes_through_real_port_forw
 async fn a_real_cluster_with_the_example_applied() {
     // kubectl apply the output of `meshscrape-gen --config examples/identity-service.yaml` first.
     let client = kube::Client::try_default().await.expect("a kubeconfig");
-    let report = cluster::check(&client, &options(), Arc::new(cluster::PortForward(client.clone()))).await.unwrap();
+    let report =
+        cluster::check(&client, &options(), Arc::new(cluster::PortForward(client.clone())))
+            .await
+            .unwrap();
     assert!(!report.failed(), "{}", text(&report));
 }

@@ -27,12 +27,13 @@ http_seconds_count 2
 up 1
 "#;
 
-const OPENMETRICS: &str =
-    "# TYPE build info\nbuild_info{version=\"1.0\"} 1\n# TYPE req counter\nreq_total 3 # {trace_id=\"a\"} 1 1.5\nreq_created 1.7e9\n# EOF\n";
+const OPENMETRICS: &str = "# TYPE build info\nbuild_info{version=\"1.0\"} 1\n# TYPE req counter\nreq_total 3 # {trace_id=\"a\"} 1 1.5\nreq_created 1.7e9\n# EOF\n";
 
 /// Pieces that exposition parsers trip on.
-const TOKENS: &[&str] =
-    &["{", "}", "\"", "\\", ",", "=", " ", "\t", "\r", "\n", "#", "# EOF\n", "# TYPE ", "_bucket", "le=", "1e309", "-", "\u{0}", "é", "🦀"];
+const TOKENS: &[&str] = &[
+    "{", "}", "\"", "\\", ",", "=", " ", "\t", "\r", "\n", "#", "# EOF\n", "# TYPE ", "_bucket",
+    "le=", "1e309", "-", "\u{0}", "é", "🦀",
+];
 
 fn mutations(valid: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -74,27 +75,42 @@ fn mangled_scrape_bodies_never_panic_the_parser_and_errors_stay_one_short_line()
         for body in mutations(valid) {
             cases += 1;
             match catch_unwind(AssertUnwindSafe(|| parse(&body, openmetrics))) {
-                Err(_) => failures.push(format!("panicked on {:?}", body.escape_debug().to_string())),
+                Err(_) => {
+                    failures.push(format!("panicked on {:?}", body.escape_debug().to_string()))
+                }
                 Ok(Err(e)) => {
                     rejected += 1;
                     let message = e.to_string();
                     if message.contains('\n') || message.len() > 300 || e.line == 0 {
-                        failures.push(format!("unreadable error ({} chars): {:.300}", message.len(), message.escape_debug()));
+                        failures.push(format!(
+                            "unreadable error ({} chars): {:.300}",
+                            message.len(),
+                            message.escape_debug()
+                        ));
                     }
                 }
                 Ok(Ok(_)) => {}
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {cases} bodies failed; the first:\n{}", failures.len(), failures[..failures.len().min(5)].join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} bodies failed; the first:\n{}",
+        failures.len(),
+        failures[..failures.len().min(5)].join("\n")
+    );
     assert!(rejected > cases / 10 && rejected < cases, "rejected {rejected} of {cases}");
 }
 
 /// Every JSON pointer in `v`.
 fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
     match v {
-        Value::Object(m) => m.iter().for_each(|(k, c)| pointers(c, format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")), out)),
-        Value::Array(a) => a.iter().enumerate().for_each(|(i, c)| pointers(c, format!("{at}/{i}"), out)),
+        Value::Object(m) => m.iter().for_each(|(k, c)| {
+            pointers(c, format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")), out)
+        }),
+        Value::Array(a) => {
+            a.iter().enumerate().for_each(|(i, c)| pointers(c, format!("{at}/{i}"), out))
+        }
         _ => {}
     }
     out.push(at);
@@ -130,11 +146,19 @@ fn edited(docs: &[Value], doc: usize, pointer: &str, with: Option<&Value>) -> Ve
 
 #[test]
 fn manifests_with_any_field_of_the_wrong_type_or_missing_never_panic_and_report_readably() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/identity-service.yaml")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/identity-service.yaml"
+    ))
+    .unwrap();
     let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
     let options = Options::default();
     let clean = check(&Objects::from_values(docs.clone()), &options);
-    assert!(!clean.failed(), "the unmutated example must pass:\n{}", clean.render(Format::Human, false));
+    assert!(
+        !clean.failed(),
+        "the unmutated example must pass:\n{}",
+        clean.render(Format::Human, false)
+    );
     let hostile = [
         Value::Null,
         Value::from(""),
@@ -158,9 +182,13 @@ fn manifests_with_any_field_of_the_wrong_type_or_missing_never_panic_and_report_
             for with in hostile.iter().map(Some).chain([None]) {
                 cases += 1;
                 let input = edited(&docs, d, &pointer, with);
-                let shown = with.map_or("(removed)".into(), |v| v.to_string().chars().take(40).collect::<String>());
+                let shown = with.map_or("(removed)".into(), |v| {
+                    v.to_string().chars().take(40).collect::<String>()
+                });
                 let what = format!("document {d} {pointer} = {shown}");
-                let Ok(report) = catch_unwind(AssertUnwindSafe(|| check(&Objects::from_values(input), &options))) else {
+                let Ok(report) = catch_unwind(AssertUnwindSafe(|| {
+                    check(&Objects::from_values(input), &options)
+                })) else {
                     failures.push(format!("{what}: check panicked"));
                     continue;
                 };
@@ -173,8 +201,15 @@ fn manifests_with_any_field_of_the_wrong_type_or_missing_never_panic_and_report_
                         c.object.as_deref().unwrap_or(""),
                         c.field.as_deref().unwrap_or("")
                     );
-                    if c.message.is_empty() || c.fix.as_deref().is_none_or(str::is_empty) || line.contains('\n') {
-                        failures.push(format!("{what}: unreadable finding ({} chars): {:.400}", line.len(), line.escape_debug()));
+                    if c.message.is_empty()
+                        || c.fix.as_deref().is_none_or(str::is_empty)
+                        || line.contains('\n')
+                    {
+                        failures.push(format!(
+                            "{what}: unreadable finding ({} chars): {:.400}",
+                            line.len(),
+                            line.escape_debug()
+                        ));
                     }
                 }
                 if serde_json::from_str::<Value>(&report.render(Format::Json, false)).is_err() {
@@ -183,7 +218,12 @@ fn manifests_with_any_field_of_the_wrong_type_or_missing_never_panic_and_report_
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {cases} cases failed; the first:\n{}", failures.len(), failures[..failures.len().min(8)].join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases failed; the first:\n{}",
+        failures.len(),
+        failures[..failures.len().min(8)].join("\n")
+    );
     // Many fields (resources, security context, managed-by labels) are no link in the scrape chain,
     // so only some edits must fail; about a fifth do. Far fewer would mean the checks are not
     // reading the input.

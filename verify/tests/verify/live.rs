@@ -39,10 +39,16 @@ fn opts() -> endpoint::Options {
 }
 
 fn fail_message(report: &meshscrape_verify::report::Report) -> String {
-    report.checks.iter().find(|c| c.status == Status::Fail).map(|c| c.message.clone()).unwrap_or_default()
+    report
+        .checks
+        .iter()
+        .find(|c| c.status == Status::Fail)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
 }
 
-const SEED: &str = "# TYPE x_isAlive summary\nx_isAlive{quantile=\"0.5\",} 1.353475E-4\nx_isAlive_count 50598.0\n";
+const SEED: &str =
+    "# TYPE x_isAlive summary\nx_isAlive{quantile=\"0.5\",} 1.353475E-4\nx_isAlive_count 50598.0\n";
 
 #[tokio::test]
 async fn a_good_exposition_passes_and_counts_families() {
@@ -110,15 +116,25 @@ async fn probes_must_answer_200() {
     let o = endpoint::Options { probes: vec!["/readiness".into()], ..opts() };
     let r = endpoint::check(&format!("{url}/prometheus"), &o).await;
     assert!(
-        r.checks.iter().any(|c| c.name == "probe" && c.status == Status::Pass && c.object.as_deref() == Some(&format!("{url}/readiness")[..])),
+        r.checks.iter().any(|c| c.name == "probe"
+            && c.status == Status::Pass
+            && c.object.as_deref() == Some(&format!("{url}/readiness")[..])),
         "{r:?}"
     );
 }
 
 #[tokio::test]
 async fn a_prometheus_that_answers_html_is_a_clear_failure() {
-    let url = serve(ok("<!doctype html><title>Grafana</title>", "text/html; charset=utf-8"), false).await;
-    let o = prometheus::Options { job: "x".into(), timeout: Duration::from_secs(2), ..Default::default() };
+    let url =
+        serve(ok("<!doctype html><title>Grafana</title>", "text/html; charset=utf-8"), false).await;
+    let o = prometheus::Options {
+        job: "x".into(),
+        timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
     let r = prometheus::check(&url, &o).await;
-    assert!(fail_message(&r).contains("not JSON; is --url the Prometheus server's base URL"), "{r:?}");
+    assert!(
+        fail_message(&r).contains("not JSON; is --url the Prometheus server's base URL"),
+        "{r:?}"
+    );
 }
