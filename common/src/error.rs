@@ -54,12 +54,12 @@ pub(crate) struct Sourced<T> {
 pub(crate) struct Problems(pub Vec<Problem>);
 
 impl Problems {
-    pub fn push(&mut self, origin: Origin, field: &str, message: String) {
+    pub(crate) fn push(&mut self, origin: Origin, field: &str, message: String) {
         self.0.push(Problem { origin, field: field.to_string(), message });
     }
 
     /// Runs `f` on the value; records a problem where it came from on failure.
-    pub fn check<T, U>(
+    pub(crate) fn check<T, U>(
         &mut self,
         field: &str,
         v: Sourced<T>,

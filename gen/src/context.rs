@@ -26,7 +26,7 @@ fn merged(
 }
 
 /// The template context for one namespace.
-pub fn context(c: &AppConfig, namespace: &str) -> Value {
+pub(crate) fn context(c: &AppConfig, namespace: &str) -> Value {
     let common = BTreeMap::from([
         ("app.kubernetes.io/name".to_string(), c.name.clone()),
         ("app.kubernetes.io/managed-by".to_string(), "meshscrape-gen".to_string()),

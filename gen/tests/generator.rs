@@ -6,5 +6,5 @@ mod generator {
     mod fuzz;
     mod inject;
     mod options;
-    pub mod support;
+    pub(crate) mod support;
 }

@@ -335,12 +335,12 @@ impl Limit {
     }
 
     /// A slot now, or `None` at the limit.
-    pub fn try_take(&self) -> Option<OwnedSemaphorePermit> {
+    pub(crate) fn try_take(&self) -> Option<OwnedSemaphorePermit> {
         self.permits.clone().try_acquire_owned().ok()
     }
 
     /// A slot, waiting for one at the limit.
-    pub async fn take(&self) -> OwnedSemaphorePermit {
+    pub(crate) async fn take(&self) -> OwnedSemaphorePermit {
         // The semaphore is never closed, so acquiring cannot fail.
         self.permits
             .clone()
@@ -349,7 +349,7 @@ impl Limit {
             .unwrap_or_else(|_| unreachable!("the semaphore is never closed"))
     }
 
-    pub fn in_use(&self) -> usize {
+    pub(crate) fn in_use(&self) -> usize {
         self.max - self.permits.available_permits()
     }
 }

@@ -6,5 +6,5 @@ mod proxy {
     mod fuzz;
     mod hostile;
     mod lifecycle;
-    pub mod support;
+    pub(crate) mod support;
 }

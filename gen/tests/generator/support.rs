@@ -7,26 +7,26 @@ use meshscrape_gen::templates::Templates;
 use meshscrape_gen::{Rendered, render};
 use serde_json::Value;
 
-pub fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-pub fn example() -> PathBuf {
+pub(crate) fn example() -> PathBuf {
     root().join("examples/identity-service.yaml")
 }
 
 /// The example with `edit` applied to its text.
-pub fn config_with(edit: impl FnOnce(String) -> String) -> AppConfig {
+pub(crate) fn config_with(edit: impl FnOnce(String) -> String) -> AppConfig {
     let text = edit(std::fs::read_to_string(example()).unwrap());
     AppConfig::from_yaml(Path::new("edited.yaml"), &text).unwrap_or_else(|e| panic!("{e}"))
 }
 
-pub fn render_config(config: &AppConfig) -> Vec<Rendered> {
+pub(crate) fn render_config(config: &AppConfig) -> Vec<Rendered> {
     render(config, &Templates::load(None).unwrap()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The CRDs copied from prometheus-operator 0.93.0 and Istio into schemas/.
-pub fn crds() -> Vec<Value> {
+pub(crate) fn crds() -> Vec<Value> {
     let mut out = Vec::new();
     for f in [
         "monitoring.coreos.com_servicemonitors.yaml",
@@ -39,6 +39,6 @@ pub fn crds() -> Vec<Value> {
     out
 }
 
-pub fn value(r: &Rendered) -> Value {
+pub(crate) fn value(r: &Rendered) -> Value {
     serde_saphyr::from_str(&r.text).unwrap()
 }

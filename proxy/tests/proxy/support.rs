@@ -12,14 +12,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 /// A sidecar served in this process on 127.0.0.1:0.
-pub struct Sidecar {
+pub(crate) struct Sidecar {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     pub done: tokio::task::JoinHandle<server::Drain>,
 }
 
 impl Sidecar {
-    pub async fn start(mut overrides: ProxyOverrides) -> Sidecar {
+    pub(crate) async fn start(mut overrides: ProxyOverrides) -> Sidecar {
         overrides.listen.get_or_insert("127.0.0.1:0".into());
         let config = ProxyConfig::load(None, &overrides).expect("test config is valid");
         let listener = TcpListener::bind(config.listen).await.unwrap();
@@ -37,12 +37,12 @@ impl Sidecar {
     }
 
     /// A sidecar whose routes all go to `upstream`.
-    pub async fn to(upstream: SocketAddr, routes: &[&str]) -> Sidecar {
+    pub(crate) async fn to(upstream: SocketAddr, routes: &[&str]) -> Sidecar {
         Sidecar::to_with(upstream, routes, ProxyOverrides::default()).await
     }
 
     /// `to`, with the other settings taken from `overrides`.
-    pub async fn to_with(
+    pub(crate) async fn to_with(
         upstream: SocketAddr,
         routes: &[&str],
         overrides: ProxyOverrides,
@@ -55,7 +55,7 @@ impl Sidecar {
         .await
     }
 
-    pub fn shutdown(&mut self) {
+    pub(crate) fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -64,7 +64,7 @@ impl Sidecar {
 
 /// What a scripted upstream does with each request head it reads.
 #[derive(Clone)]
-pub enum Script {
+pub(crate) enum Script {
     /// 200 with this body and a Content-Length; keeps the connection open for more.
     Body(&'static str),
     /// Like `Body`, but closes the connection right after, without saying so (no
@@ -91,7 +91,7 @@ pub enum Script {
 }
 
 /// A loopback upstream that follows a script and records every request head it read.
-pub struct Upstream {
+pub(crate) struct Upstream {
     pub addr: SocketAddr,
     pub heads: Arc<Mutex<Vec<String>>>,
     /// Connections accepted so far.
@@ -99,7 +99,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub async fn start(script: Script) -> Upstream {
+    pub(crate) async fn start(script: Script) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let heads = Arc::new(Mutex::new(Vec::new()));
@@ -115,7 +115,7 @@ impl Upstream {
         Upstream { addr, heads, accepted }
     }
 
-    pub fn heads(&self) -> Vec<String> {
+    pub(crate) fn heads(&self) -> Vec<String> {
         self.heads.lock().unwrap().clone()
     }
 }
@@ -208,7 +208,7 @@ async fn serve_script(mut s: TcpStream, script: Script, seen: Arc<Mutex<Vec<Stri
 }
 
 /// Text shaped like the seed's Dropwizard summaries, exactly `n` bytes.
-pub fn exposition(n: usize) -> String {
+pub(crate) fn exposition(n: usize) -> String {
     let line = "com_example_Endpoint_handle{quantile=\"0.99\",} 4.1210555000000096E-4\n";
     line.repeat(n / line.len() + 1)[..n].to_string()
 }
@@ -227,18 +227,18 @@ async fn read_head<R: AsyncRead + Unpin>(r: &mut R) -> Option<String> {
 
 /// A parsed response from the raw client.
 #[derive(Debug)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: u16,
     pub head: String,
     pub body: Vec<u8>,
 }
 
 impl Reply {
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    pub fn header(&self, name: &str) -> Option<String> {
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
         self.head.lines().skip(1).find_map(|l| {
             let (k, v) = l.split_once(':')?;
             k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
@@ -248,12 +248,12 @@ impl Reply {
 
 /// Sends raw bytes, reads until the server closes (or 10 s pass), and parses one response.
 /// `None` when the server closed without answering.
-pub async fn raw(addr: SocketAddr, request: &[u8]) -> Option<Reply> {
+pub(crate) async fn raw(addr: SocketAddr, request: &[u8]) -> Option<Reply> {
     raw_in_pieces(addr, request, request.len().max(1)).await
 }
 
 /// `raw`, with the request written `piece` bytes at a time, 2 ms apart.
-pub async fn raw_in_pieces(addr: SocketAddr, request: &[u8], piece: usize) -> Option<Reply> {
+pub(crate) async fn raw_in_pieces(addr: SocketAddr, request: &[u8], piece: usize) -> Option<Reply> {
     let mut s = TcpStream::connect(addr).await.unwrap();
     for (i, bytes) in request.chunks(piece).enumerate() {
         if i > 0 {
@@ -267,7 +267,7 @@ pub async fn raw_in_pieces(addr: SocketAddr, request: &[u8], piece: usize) -> Op
 }
 
 /// A GET with `Connection: close` and extra header lines.
-pub async fn get(addr: SocketAddr, target: &str, headers: &str) -> Reply {
+pub(crate) async fn get(addr: SocketAddr, target: &str, headers: &str) -> Reply {
     let req =
         format!("GET {target} HTTP/1.1\r\nHost: sidecar\r\nConnection: close\r\n{headers}\r\n");
     raw(addr, req.as_bytes()).await.expect("the sidecar answered")
@@ -275,7 +275,7 @@ pub async fn get(addr: SocketAddr, target: &str, headers: &str) -> Reply {
 
 /// The first response in `buf`: its head, and the body its framing gives (what arrived of it).
 /// `None` when `buf` holds no complete head with a status.
-pub fn parse_reply(buf: &[u8]) -> Option<Reply> {
+pub(crate) fn parse_reply(buf: &[u8]) -> Option<Reply> {
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     // Field values may carry obs-text (bytes over 0x7f), which a proxy passes on as they are.
     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
