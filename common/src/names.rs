@@ -112,51 +112,6 @@ pub fn quantity(s: &str) -> Result<(), String> {
     }
 }
 
-/// A Prometheus duration (`30s`, `1m30s`, `500ms`), as prometheus-operator's CRDs accept it.
-/// Returns milliseconds, to compare an interval with a scrape timeout.
-pub fn prometheus_duration(s: &str) -> Result<u64, String> {
-    let bad = || {
-        format!(
-            "`{s}` is not a Prometheus duration; write it as 30s, 1m or 1m30s (units ms, s, m, h, d, w, y)"
-        )
-    };
-    if s.is_empty() {
-        return Err(bad());
-    }
-    if s == "0" {
-        return Ok(0);
-    }
-    let units: [(&str, u64); 7] = [
-        ("y", 31_536_000_000),
-        ("w", 604_800_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-        ("ms", 1),
-    ];
-    let mut rest = s;
-    let mut total: u64 = 0;
-    let mut next_unit = 0;
-    while !rest.is_empty() {
-        let n_end = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let n: u64 = rest[..n_end].parse().map_err(|_| bad())?;
-        rest = &rest[n_end..];
-        // Units must come in order, largest first, each at most once; "ms" before "m".
-        let (i, (unit, ms)) = units
-            .iter()
-            .enumerate()
-            .skip(next_unit)
-            .filter(|(_, (u, _))| rest.starts_with(u) && !(*u == "m" && rest.starts_with("ms")))
-            .min_by_key(|(i, _)| *i)
-            .ok_or_else(bad)?;
-        rest = &rest[unit.len()..];
-        total = total.checked_add(n.checked_mul(*ms).ok_or_else(bad)?).ok_or_else(bad)?;
-        next_unit = i + 1;
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,18 +155,6 @@ mod tests {
         }
         for bad in ["", "10MB", "ten", "1.2.3", "5 Mi"] {
             assert!(quantity(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn prometheus_durations() {
-        assert_eq!(prometheus_duration("30s"), Ok(30_000));
-        assert_eq!(prometheus_duration("1m30s"), Ok(90_000));
-        assert_eq!(prometheus_duration("500ms"), Ok(500));
-        assert_eq!(prometheus_duration("1h1m1s1ms"), Ok(3_661_001));
-        assert_eq!(prometheus_duration("0"), Ok(0));
-        for bad in ["", "30", "1.5s", "s", "30s1m", "1m1m", "30 s", "-1s"] {
-            assert!(prometheus_duration(bad).is_err(), "{bad}");
         }
     }
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use meshscrape_common::AppConfig;
 use meshscrape_common::crd::ServiceMonitor;
+use meshscrape_common::operator::{self, MonitorKind};
 use meshscrape_gen::objects::Object;
 use meshscrape_gen::templates::Templates;
 use meshscrape_verify::prometheus;
@@ -81,10 +82,11 @@ impl Example {
     pub fn job(&self) -> ScrapeJob {
         let endpoint = &self.monitor.spec.endpoints[0];
         ScrapeJob {
-            name: format!(
-                "serviceMonitor/{}/{}/0",
+            name: operator::scrape_pool(
+                MonitorKind::ServiceMonitor,
                 self.monitor.metadata.namespace.as_deref().unwrap_or("default"),
-                self.monitor.metadata.name.as_deref().unwrap_or_default()
+                self.monitor.metadata.name.as_deref().unwrap_or_default(),
+                0,
             ),
             path: endpoint.path.clone().unwrap_or_else(|| "/metrics".into()),
             scheme: endpoint.scheme.clone().unwrap_or_else(|| "http".into()),

@@ -223,7 +223,5 @@ async fn kube_client(context: Option<&str>, timeout: Duration) -> Result<kube::C
 }
 
 fn duration(flag: &str, text: &str) -> Result<Duration, String> {
-    meshscrape_common::names::prometheus_duration(text)
-        .map(Duration::from_millis)
-        .map_err(|e| format!("{flag} {text}: {e}"))
+    meshscrape_common::duration::parse(text).map_err(|e| format!("{flag} {text}: {e}"))
 }

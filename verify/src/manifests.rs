@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use meshscrape_common::schema::{crd_schema, validate};
-use meshscrape_common::{ProxyConfig, ProxyOverrides, names};
+use meshscrape_common::{ProxyConfig, ProxyOverrides, duration};
 use serde_json::{Map, Value};
 
 use crate::report::{Check, Report};
@@ -241,7 +241,7 @@ fn check_monitor(
         let field = format!("spec.{endpoints_field}[{i}]");
         let interval = e.get("interval").and_then(Value::as_str);
         let timeout = e.get("scrapeTimeout").and_then(Value::as_str);
-        let parse = |d: Option<&str>| d.map(names::prometheus_duration);
+        let parse = |d: Option<&str>| d.map(duration::parse);
         match (parse(interval), parse(timeout)) {
             (Some(Err(msg)), _) => {
                 report.push(Check::fail("interval", msg, "use a Prometheus duration such as 30s").on(&mid).at(format!("{field}.interval")))

@@ -52,7 +52,7 @@ fn label_matches(labels: &Value, job: &str, extra: &[(String, String)]) -> bool 
 }
 
 fn seconds(d: &str) -> Option<f64> {
-    meshscrape_common::names::prometheus_duration(d).ok().map(|ms| ms as f64 / 1000.0)
+    meshscrape_common::duration::parse(d).ok().map(|d| d.as_secs_f64())
 }
 
 pub async fn check(url: &str, o: &Options) -> Report {
