@@ -114,9 +114,14 @@ impl IstioMode {
 
     /// The mode named as in the config file.
     pub fn from_name(name: &str) -> Option<Self> {
-        [IstioMode::ExcludeAnnotation, IstioMode::PeerAuthentication, IstioMode::Both, IstioMode::None]
-            .into_iter()
-            .find(|m| m.as_str() == name)
+        [
+            IstioMode::ExcludeAnnotation,
+            IstioMode::PeerAuthentication,
+            IstioMode::Both,
+            IstioMode::None,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == name)
     }
 
     pub fn as_str(self) -> &'static str {

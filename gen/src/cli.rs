@@ -1,8 +1,15 @@
-//! The command line.
+//! The command line: the flags, and what each command does with them. Rendering is the default
+//! command; `inject` is the one subcommand.
 
-use std::path::PathBuf;
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
+use meshscrape_common::AppConfig;
+
+use crate::inject::{Extras, inject, read_inputs};
+use crate::templates::Templates;
+use crate::{GenError, output, render};
 
 /// Renders the Kubernetes objects that let Prometheus scrape an app behind Istio STRICT mTLS
 /// through the meshscrape-proxy sidecar: Deployment (app + sidecar), Service, the sidecar's
@@ -72,4 +79,58 @@ pub struct RenderArgs {
     /// Folder of *.yaml.j2 files that replace the embedded templates of the same name
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
+}
+
+/// Runs the command `args` names: manifests or injected workloads on stdout (or files under
+/// `--out`), notes on stderr.
+pub fn run(args: &Args) -> Result<(), GenError> {
+    match &args.command {
+        Some(Command::Inject(inject)) => run_inject(inject),
+        None => run_render(&args.render),
+    }
+}
+
+fn run_render(args: &RenderArgs) -> Result<(), GenError> {
+    // clap makes --config required when no subcommand is given.
+    let Some(config) = &args.config else { return Ok(()) };
+    let mut config = AppConfig::load(config)?;
+    if !args.namespaces.is_empty() {
+        config = config.with_namespaces(args.namespaces.clone())?;
+    }
+    let templates = Templates::load(args.templates.as_deref())?;
+    let rendered = render(&config, &templates)?;
+    match &args.out {
+        Some(dir) => {
+            for path in output::write_dir(dir, &rendered)? {
+                eprintln!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+        None => print(&output::stream(&rendered)),
+    }
+}
+
+fn run_inject(args: &InjectArgs) -> Result<(), GenError> {
+    let config = AppConfig::load(&args.config)?;
+    let templates = Templates::load(args.templates.as_deref())?;
+    let stdin = [Path::new("-").to_path_buf()];
+    let inputs = if args.inputs.is_empty() { &stdin[..] } else { &args.inputs[..] };
+    let docs = read_inputs(inputs, || {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).map(|_| text)
+    })?;
+    let extras = Extras { service_port: args.with_service_port, monitor: args.with_monitor };
+    let injected = inject(&config, &templates, docs, extras)?;
+    for note in &injected.notes {
+        eprintln!("meshscrape-gen: {note}");
+    }
+    print(&injected.to_yaml()?)
+}
+
+fn print(text: &str) -> Result<(), GenError> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|source| GenError::Io { path: "stdout".into(), source })
 }

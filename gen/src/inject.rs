@@ -6,14 +6,14 @@
 //! kept). Injecting twice gives the same output as injecting once.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use meshscrape_common::AppConfig;
-use meshscrape_common::app::MonitorKind;
 use serde_json::{Map, Value};
 
 use crate::GenError;
 use crate::objects::Object;
-use crate::render::render_one;
+use crate::render::{monitor_template, render_one};
 use crate::templates::Templates;
 
 const WORKLOADS: [&str; 3] = ["Deployment", "StatefulSet", "DaemonSet"];
@@ -35,6 +35,53 @@ pub struct Extras {
 pub struct Injected {
     pub documents: Vec<Value>,
     pub notes: Vec<String>,
+}
+
+/// Reads the documents of every input (`-` is stdin, read at most once) in order; null documents
+/// (an empty `---` section) are dropped.
+pub fn read_inputs(
+    inputs: &[PathBuf],
+    stdin: impl FnOnce() -> std::io::Result<String>,
+) -> Result<Vec<Value>, GenError> {
+    let mut stdin = Some(stdin);
+    let mut docs = Vec::new();
+    for input in inputs {
+        let name = input.display().to_string();
+        let io = |source| GenError::Io { path: name.clone(), source };
+        let text = if input == Path::new("-") {
+            let read = stdin.take().ok_or_else(|| GenError::Input {
+                path: name.clone(),
+                message: "stdin (-) can be given once".into(),
+            })?;
+            read().map_err(io)?
+        } else {
+            std::fs::read_to_string(input).map_err(io)?
+        };
+        let parsed: Vec<Value> =
+            serde_saphyr::from_multiple(&text).map_err(|e| GenError::Input {
+                path: name.clone(),
+                message: format!("not YAML: {}", e.without_snippet()),
+            })?;
+        docs.extend(parsed.into_iter().filter(|d| !d.is_null()));
+    }
+    Ok(docs)
+}
+
+impl Injected {
+    /// The documents as one YAML stream, each after a `---` line.
+    pub fn to_yaml(&self) -> Result<String, GenError> {
+        let mut out = String::new();
+        for doc in &self.documents {
+            out.push_str("---\n");
+            out.push_str(
+                &serde_saphyr::to_string(doc).map_err(|e| GenError::Input {
+                    path: "output".into(),
+                    message: e.to_string(),
+                })?,
+            );
+        }
+        Ok(out)
+    }
 }
 
 /// Injects into every workload in `docs`; passes every other document through.
@@ -97,10 +144,7 @@ pub fn inject(
         }
     }
     if extras.monitor {
-        let template = match config.monitor.kind {
-            MonitorKind::ServiceMonitor => "servicemonitor.yaml.j2",
-            MonitorKind::PodMonitor => "podmonitor.yaml.j2",
-        };
+        let template = monitor_template(config.monitor.kind);
         let monitor = render_one(config, templates, template, &config.namespaces[0])?;
         added.push(
             serde_saphyr::from_str(&monitor.text)

@@ -31,3 +31,16 @@ pub enum GenError {
     #[error("{path}: {message}")]
     Input { path: String, message: String },
 }
+
+impl GenError {
+    /// The process exit code: 2 when a file could not be read or written (the tool could not
+    /// run), 1 when the config, a template or the input is wrong.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            GenError::Io { .. } | GenError::Config(meshscrape_common::ConfigError::Read { .. }) => {
+                2
+            }
+            _ => 1,
+        }
+    }
+}

@@ -43,12 +43,21 @@ pub fn render(config: &AppConfig, templates: &Templates) -> Result<Vec<Rendered>
     }
     // The monitor lives once, in Prometheus's namespace, and selects across the app's namespaces.
     let first = config.namespaces.first().map_or("default", String::as_str);
-    let monitor = match config.monitor.kind {
+    out.push(one(
+        config,
+        templates,
+        monitor_template(config.monitor.kind),
+        &context(config, first),
+    )?);
+    Ok(out)
+}
+
+/// The template that renders a monitor of `kind`.
+pub(crate) fn monitor_template(kind: MonitorKind) -> &'static str {
+    match kind {
         MonitorKind::ServiceMonitor => "servicemonitor.yaml.j2",
         MonitorKind::PodMonitor => "podmonitor.yaml.j2",
-    };
-    out.push(one(config, templates, monitor, &context(config, first))?);
-    Ok(out)
+    }
 }
 
 /// Renders and checks one template for `namespace`.

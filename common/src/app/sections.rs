@@ -171,8 +171,10 @@ pub(super) fn sidecar(
     }
     let r = &f.resources;
     let mut quantity = |field: &str, v: &Option<S<String>>, default: &str| {
-        c.value(field, &or_default(v, default.to_string()), |q| names::quantity(q).map(|()| q.clone()))
-            .unwrap_or_default()
+        c.value(field, &or_default(v, default.to_string()), |q| {
+            names::quantity(q).map(|()| q.clone())
+        })
+        .unwrap_or_default()
     };
     let resources = Resources {
         requests_cpu: quantity("sidecar.resources.requests.cpu", &r.requests.cpu, "50m"),
@@ -201,8 +203,9 @@ pub(super) fn sidecar(
             proxy,
         })),
         Err(ConfigError::Invalid { problems }) => {
-            let prefixed =
-                problems.into_iter().map(|p| Problem { field: format!("sidecar.{}", p.field), ..p });
+            let prefixed = problems
+                .into_iter()
+                .map(|p| Problem { field: format!("sidecar.{}", p.field), ..p });
             c.problems.0.extend(prefixed);
             Ok(None)
         }
@@ -274,7 +277,9 @@ pub(super) fn monitor(
     let monitor = Monitor {
         kind: kind.unwrap_or(MonitorKind::ServiceMonitor),
         name: match &f.name {
-            Some(n) => c.value("monitor.name", n, |n| names::dns1123_subdomain(n).map(|()| n.clone())),
+            Some(n) => {
+                c.value("monitor.name", n, |n| names::dns1123_subdomain(n).map(|()| n.clone()))
+            }
             None => app.cloned(),
         }
         .unwrap_or_default(),
