@@ -1,17 +1,22 @@
+//! The seam where hyper's bare rejections get their one-line reason.
+//!
 //! hyper answers a request head it cannot parse (400), one too large (431) or a target too long
 //! (414) by itself, before the service sees a request, and with an empty body. The contract wants
 //! every error body to be one plain-text line naming the cause, so the client connection's IO
 //! recognises those automatic answers as hyper writes them and sends the same status with a body.
 //!
-//! Telling them apart from the service's own responses needs no guess at a response's content: the
-//! service raises a flag when it hands hyper a response, and the next write (that response's head)
-//! lowers it. A write made with the flag down that is exactly a bare head with hyper's automatic
-//! shape — a 4xx status line, then `connection: close` and `content-length: 0` — is hyper's own.
+//! This IO sits under every byte the sidecar writes, so it must never touch a response of the
+//! service, least of all a forwarded body frame that an app (or an attacker behind it) shaped like
+//! hyper's answer. It needs no guess at content for that: [`Responding`] is up from the moment
+//! the service hands hyper a response until that response's body is gone (dropped by hyper) and
+//! everything hyper queued before has been flushed. Only a write made while it is down can be
+//! hyper's own, and only one that is exactly a bare head of hyper's automatic shape — a 4xx status
+//! line, then `connection: close` and `content-length: 0` — is replaced.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 
 use hyper::rt::{Read, ReadBufCursor, Write};
@@ -24,36 +29,95 @@ const MAX_AUTOMATIC_LEN: usize = 512;
 /// A client connection's IO, with hyper's bare rejections given their one-line reason.
 pub struct ClientIo<T> {
     inner: T,
-    answered: Answered,
+    responding: Responding,
     max_head_bytes: u64,
     /// Our answer in place of hyper's, and how much of it is written.
     replacement: Option<(Vec<u8>, usize)>,
 }
 
-/// Raised by the service each time it hands hyper a response for this connection.
-#[derive(Clone, Default)]
-pub struct Answered(Arc<AtomicBool>);
+/// Nothing of the service's is being written: a bare automatic head may be replaced.
+const IDLE: u8 = 0;
+/// The service handed hyper a response whose body is not finished yet.
+const BUSY: u8 = 1;
+/// The body is gone, but hyper may still hold some of it queued: busy until the next flush.
+const BODY_DONE: u8 = 2;
 
-impl Answered {
-    pub fn raise(&self) {
-        self.0.store(true, Ordering::Relaxed);
+/// Whether a response of the service is on its way out on this connection. Shared by the
+/// service (which raises it), the response's body (whose guard marks its end) and the IO.
+#[derive(Clone, Default)]
+pub struct Responding(Arc<AtomicU8>);
+
+impl Responding {
+    /// Called as the service hands hyper a response; returns the guard its body must carry.
+    pub fn start(&self) -> BodyGuard {
+        self.0.store(BUSY, Ordering::Relaxed);
+        BodyGuard(self.clone())
     }
 
-    /// Lowers the flag; whether it was up.
-    fn lower(&self) -> bool {
-        self.0.swap(false, Ordering::Relaxed)
+    /// Whether a write now may be hyper's own answer.
+    fn idle(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == IDLE
+    }
+
+    /// After a completed flush: whatever the finished body left queued is out.
+    fn flushed(&self) {
+        let _ = self.0.compare_exchange(BODY_DONE, IDLE, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
+/// Carried by a response's body; dropping it (hyper drops a body when it is finished, cut or
+/// not to be sent, as for HEAD) ends the response, once hyper has flushed what it queued.
+pub struct BodyGuard(Responding);
+
+pin_project_lite::pin_project! {
+    /// A response body carrying its [`BodyGuard`]; otherwise the body itself, frame for frame.
+    pub struct Guarded<B> {
+        #[pin]
+        body: B,
+        guard: BodyGuard,
+    }
+}
+
+impl<B> Guarded<B> {
+    pub fn new(body: B, guard: BodyGuard) -> Self {
+        Guarded { body, guard }
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for Guarded<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for BodyGuard {
+    fn drop(&mut self) {
+        let _ = (self.0).0.compare_exchange(BUSY, BODY_DONE, Ordering::Relaxed, Ordering::Relaxed);
     }
 }
 
 impl<T> ClientIo<T> {
-    pub fn new(inner: T, answered: Answered, max_head_bytes: u64) -> Self {
-        ClientIo { inner, answered, max_head_bytes, replacement: None }
+    pub fn new(inner: T, responding: Responding, max_head_bytes: u64) -> Self {
+        ClientIo { inner, responding, max_head_bytes, replacement: None }
     }
 
     /// Takes the place of `head` when it is hyper's automatic answer; `true` when it did.
     fn replace(&mut self, head: &[u8]) -> bool {
-        // A response's head comes first, so only a write made with the flag down can be hyper's.
-        if self.answered.lower() {
+        if !self.responding.idle() {
             return false;
         }
         match answer_in_place_of(head, self.max_head_bytes) {
@@ -157,8 +221,6 @@ impl<T: Write + Unpin> Write for ClientIo<T> {
             let _ = this.poll_replacement(cx)?;
             return Poll::Ready(Ok(only.len()));
         }
-        // Any other write lowers the flag too: it is the head of the service's response or later.
-        this.answered.lower();
         Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
@@ -169,7 +231,10 @@ impl<T: Write + Unpin> Write for ClientIo<T> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.poll_replacement(cx))?;
-        Pin::new(&mut this.inner).poll_flush(cx)
+        // hyper flushes its IO only once its own write queue is empty.
+        ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
+        this.responding.flushed();
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -181,6 +246,8 @@ impl<T: Write + Unpin> Write for ClientIo<T> {
 
 #[cfg(test)]
 mod tests {
+    use hyper_util::rt::TokioIo;
+
     use super::*;
 
     const HYPER_431: &[u8] =
@@ -241,14 +308,27 @@ mod tests {
     }
 
     #[test]
-    fn a_raised_flag_protects_the_services_own_response() {
-        let answered = Answered::default();
-        let mut io = ClientIo::new((), answered.clone(), 8192);
-        answered.raise();
-        assert!(
-            !io.replace(HYPER_431),
-            "the write after the service answered is the service's head"
-        );
-        assert!(io.replace(HYPER_431), "with the flag down, hyper's bare answer is replaced");
+    fn nothing_is_replaced_from_hand_off_until_the_body_is_gone_and_flushed() {
+        let responding = Responding::default();
+        let mut io = ClientIo::new(TokioIo::new(tokio::io::sink()), responding.clone(), 8192);
+        let guard = responding.start();
+        assert!(!io.replace(HYPER_431), "the service's own head is never replaced");
+        assert!(!io.replace(HYPER_431), "nor a body frame shaped like hyper's answer");
+        drop(guard);
+        assert!(!io.replace(HYPER_431), "hyper may still hold the body's last frames");
+        let waker = std::task::Waker::noop();
+        let flushed = Pin::new(&mut io).poll_flush(&mut Context::from_waker(waker));
+        assert!(matches!(flushed, Poll::Ready(Ok(()))));
+        assert!(io.replace(HYPER_431), "after the flush, hyper's bare answer is replaced");
+    }
+
+    #[test]
+    fn a_flush_while_the_body_streams_does_not_end_the_response() {
+        let responding = Responding::default();
+        let mut io = ClientIo::new(TokioIo::new(tokio::io::sink()), responding.clone(), 8192);
+        let _guard = responding.start();
+        let waker = std::task::Waker::noop();
+        let _ = Pin::new(&mut io).poll_flush(&mut Context::from_waker(waker));
+        assert!(!io.replace(HYPER_431), "a frame written after a mid-body flush is the body's");
     }
 }

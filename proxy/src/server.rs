@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use crate::app::App;
-use crate::rejections::{Answered, ClientIo};
+use crate::rejections::{ClientIo, Guarded, Responding};
 use crate::stall::{Deadline, WriteDeadline};
 
 /// How the drain ended.
@@ -75,27 +75,29 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service_app = app.clone();
-        let answered = Answered::default();
+        let responding = Responding::default();
         let deadline = Deadline::default();
+        // Two layers under hyper, outermost first: `rejections::ClientIo` gives hyper's own bare
+        // 400/414/431 answers their one-line reason (it never touches a response of the service:
+        // `Responding` guards each from hand-off until its body is gone and flushed), and
+        // `stall::WriteDeadline` cuts a client that stops reading past the response's deadline.
         let io = WriteDeadline::new(TokioIo::new(stream), deadline.clone(), peer);
-        let io = ClientIo::new(io, answered.clone(), config.limits.max_request_head_bytes);
+        let io = ClientIo::new(io, responding.clone(), config.limits.max_request_head_bytes);
         let conn = http.serve_connection(
             io,
             service_fn(move |req| {
                 let app = service_app.clone();
-                let answered = answered.clone();
+                let responding = responding.clone();
                 let deadline = deadline.clone();
                 async move {
-                    let resp = app.serve(req).await;
+                    let resp = app.serve(req).await?;
                     // A forwarded response must be out by its scrape deadline; the sidecar's own
                     // short answers get as long as a client has to send a head.
-                    if let Ok(resp) = &resp {
-                        deadline.set(
-                            resp.body().deadline().unwrap_or_else(|| Instant::now() + head_timeout),
-                        );
-                    }
-                    answered.raise();
-                    resp
+                    deadline.set(
+                        resp.body().deadline().unwrap_or_else(|| Instant::now() + head_timeout),
+                    );
+                    let guard = responding.start();
+                    Ok::<_, std::convert::Infallible>(resp.map(|body| Guarded::new(body, guard)))
                 }
             }),
         );

@@ -195,6 +195,21 @@ async fn an_apps_own_bare_400_passes_untouched() {
 }
 
 #[tokio::test]
+async fn a_body_frame_shaped_like_hyper_s_rejection_is_forwarded_untouched() {
+    // The rejection seam sits under every byte written; a body frame that is exactly a bare
+    // automatic 400 head must still go out as the app sent it, not be rewritten with a reason.
+    const FRAME: &[u8] =
+        b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+    const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 79\r\n\r\n";
+    assert_eq!(4 + FRAME.len(), 79);
+    let up = Upstream::start(Script::Paced(&[HEAD, b"x 1\n", FRAME])).await;
+    let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
+    let reply = get(sidecar.addr, "/m", "").await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body, [&b"x 1\n"[..], FRAME].concat(), "{reply:?}");
+}
+
+#[tokio::test]
 async fn a_bad_head_after_good_requests_on_one_connection_gets_its_reason() {
     // Two pipelined scrapes, then garbage: the app's answers pass untouched, and the garbage gets
     // hyper's 400 with our one-line body.

@@ -86,6 +86,9 @@ pub(crate) enum Script {
     ConflictingLength,
     /// These bytes as the response, then close.
     Raw(&'static [u8]),
+    /// These pieces as the response, 50 ms apart (so each arrives as a body frame of its own),
+    /// then close.
+    Paced(&'static [&'static [u8]]),
     /// The response the request's `x-fuzz-case: N` field picks from this list, then close.
     ByCase(Arc<Vec<Vec<u8>>>),
 }
@@ -190,6 +193,13 @@ async fn serve_script(mut s: TcpStream, script: Script, seen: Arc<Mutex<Vec<Stri
             }
             Script::Raw(bytes) => {
                 let _ = s.write_all(bytes).await;
+                return;
+            }
+            Script::Paced(pieces) => {
+                for piece in pieces.iter() {
+                    let _ = s.write_all(piece).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 return;
             }
             Script::ByCase(responses) => {
