@@ -17,7 +17,9 @@ use meshscrape_common::ProxyOverrides;
 #[command(name = "meshscrape-proxy", version, max_term_width = 100)]
 #[command(
     after_help = "Example:\n  meshscrape-proxy --upstream http://127.0.0.1:8080 --route /metrics=/actuator/prometheus\n\n\
-Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to change the level."
+Durations are written as Prometheus writes them: 250ms, 5s, 1m30s.\n\
+Logs go to stderr; RUST_LOG sets levels per target, e.g. RUST_LOG=warn or\n\
+RUST_LOG=info,meshscrape_proxy::server=debug."
 )]
 pub struct Args {
     /// YAML file with the same keys as these flags (the ConfigMap that meshscrape-gen renders)

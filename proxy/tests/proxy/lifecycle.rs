@@ -104,6 +104,33 @@ async fn sigterm_finishes_in_flight_scrapes_then_exits_0() {
     assert_eq!(status.code(), Some(0));
 }
 
+#[test]
+fn help_matches_its_snapshot() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    insta::assert_snapshot!("help", String::from_utf8(out.stdout).unwrap());
+}
+
+#[tokio::test]
+async fn rust_log_filters_by_target_and_level() {
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--route", "/m=/m"])
+        .env("RUST_LOG", "info,meshscrape_proxy::server=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("serving"), "{first}");
+    terminate(&child);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(rest.iter().any(|l| l.contains("SIGTERM received")), "{rest:?}");
+    // `stopped accepting; draining` is an info event of meshscrape_proxy::server.
+    assert!(!rest.iter().any(|l| l.contains("draining")), "{rest:?}");
+}
+
 #[tokio::test]
 async fn json_logs_are_one_object_per_line_on_stderr() {
     let (mut child, addr) = spawn(&["--log-format", "json", "--route", "/m=/m"]).await;
