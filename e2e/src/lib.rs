@@ -160,7 +160,7 @@ pub async fn verify_cli(args: &[&str]) -> (u8, String) {
             .unwrap_or_else(|e| panic!("meshscrape-verify arguments: {e}"));
         match meshscrape_verify::cli::run(&args) {
             Ok(report) => (report.exit_code(), report.render(args.output, false)),
-            Err(e) => (2, e),
+            Err(e) => (2, e.to_string()),
         }
     })
     .await

@@ -40,7 +40,7 @@ pub async fn check(url: &str, o: &Options) -> Report {
             report.push(
                 Check::fail(
                     "scrape",
-                    e,
+                    e.to_string(),
                     "check that the sidecar listens there and the route exists",
                 )
                 .on(url),
@@ -145,8 +145,12 @@ pub async fn check(url: &str, o: &Options) -> Report {
                 .on(&probe_url),
             ),
             Err(e) => report.push(
-                Check::fail("probe", e, "check the route and the app's health endpoint")
-                    .on(&probe_url),
+                Check::fail(
+                    "probe",
+                    e.to_string(),
+                    "check the route and the app's health endpoint",
+                )
+                .on(&probe_url),
             ),
         }
     }

@@ -1,5 +1,5 @@
 //! A bounded HTTP GET: plain http only, a deadline on the whole exchange, a cap on the body,
-//! gzip decoded within the same cap. Every failure is a sentence, never a panic or a hang.
+//! gzip decoded within the same cap. Every failure is a [`FetchError`], never a panic or a hang.
 
 use std::io::Read as _;
 use std::time::{Duration, Instant};
@@ -9,6 +9,8 @@ use http::{HeaderMap, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+
+use crate::error::FetchError;
 
 /// What came back.
 #[derive(Debug)]
@@ -25,20 +27,22 @@ pub async fn get(
     headers: &[(&str, String)],
     timeout: Duration,
     max_bytes: usize,
-) -> Result<Fetched, String> {
-    let uri: Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
+) -> Result<Fetched, FetchError> {
+    let uri: Uri = url.parse().map_err(|_| FetchError::NotUrl(url.to_string()))?;
     match uri.scheme_str() {
         Some("http") => {}
         Some("https") => {
-            return Err(format!("`{url}` uses https; the sidecar and this check speak plain http"));
+            return Err(FetchError::Https(url.to_string()));
         }
-        _ => return Err(format!("`{url}` is not an http:// URL")),
+        _ => return Err(FetchError::NotHttp(url.to_string())),
     }
     let mut req = Request::get(uri);
     for (k, v) in headers {
         req = req.header(*k, v);
     }
-    let req = req.body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
+    let req = req
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| FetchError::Exchange(format!("cannot send this request: {e}")))?;
     let client = Client::builder(TokioExecutor::new()).build_http();
     let started = Instant::now();
     let exchange = async {
@@ -46,12 +50,10 @@ pub async fn get(
         let (parts, mut body) = resp.into_parts();
         let mut raw = Vec::new();
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| format!("the body broke off: {e}"))?;
+            let frame = frame.map_err(|e| FetchError::BodyBroke(e.to_string()))?;
             if let Some(data) = frame.data_ref() {
                 if raw.len() + data.len() > max_bytes {
-                    return Err(format!(
-                        "the body is larger than {max_bytes} bytes; stopped reading"
-                    ));
+                    return Err(FetchError::TooLarge(max_bytes));
                 }
                 raw.extend_from_slice(data);
             }
@@ -60,7 +62,7 @@ pub async fn get(
     };
     let (parts, raw) = tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| format!("no complete answer within {}s", timeout.as_secs_f64()))??;
+        .map_err(|_| FetchError::Timeout(timeout.as_secs_f64()))??;
     let gzip = parts
         .headers
         .get(http::header::CONTENT_ENCODING)
@@ -70,11 +72,9 @@ pub async fn get(
         flate2::read::GzDecoder::new(&raw[..])
             .take(max_bytes as u64 + 1)
             .read_to_end(&mut out)
-            .map_err(|e| format!("the gzip body does not decode: {e}"))?;
+            .map_err(FetchError::Gzip)?;
         if out.len() > max_bytes {
-            return Err(format!(
-                "the body decodes to more than {max_bytes} bytes; stopped reading"
-            ));
+            return Err(FetchError::DecodesTooLarge(max_bytes));
         }
         out
     } else {
@@ -83,16 +83,16 @@ pub async fn get(
     Ok(Fetched { status: parts.status, headers: parts.headers, body, elapsed: started.elapsed() })
 }
 
-fn describe(e: &hyper_util::client::legacy::Error) -> String {
+fn describe(e: &hyper_util::client::legacy::Error) -> FetchError {
     let text = meshscrape_common::error::chain(e);
     if text.contains("invalid HTTP version")
         || text.contains("invalid HTTP status")
         || text.contains("parse")
     {
-        format!("the server did not answer HTTP/1 (TLS on a plaintext port?): {text}")
+        FetchError::NotHttp1(text)
     } else if e.is_connect() {
-        format!("cannot connect: {text}")
+        FetchError::Connect(text)
     } else {
-        text
+        FetchError::Exchange(text)
     }
 }

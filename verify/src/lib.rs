@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod endpoint;
+pub mod error;
 pub mod exposition;
 pub mod fetch;
 pub mod manifests;

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
+use crate::error::FetchError;
 use crate::fetch;
 use crate::report::{Check, Report};
 
@@ -18,33 +20,48 @@ pub struct Options {
     pub timeout: Duration,
 }
 
-async fn api(base: &str, path_and_query: &str, timeout: Duration) -> Result<Value, String> {
+/// Why Prometheus's HTTP API gave no data.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request got no usable answer.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// The answer is not the API's JSON: not a Prometheus server, or not its base URL.
+    #[error(
+        "{url} answered {status} with {content_type}, not JSON; is --url the Prometheus server's \
+         base URL (e.g. http://127.0.0.1:9090)?"
+    )]
+    NotJson { url: String, status: http::StatusCode, content_type: String },
+    /// Prometheus refused the request, with its error type and message.
+    #[error("{url}: {kind} {message}")]
+    Refused { url: String, kind: String, message: String },
+}
+
+async fn api(base: &str, path_and_query: &str, timeout: Duration) -> Result<Value, ApiError> {
     let url = format!("{}{path_and_query}", base.trim_end_matches('/'));
     let f = fetch::get(&url, &[("accept", "application/json".into())], timeout, 32 << 20).await?;
-    let ct = f.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let v: Value = serde_json::from_slice(&f.body).map_err(|_| {
-        format!("{url} answered {} with {ct}, not JSON; is --url the Prometheus server's base URL (e.g. http://127.0.0.1:9090)?", f.status)
+    let content_type =
+        f.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let v: Value = serde_json::from_slice(&f.body).map_err(|_| ApiError::NotJson {
+        url: url.clone(),
+        status: f.status,
+        content_type,
     })?;
     if v["status"] != "success" {
-        return Err(format!(
-            "{url}: {} {}",
-            v["errorType"].as_str().unwrap_or("error"),
-            v["error"].as_str().unwrap_or("")
-        ));
+        return Err(ApiError::Refused {
+            url,
+            kind: v["errorType"].as_str().unwrap_or("error").to_string(),
+            message: v["error"].as_str().unwrap_or("").to_string(),
+        });
     }
     Ok(v["data"].clone())
 }
 
+/// Percent-encodes a query-string value: everything but RFC 3986's unreserved characters.
 fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    const QUERY_VALUE: &AsciiSet =
+        &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
 fn label_matches(labels: &Value, job: &str, extra: &[(String, String)]) -> bool {
@@ -61,7 +78,7 @@ pub async fn check(url: &str, o: &Options) -> Report {
     let data = match api(url, "/api/v1/targets?state=any", o.timeout).await {
         Ok(d) => d,
         Err(e) => {
-            report.push(Check::fail("Prometheus API", e, "check --url").on(url));
+            report.push(Check::fail("Prometheus API", e.to_string(), "check --url").on(url));
             return report;
         }
     };
@@ -169,7 +186,7 @@ pub async fn check(url: &str, o: &Options) -> Report {
                 )
                 .on(&who),
             ),
-            Err(e) => report.push(Check::fail("metric", e, "check --url").on(&who)),
+            Err(e) => report.push(Check::fail("metric", e.to_string(), "check --url").on(&who)),
         }
     }
     report

@@ -191,9 +191,9 @@ fn operator_rules_scrape_timeout_and_schema() {
 
 #[test]
 fn unparseable_yaml_is_an_error_naming_the_source() {
-    let err = load(&["-".to_string()], || Ok("kind: [x".into())).unwrap_err();
+    let err = load(&["-".to_string()], || Ok("kind: [x".into())).unwrap_err().to_string();
     assert!(err.starts_with("stdin: not YAML"), "{err}");
-    let err = load(&["/no/such/dir".to_string()], || unreachable!()).unwrap_err();
+    let err = load(&["/no/such/dir".to_string()], || unreachable!()).unwrap_err().to_string();
     assert!(err.starts_with("/no/such/dir:"), "{err}");
 }
 

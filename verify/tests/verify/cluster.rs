@@ -196,9 +196,7 @@ impl Connector for Stubs {
     ) -> cluster::Connecting<'a> {
         self.asked.lock().unwrap().push(format!("{namespace}/{pod}:{port}"));
         let addr = if pod.starts_with("prometheus-") { self.prom } else { self.sidecar };
-        Box::pin(async move {
-            Ok(Box::new(TcpStream::connect(addr).await.map_err(|e| e.to_string())?) as Box<dyn Io>)
-        })
+        Box::pin(async move { Ok(Box::new(TcpStream::connect(addr).await?) as Box<dyn Io>) })
     }
 }
 
@@ -545,7 +543,8 @@ async fn an_api_server_that_cannot_be_reached_is_an_error_not_a_report() {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     drop(handle); // every request fails at the transport
     let client = kube::Client::new(service, "default");
-    let err = cluster::check(&client, &options(), stubs(true, JOB).await).await.unwrap_err();
+    let err =
+        cluster::check(&client, &options(), stubs(true, JOB).await).await.unwrap_err().to_string();
     assert!(err.starts_with("reading Service/tools/identity-service: "), "{err}");
 }
 

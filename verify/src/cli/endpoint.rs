@@ -1,0 +1,29 @@
+//! `meshscrape-verify endpoint`: one scrape as Prometheus makes it, and the probes.
+
+use super::{duration, runtime};
+use crate::endpoint;
+use crate::error::Error;
+use crate::report::Report;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// e.g. http://127.0.0.1:9090/prometheus (after kubectl port-forward)
+    pub url: String,
+    /// Also require these paths on the same host to answer 200, e.g. --probe /readiness
+    #[arg(long, value_name = "PATH")]
+    pub probe: Vec<String>,
+    /// The scrape timeout to send and enforce
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub timeout: String,
+    /// The largest body to accept
+    #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
+    pub max_bytes: usize,
+}
+
+pub fn run(args: &Args) -> Result<Report, Error> {
+    let timeout = duration("--timeout", &args.timeout)?;
+    eprintln!("scraping {} (timeout {}s)…", args.url, timeout.as_secs_f64());
+    let options =
+        endpoint::Options { timeout, max_bytes: args.max_bytes, probes: args.probe.clone() };
+    Ok(runtime()?.block_on(endpoint::check(&args.url, &options)))
+}
