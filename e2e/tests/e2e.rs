@@ -2,6 +2,7 @@
 //! process) and tier 3 (a pod of containers behind an mTLS gate, Prometheus in a container).
 
 mod e2e {
+    mod chain;
     mod containers;
     mod prometheus;
 }

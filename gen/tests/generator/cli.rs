@@ -17,6 +17,28 @@ fn renders_the_example_snapshot() {
     insta::assert_snapshot!("identity_service", String::from_utf8(out.stdout).unwrap());
 }
 
+/// The verifier's tests read the example's rendering from a fixture of their own; it must be this
+/// snapshot, byte for byte, so the two cannot drift apart.
+#[test]
+fn the_verifiers_fixture_is_the_example_snapshot() {
+    let snap = std::fs::read_to_string(
+        root()
+            .join("gen/tests/generator/snapshots/generator__generator__cli__identity_service.snap"),
+    )
+    .unwrap();
+    // insta's header is a front matter: `---`, its keys, `---`; the snapshot follows.
+    let body = snap.splitn(3, "---\n").nth(2).expect("an insta snapshot");
+    let fixture =
+        std::fs::read_to_string(root().join("verify/tests/fixtures/identity-service.yaml"))
+            .unwrap();
+    assert!(
+        fixture.trim_end() == body.trim_end(),
+        "verify/tests/fixtures/identity-service.yaml differs from the example's snapshot; refresh \
+         it: cargo run -p meshscrape-gen -- --config examples/identity-service.yaml > \
+         verify/tests/fixtures/identity-service.yaml"
+    );
+}
+
 #[test]
 fn help_snapshot() {
     let out = run(&["--help"]);

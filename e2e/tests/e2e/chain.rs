@@ -1,0 +1,60 @@
+//! The generator's output walked by the verifier's real chain check, for two namespaces: the
+//! monitor selected by the kube-prometheus Prometheus object, then in each namespace the Service,
+//! its named port, the sidecar's container port, its route, the Istio exclusion and the
+//! NetworkPolicy. One implementation of the chain, asked of the other tool's output.
+
+use std::path::Path;
+
+use meshscrape_common::AppConfig;
+use meshscrape_gen::templates::Templates;
+use meshscrape_verify::manifests::{self, Options};
+use meshscrape_verify::report::Status;
+
+const PROMETHEUS: &str = include_str!("../../../verify/tests/fixtures/prometheus.yaml");
+
+#[test]
+fn the_verifier_finds_every_link_of_the_generated_chain_in_two_namespaces() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/identity-service.yaml");
+    let config = AppConfig::load(&example)
+        .and_then(|c| c.with_namespaces(vec!["tools".into(), "staging".into()]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rendered = meshscrape_gen::render(&config, &Templates::load(None).unwrap()).unwrap();
+    let stream = format!("{}---\n{PROMETHEUS}", meshscrape_gen::output::stream(&rendered));
+    let objects = manifests::load(&["-".into()], || Ok(stream)).unwrap();
+    let report = manifests::check(&objects, &Options::default());
+
+    let not_passed: Vec<String> = report
+        .checks
+        .iter()
+        .filter(|c| c.status != Status::Pass)
+        .map(|c| format!("{} {:?}: {}", c.name, c.object, c.message))
+        .collect();
+    assert_eq!(not_passed, Vec::<String>::new());
+    let passed = |name: &str, object: &str, says: &str| {
+        report.checks.iter().any(|c| {
+            c.name == name && c.object.as_deref() == Some(object) && c.message.contains(says)
+        })
+    };
+    let monitor = "ServiceMonitor/monitoring/argo-monitor";
+    assert!(passed("schema", monitor, "valid against the ServiceMonitor CRD"));
+    assert!(passed("Prometheus selection", monitor, "Prometheus/monitoring/kube-prometheus"));
+    for ns in ["tools", "staging"] {
+        let workload = format!("Deployment/{ns}/identity-service");
+        let service = format!("Service/{ns}/identity-service");
+        let links = [
+            ("Service selection", monitor, service.clone()),
+            ("Service port", service.as_str(), "has port prometheus".into()),
+            ("container port", &workload, "meshscrape-proxy declares port 9090".into()),
+            (
+                "sidecar route",
+                &format!("ConfigMap/{ns}/identity-service-meshscrape"),
+                "/prometheus".into(),
+            ),
+            ("Istio", &workload, "excluded from inbound capture".into()),
+            ("NetworkPolicy", &workload, "admits port 9090 from namespace monitoring".into()),
+        ];
+        for (name, object, says) in links {
+            assert!(passed(name, object, &says), "{ns}: no passing {name} on {object}: {report:?}");
+        }
+    }
+}
