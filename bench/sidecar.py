@@ -9,18 +9,21 @@ rounds (these machines are noisy, so only ratios within one run mean anything):
 and reports requests/s at concurrency 1, latency p50/p99, sidecar CPU time per scrape, and the
 ratios. With --hop-bin it adds a fourth way,
   hop      wrk -> bench/hop, a bare TCP relay on the same tokio runtime (no HTTP at all) -> upstream
-which measures what the extra hop alone costs on this machine: the ceiling for any sidecar. Then, for each sidecar: peak RSS (VmHWM) after 8 concurrent 20 MB scrapes; for the proxy
+which measures what the extra hop alone costs on this machine: the ceiling for any sidecar. With
+--baseline-bin it adds another build of meshscrape-proxy,
+  baseline wrk -> that build -> upstream
+so that a change to the sidecar is measured against the build before it in the same rounds. Then, for each sidecar: peak RSS (VmHWM) after 8 concurrent 20 MB scrapes; for the proxy
 also the peak RSS of a fresh process serving one 50 MB response, and the time from exec to the
 first answered request.
 
 Needs nginx and wrk (apt-get install -y nginx-light wrk). Usage:
   bench/sidecar.py --proxy-bin target/release/meshscrape-proxy [--seconds 5] [--rounds 2] [--json FILE]
-                   [--hop-bin bench/hop/target/release/hop] [--busy-cpu]
+                   [--hop-bin bench/hop/target/release/hop] [--baseline-bin OLD-BUILD] [--busy-cpu]
 (build the relay with: cargo build --release --manifest-path bench/hop/Cargo.toml)
 """
 import argparse, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
-UPSTREAM, NGINX, PROXY, HOP = 28080, 29090, 29092, 29095
+UPSTREAM, NGINX, PROXY, HOP, BASELINE = 28080, 29090, 29092, 29095, 29097
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -122,6 +125,7 @@ def main():
     ap.add_argument("--sizes", default="39000,1000000,20000000")
     ap.add_argument("--json")
     ap.add_argument("--hop-bin", help="bench/hop's relay, run as a fourth contestant (the ceiling)")
+    ap.add_argument("--baseline-bin", help="another meshscrape-proxy build (e.g. the one before a change), run in the same rounds")
     ap.add_argument("--busy-cpu", action="store_true",
                     help="keep one CPU busy with a spinning process during the timed rounds, so wake-ups rarely find a halted vCPU; "
                          "on VMs where waking a halted vCPU is expensive, the ratios then show the forwarding work "
@@ -167,6 +171,9 @@ http {{ access_log off; sendfile on; keepalive_timeout 65; client_body_temp_path
         if a.hop_bin:
             procs["hop"] = subprocess.Popen([a.hop_bin, "tokio", f"127.0.0.1:{HOP}", f"127.0.0.1:{UPSTREAM}"])
             ports["hop"] = HOP
+        if a.baseline_bin:
+            procs["baseline"] = start_proxy(a.baseline_bin, BASELINE)
+            ports["baseline"] = BASELINE
         for port in ports.values():
             if not wait_ready(port):
                 sys.exit(f"bench: nothing listens on 127.0.0.1:{port}")
@@ -197,15 +204,19 @@ http {{ access_log off; sendfile on; keepalive_timeout 65; client_body_temp_path
             if "hop" in ports:
                 row["hop/direct"] = row["hop"]["rps"] / row["direct"]["rps"]
                 row["proxy/hop"] = row["proxy"]["rps"] / row["hop"]["rps"]
+            if "baseline" in ports:
+                row["baseline/direct"] = row["baseline"]["rps"] / row["direct"]["rps"]
+                row["proxy/baseline"] = row["proxy"]["rps"] / row["baseline"]["rps"]
             rows.append(row)
 
         if a.busy_cpu:
             procs["spinner"].kill(); procs["spinner"].wait()
         # Memory: 8 concurrent 20 MB scrapes through each sidecar.
         open(os.path.join(www, "prometheus"), "w").write(exposition(20_000_000))
-        for t in ("nginx", "proxy"):
+        sidecars = ("nginx", "proxy", "baseline") if a.baseline_bin else ("nginx", "proxy")
+        for t in sidecars:
             wrk(ports[t], "/prometheus", a.seconds, conns=8)
-        mem = {"nginx_c8_20mb_kib": hwm_kib(family(procs["nginx"])), "proxy_c8_20mb_kib": hwm_kib(family(procs["proxy"]))}
+        mem = {f"{t}_c8_20mb_kib": hwm_kib(family(procs[t])) for t in sidecars}
         # A fresh proxy serving one 50 MB response.
         open(os.path.join(www, "huge"), "w").write(exposition(50_000_000))
         p = start_proxy(a.proxy_bin, PROXY + 2); wait_ready(PROXY + 2)
@@ -229,7 +240,13 @@ http {{ access_log off; sendfile on; keepalive_timeout 65; client_body_temp_path
                 h = r["hop"]
                 print(f"{r['bytes']:>9} | hop (bare relay) {h['rps']:>7.0f} rps, {r['hop/direct']:.2f}x direct, {r['hop']['cpu_us']:.0f} us cpu; "
                       f"proxy/hop {r['proxy/hop']:.2f}")
-        print(f"peak RSS, 8 concurrent 20 MB scrapes: nginx {mem['nginx_c8_20mb_kib']} KiB, proxy {mem['proxy_c8_20mb_kib']} KiB")
+        for r in rows:
+            if "baseline" in r:
+                b = r["baseline"]
+                print(f"{r['bytes']:>9} | baseline build {b['rps']:>7.0f} rps, {r['baseline/direct']:.2f}x direct, {b['cpu_us']:.0f} us cpu; "
+                      f"proxy/baseline {r['proxy/baseline']:.2f}")
+        print(f"peak RSS, 8 concurrent 20 MB scrapes: nginx {mem['nginx_c8_20mb_kib']} KiB, proxy {mem['proxy_c8_20mb_kib']} KiB"
+              + (f", baseline {mem['baseline_c8_20mb_kib']} KiB" if a.baseline_bin else ""))
         print(f"peak RSS, one 50 MB response through a fresh proxy: {mem['proxy_single_50mb_kib']} KiB")
         print(f"start-up, exec to first answered request (median of 5): {median(starts):.1f} ms")
         errors = sum(r[t]["errors"] for r in rows for t in ports)
