@@ -12,7 +12,8 @@ pub fn dns1123_label(s: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "`{s}` is not a valid DNS-1123 label: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"
+            "`{s}` is not a valid DNS-1123 label: use at most 63 lowercase letters, digits and \
+                '-', starting and ending with a letter or digit"
         ))
     }
 }
@@ -21,7 +22,8 @@ pub fn dns1123_label(s: &str) -> Result<(), String> {
 pub fn dns1123_subdomain(s: &str) -> Result<(), String> {
     if s.len() > 253 || s.is_empty() || s.split('.').any(|part| dns1123_label(part).is_err()) {
         return Err(format!(
-            "`{s}` is not a valid DNS-1123 subdomain: dot-separated lowercase labels of letters, digits and '-', 253 characters at most"
+            "`{s}` is not a valid DNS-1123 subdomain: dot-separated lowercase labels of letters, \
+                digits and '-', 253 characters at most"
         ));
     }
     Ok(())
@@ -34,12 +36,17 @@ pub fn label_key(s: &str) -> Result<(), String> {
         None => (None, s),
     };
     if let Some(p) = prefix {
-        dns1123_subdomain(p)
-            .map_err(|_| format!("label key `{s}` has an invalid prefix `{p}`; it must be a DNS subdomain such as app.kubernetes.io"))?;
+        dns1123_subdomain(p).map_err(|_| {
+            format!(
+                "label key `{s}` has an invalid prefix `{p}`; it must be a DNS \
+                subdomain such as app.kubernetes.io"
+            )
+        })?;
     }
     if name.is_empty() || !label_chars(name) {
         return Err(format!(
-            "label key `{s}` is invalid: the name part must be 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+            "label key `{s}` is invalid: the name part must be 1-63 letters, digits, '-', '_' or \
+                '.', starting and ending with a letter or digit"
         ));
     }
     Ok(())
@@ -51,7 +58,8 @@ pub fn label_value(s: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "label value `{s}` is invalid: use at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+            "label value `{s}` is invalid: use at most 63 letters, digits, '-', '_' or '.', \
+                starting and ending with a letter or digit"
         ))
     }
 }
@@ -76,7 +84,8 @@ pub fn port_name(s: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "`{s}` is not a valid port name: at most 15 lowercase letters, digits and single '-', with at least one letter"
+            "`{s}` is not a valid port name: at most 15 lowercase letters, digits and single '-', \
+                with at least one letter"
         ))
     }
 }
@@ -107,7 +116,8 @@ pub fn quantity(s: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "`{s}` is not a Kubernetes quantity; write it as 50m or 0.1 for CPU and 10Mi or 15Mi for memory"
+            "`{s}` is not a Kubernetes quantity; write it as 50m or 0.1 for CPU and 10Mi or 15Mi \
+                for memory"
         ))
     }
 }

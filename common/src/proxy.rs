@@ -426,7 +426,9 @@ fn resolve_routes(
             c.push(
                 Origin::at(path, &list.referenced),
                 "routes",
-                "the route list is empty; give at least one PUBLIC=TARGET such as /metrics=/metrics, or leave routes out for the seed's map".into(),
+                "the route list is empty; give at least one PUBLIC=TARGET such as \
+                    /metrics=/metrics, or leave routes out for the seed's map"
+                    .into(),
             );
             return None;
         }
@@ -463,7 +465,8 @@ fn resolve_routes(
             Some(route) => {
                 if let Some((_, first)) = routes.iter().find(|(r, _)| r.public == route.public) {
                     let message = format!(
-                        "public path `{}` is already routed (at {first}); each public path may appear once",
+                        "public path `{}` is already routed (at {first}); each public path may \
+                            appear once",
                         route.public
                     );
                     c.push(origin, &field, message);

@@ -53,7 +53,8 @@ fn build_images(demo_app: &Path) -> Result<Images, String> {
         }
         Ok(o) if !o.status.success() => {
             return Err(format!(
-                "no Docker engine answers ({}); run scripts/setup-debian --with-docker as root to install and start dockerd",
+                "no Docker engine answers ({}); run scripts/setup-debian --with-docker as root to \
+                    install and start dockerd",
                 String::from_utf8_lossy(&o.stderr)
                     .lines()
                     .find(|l| !l.trim().is_empty())

@@ -119,7 +119,8 @@ pub fn prometheus_yml(jobs: &[ScrapeJob]) -> String {
     let mut out = String::from("scrape_configs:\n");
     for j in jobs {
         out += &format!(
-            "  - job_name: \"{}\"\n    metrics_path: \"{}\"\n    scheme: {}\n    honor_labels: {}\n    scrape_interval: {}\n    scrape_timeout: {}\n    static_configs:\n      - targets: [\"{}\"]\n",
+            "  - job_name: \"{}\"\n    metrics_path: \"{}\"\n    scheme: {}\n    honor_labels: \
+                {}\n    scrape_interval: {}\n    scrape_timeout: {}\n    static_configs:\n      - targets: [\"{}\"]\n",
             j.name, j.path, j.scheme, j.honor_labels, j.interval, j.timeout, j.target
         );
     }

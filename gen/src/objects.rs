@@ -79,28 +79,41 @@ mod tests {
 
     #[test]
     fn rejects_a_field_the_api_does_not_have() {
-        let err =
-            parse("apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec:\n  ports: [{port: 80, targetPort: 8080, tagretPort: 1}]\n").unwrap_err();
+        let err = parse(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec:\n  ports: \
+                [{port: 80, targetPort: 8080, tagretPort: 1}]\n",
+        )
+        .unwrap_err();
         assert!(err.contains("spec.ports[0].tagretPort"), "{err}");
     }
 
     #[test]
     fn rejects_wrong_types_and_unknown_kinds() {
-        assert!(parse("apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {ports: [{port: http}]}\n").is_err());
+        assert!(
+            parse(
+                "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: \
+            {ports: [{port: http}]}\n"
+            )
+            .is_err()
+        );
         assert!(
             parse("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n")
                 .unwrap_err()
                 .contains("kind Pod")
         );
-        let err = parse("apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata: {name: x}\nspec: {selector: {}, endpoints: [{port: p, intervall: 30s}]}\n")
-            .unwrap_err();
+        let err = parse(
+            "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata: \
+            {name: x}\nspec: {selector: {}, endpoints: [{port: p, intervall: 30s}]}\n",
+        )
+        .unwrap_err();
         assert!(err.contains("intervall"), "{err}");
     }
 
     #[test]
     fn accepts_a_valid_deployment() {
         let (obj, _) = parse(
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec: {containers: [{name: c, image: i}]}\n",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  selector: \
+                {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec: {containers: [{name: c, image: i}]}\n",
         )
         .unwrap();
         assert!(matches!(obj, Object::Deployment(_)));

@@ -34,7 +34,8 @@ pub fn files(rendered: &[Rendered]) -> Vec<(PathBuf, String)> {
             resources.push(file);
         }
         let mut k = String::from(
-            "# Written by meshscrape-gen; apply with: kubectl apply -k .\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n",
+            "# Written by meshscrape-gen; apply with: kubectl apply -k .\napiVersion: \
+                kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n",
         );
         for file in resources {
             k.push_str(&format!("  - {file}\n"));

@@ -161,7 +161,8 @@ impl App {
         if req.uri().scheme().is_some() || req.uri().authority().is_some() {
             return text(
                 StatusCode::BAD_REQUEST,
-                "absolute-form request targets are not accepted; send an origin-form request such as GET /metrics",
+                "absolute-form request targets are not accepted; send an origin-form request such \
+                    as GET /metrics",
             );
         }
         match req.uri().path() {

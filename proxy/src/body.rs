@@ -87,7 +87,8 @@ impl Body for ProxyBody {
                     }
                     Poll::Ready(Some(Err(e))) => {
                         stream.metrics.upstream_error(UpstreamError::Body);
-                        tracing::warn!(route = stream.route, error = %e, "the app's body broke off; cutting the response");
+                        tracing::warn!(route = stream.route, error = %e, "the app's body broke \
+                            off; cutting the response");
                         Poll::Ready(Some(Err(e.into())))
                     }
                     Poll::Ready(None) => Poll::Ready(None),
@@ -96,7 +97,8 @@ impl Body for ProxyBody {
                         stream.metrics.upstream_error(UpstreamError::Timeout);
                         tracing::warn!(
                             route = stream.route,
-                            "the app's body did not finish before the deadline; cutting the response"
+                            "the app's body did not finish before the deadline; cutting the \
+                                response"
                         );
                         Poll::Ready(Some(Err("upstream body passed its deadline".into())))
                     }

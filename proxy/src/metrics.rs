@@ -220,7 +220,8 @@ mod tests {
             "meshscrape_proxy_requests_total{route=\"unmatched\",status=\"404\"} 1",
             "meshscrape_proxy_upstream_duration_seconds_bucket{route=\"/prometheus\",le=\"0.0025\"} 0",
             "meshscrape_proxy_upstream_duration_seconds_bucket{route=\"/prometheus\",le=\"0.005\"} 1",
-            "meshscrape_proxy_upstream_duration_seconds_bucket{route=\"/prometheus\",le=\"+Inf\"} 1",
+            "meshscrape_proxy_upstream_duration_seconds_bucket{route=\"/prometheus\",le=\"+Inf\"} \
+                1",
             "meshscrape_proxy_upstream_duration_seconds_count{route=\"/prometheus\"} 1",
             "meshscrape_proxy_upstream_errors_total{kind=\"timeout\"} 1",
             "meshscrape_proxy_upstream_errors_total{kind=\"connect\"} 0",

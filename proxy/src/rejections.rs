@@ -163,10 +163,14 @@ fn answer_in_place_of(head: &[u8], max_head_bytes: u64) -> Option<Vec<u8>> {
     let rest = head[status_end..].strip_prefix(AUTOMATIC)?;
     let code = status_line.strip_prefix(b"HTTP/1.1 ")?.get(..3)?;
     let reason = match code {
-        b"431" => format!("the request head is too large: over {max_head_bytes} bytes (limits.maxRequestHeadBytes) or over 100 header fields"),
+        b"431" => format!(
+            "the request head is too large: over {max_head_bytes} bytes (limits.maxRequestHeadBytes) or over 100 header fields"
+        ),
         b"414" => "the request target is too long".to_string(),
         b"400" => {
-            "the request head is not valid HTTP/1.1: check the request line, the header syntax and Content-Length/Transfer-Encoding".to_string()
+            "the request head is not valid HTTP/1.1: check the request line, the header syntax \
+                and Content-Length/Transfer-Encoding"
+                .to_string()
         }
         _ => return None,
     };
@@ -251,7 +255,8 @@ mod tests {
     use super::*;
 
     const HYPER_431: &[u8] =
-        b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\ndate: Wed, 25 Nov 2026 18:31:42 GMT\r\n\r\n";
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: \
+            0\r\ndate: Wed, 25 Nov 2026 18:31:42 GMT\r\n\r\n";
 
     fn parts(answer: &[u8]) -> (String, String) {
         let text = String::from_utf8(answer.to_vec()).unwrap();
@@ -278,7 +283,8 @@ mod tests {
 
     #[test]
     fn hyper_400_gets_a_reason() {
-        let head = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        let head = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: \
+            x\r\n\r\n";
         let (_, body) = parts(&answer_in_place_of(head, 8192).unwrap());
         assert!(body.starts_with("the request head is not valid HTTP/1.1"), "{body}");
     }
@@ -287,15 +293,21 @@ mod tests {
     fn other_writes_are_left_alone() {
         for write in [
             // Ours: a body follows the head in the same write.
-            &b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"[..],
+            &b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\nHTTP/1.1 \
+                200 OK\r\n\r\n"[..],
             // An app's 404 with headers of its own.
-            b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\nconnection: \
+                close\r\ncontent-length: 0\r\n\r\n",
             // Not a status hyper answers by itself.
             b"HTTP/1.1 403 Forbidden\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
             // A body chunk.
             b"# TYPE up gauge\nup 1\n",
         ] {
-            assert!(answer_in_place_of(write, 8192).is_none(), "{}", String::from_utf8_lossy(write));
+            assert!(
+                answer_in_place_of(write, 8192).is_none(),
+                "{}",
+                String::from_utf8_lossy(write)
+            );
         }
         // A body chunk is decided by its length, never scanned.
         let long = [

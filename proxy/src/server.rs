@@ -107,7 +107,8 @@ pub async fn serve(
                 // hyper has answered 400 or 431 (with our one-line body, see `rejections`); its
                 // precise reason goes to the log.
                 Err(e) if e.is_parse() || e.is_parse_too_large() => {
-                    tracing::info!(%peer, error = %e, "rejected an unparseable or oversized request head");
+                    tracing::info!(%peer, error = %e, "rejected an unparseable or oversized \
+                        request head");
                 }
                 Err(e) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
                 Ok(()) => {}

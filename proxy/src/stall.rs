@@ -57,7 +57,8 @@ impl<T> WriteDeadline<T> {
         match timer.as_mut().poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(()) => {
-                tracing::info!(peer = %self.peer, "the client stopped reading the response; cut at its deadline");
+                tracing::info!(peer = %self.peer, "the client stopped reading the response; cut \
+                    at its deadline");
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "the client stopped reading before the response deadline",

@@ -148,7 +148,9 @@ pub async fn check(
         );
     } else if selecting.is_empty() {
         let why = if monitors.is_empty() {
-            "there are no monitors at all (is prometheus-operator installed, and may you list them?)".to_string()
+            "there are no monitors at all (is prometheus-operator installed, and may you list \
+                them?)"
+                .to_string()
         } else {
             format!("none of the {} ServiceMonitors and PodMonitors does", monitors.len())
         };
@@ -156,7 +158,8 @@ pub async fn check(
             Check::fail(
                 "monitor",
                 format!("no monitor selects {sid} or its pods: {why}"),
-                "apply the monitor meshscrape-gen renders, or fix its spec.selector and spec.namespaceSelector",
+                "apply the monitor meshscrape-gen renders, or fix its spec.selector and \
+                    spec.namespaceSelector",
             )
             .on(&sid),
         );

@@ -87,7 +87,10 @@ pub async fn check(url: &str, o: &Options) -> Report {
         report.push(
             Check::warn(
                 "content type",
-                format!("`{content_type}` is neither text/plain nor OpenMetrics; Prometheus falls back to the text parser"),
+                format!(
+                    "`{content_type}` is neither text/plain nor OpenMetrics; Prometheus falls \
+                    back to the text parser"
+                ),
                 "serve text/plain; version=0.0.4",
             )
             .on(url),

@@ -103,7 +103,8 @@ pub async fn check(url: &str, o: &Options) -> Report {
             .collect();
         let msg = if dropped > 0 {
             format!(
-                "no active target, but {dropped} discovered target(s) of this job were dropped by relabeling"
+                "no active target, but {dropped} discovered target(s) of this job were dropped by \
+                    relabeling"
             )
         } else {
             format!(

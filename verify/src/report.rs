@@ -154,7 +154,8 @@ impl Report {
         };
         let failures = self.checks.iter().filter(|c| c.status == Status::Fail).count();
         let mut out = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"meshscrape-verify\" tests=\"{}\" failures=\"{failures}\">\n",
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"meshscrape-verify\" \
+                tests=\"{}\" failures=\"{failures}\">\n",
             self.checks.len()
         );
         for c in &self.checks {
@@ -224,7 +225,8 @@ mod tests {
         assert_eq!(
             text.lines().next(),
             Some(
-                "FAIL ConfigMap [Deployment/tools/a\\nb x\\ny]: ConfigMap tools/a\\nb is not in the input — fix: add a\\nb"
+                "FAIL ConfigMap [Deployment/tools/a\\nb x\\ny]: ConfigMap tools/a\\nb is not in \
+                    the input — fix: add a\\nb"
             )
         );
         assert_eq!(text.lines().count(), 2, "{text}");
@@ -236,7 +238,8 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[1],
-            "FAIL Service port [Service/tools/a spec.ports]: no port named prometheus — fix: add a port named prometheus"
+            "FAIL Service port [Service/tools/a spec.ports]: no port named prometheus — fix: add \
+                a port named prometheus"
         );
         assert_eq!(lines[2], "1 passed, 1 failed, 0 warnings");
         assert_eq!(sample().exit_code(), 1);

@@ -25,7 +25,8 @@ fn main() -> ExitCode {
             Some(Ok(r)) if r > 0 => r,
             Some(_) => {
                 eprintln!(
-                    "usage: hop pingpong [ROUNDS]   (ROUNDS: a positive whole number, default 100000)"
+                    "usage: hop pingpong [ROUNDS]   (ROUNDS: a positive whole number, default \
+                        100000)"
                 );
                 return ExitCode::from(64);
             }
@@ -43,7 +44,8 @@ fn main() -> ExitCode {
     }
     let [mode, listen, upstream] = args.as_slice() else {
         eprintln!(
-            "usage: hop tokio|threads LISTEN UPSTREAM   (e.g. hop tokio 127.0.0.1:29093 127.0.0.1:28080), or hop pingpong [ROUNDS]"
+            "usage: hop tokio|threads LISTEN UPSTREAM   (e.g. hop tokio 127.0.0.1:29093 \
+                127.0.0.1:28080), or hop pingpong [ROUNDS]"
         );
         return ExitCode::from(64);
     };

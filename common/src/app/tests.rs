@@ -1,6 +1,7 @@
 use super::*;
 
-const MINIMAL: &str = "name: shop\nnamespaces: [tools]\nlabels: {app: shop}\ncontainer: {image: shop:1, port: 8080}\nmonitor: {namespace: monitoring, labels: {release: kube-prometheus-stack}}\n";
+const MINIMAL: &str = "name: shop\nnamespaces: [tools]\nlabels: {app: shop}\ncontainer: \
+    {image: shop:1, port: 8080}\nmonitor: {namespace: monitoring, labels: {release: kube-prometheus-stack}}\n";
 
 fn parse(text: &str) -> Result<AppConfig, ConfigError> {
     AppConfig::from_yaml(Path::new("app.yaml"), text)
@@ -63,7 +64,8 @@ fn a_clash_with_a_default_names_the_file_and_the_key_to_set() {
     assert_eq!(p[0].origin, Origin::Unset { path: "app.yaml".into() });
     assert_eq!(
         p[0].to_string(),
-        "app.yaml (key not set, default used): sidecar.port: 9090 is also the app's port; set sidecar.port to another, e.g. 9091"
+        "app.yaml (key not set, default used): sidecar.port: 9090 is also the app's port; set \
+            sidecar.port to another, e.g. 9091"
     );
 }
 

@@ -98,7 +98,8 @@ fn flags_override_the_file() {
 fn to_yaml_reads_back_to_the_same_config() {
     let original = ProxyConfig::from_yaml(
         Path::new("x.yaml"),
-        "upstream: http://127.0.0.1:8081\nroutes: [/prometheus=/prometheus, /x=http://127.0.0.1:9000/y]\ntimeouts: {upstream: 1500ms}\n",
+        "upstream: http://127.0.0.1:8081\nroutes: [/prometheus=/prometheus, \
+            /x=http://127.0.0.1:9000/y]\ntimeouts: {upstream: 1500ms}\n",
         &ProxyOverrides::default(),
     )
     .unwrap();
@@ -186,7 +187,11 @@ fn reports_wrong_types_and_syntax_errors_with_the_line() {
 #[test]
 fn rejects_limits_and_timeouts_out_of_range() {
     let p = problems(
-        from_yaml("timeouts:\n  upstream: 0s\n  connect: 30\nlimits:\n  maxInFlight: 0\n  maxRequestHeadBytes: 10\nlogFormat: xml\n").unwrap_err(),
+        from_yaml(
+            "timeouts:\n  upstream: 0s\n  connect: 30\nlimits:\n  maxInFlight: 0\n  \
+            maxRequestHeadBytes: 10\nlogFormat: xml\n",
+        )
+        .unwrap_err(),
     );
     let fields: Vec<_> = p.iter().map(|p| p.field.as_str()).collect();
     assert_eq!(

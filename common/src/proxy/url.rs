@@ -7,7 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::{RESERVED_PREFIX, Route, Target};
 
-const LOOPBACK_HINT: &str = "the sidecar forwards only to its own pod: use 127.0.0.1, another 127.x.y.z address, [::1] or localhost";
+const LOOPBACK_HINT: &str = "the sidecar forwards only to its own pod: use 127.0.0.1, another \
+    127.x.y.z address, [::1] or localhost";
 
 /// Checks an origin-form path: starts with `/`, only URI path characters, well-formed
 /// percent-escapes, and no `.`/`..` segments (an exact match on such a path would invite confusion
@@ -21,7 +22,8 @@ pub fn check_path(path: &str) -> Result<(), String> {
     }
     if path.contains(['?', '#']) {
         return Err(format!(
-            "`{path}` has a query or fragment; routes match paths only, and query strings pass through"
+            "`{path}` has a query or fragment; routes match paths only, and query strings pass \
+                through"
         ));
     }
     let bytes = path.as_bytes();
@@ -58,7 +60,8 @@ fn parse_loopback_url(text: &str) -> Result<(SocketAddr, &str), String> {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
         Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => {
             return Err(format!(
-                "`{text}` uses https; the sidecar talks plain http to its own pod over loopback, use http://"
+                "`{text}` uses https; the sidecar talks plain http to its own pod over loopback, \
+                    use http://"
             ));
         }
         _ => return Err(format!("`{text}` is not an http:// URL such as http://127.0.0.1:8080")),
@@ -106,7 +109,8 @@ pub(super) fn parse_upstream(text: &str) -> Result<SocketAddr, String> {
     let (addr, path) = parse_loopback_url(text)?;
     if !(path.is_empty() || path == "/") {
         return Err(format!(
-            "`{text}` has a path; the upstream is an address only, give paths in routes (PUBLIC=TARGET)"
+            "`{text}` has a path; the upstream is an address only, give paths in routes \
+                (PUBLIC=TARGET)"
         ));
     }
     Ok(addr)
@@ -120,7 +124,8 @@ pub(super) fn parse_route(text: &str, upstream: SocketAddr) -> Result<Route, Str
     check_path(public).map_err(|e| format!("public path {e}"))?;
     if public.starts_with(RESERVED_PREFIX) || public == "/-" {
         return Err(format!(
-            "public path `{public}` is under /-/, which the sidecar keeps for /-/healthy, /-/ready and /-/metrics; choose another"
+            "public path `{public}` is under /-/, which the sidecar keeps for /-/healthy, \
+                /-/ready and /-/metrics; choose another"
         ));
     }
     let (addr, path) = if target.starts_with('/') {

@@ -82,7 +82,9 @@ fn respond(out: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()>
 /// The seed's summary, then `pad` bytes' worth of gauge lines of a fixed width.
 fn exposition(out: &mut TcpStream, head_only: bool, pad: usize) -> std::io::Result<()> {
     let head = format!(
-        "# HELP {METRIC} Generated from Dropwizard metric import\n# TYPE {METRIC} summary\n{METRIC}{{quantile=\"0.5\",}} 1.353475E-4\n{METRIC}{{quantile=\"0.99\",}} 4.1210555000000096E-4\n{METRIC}_count 50598.0\n"
+        "# HELP {METRIC} Generated from Dropwizard metric import\n# TYPE {METRIC} \
+            summary\n{METRIC}{{quantile=\"0.5\",}} 1.353475E-4\n{METRIC}{{quantile=\"0.99\",}} \
+                4.1210555000000096E-4\n{METRIC}_count 50598.0\n"
     );
     let filler_head = "# TYPE demo_padding gauge\n";
     // Every padding line is exactly 64 bytes: "demo_padding{n=\"" + 12 digits + "\"} " + value + "\n".
@@ -90,7 +92,8 @@ fn exposition(out: &mut TcpStream, head_only: bool, pad: usize) -> std::io::Resu
     let len = head.len() + if lines > 0 { filler_head.len() + lines * 64 } else { 0 };
     write!(
         out,
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {len}\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; \
+            charset=utf-8\r\nContent-Length: {len}\r\n\r\n"
     )?;
     if head_only {
         return Ok(());

@@ -392,7 +392,8 @@ async fn repeated_twenty_megabyte_scrapes_fit_the_generated_limits() {
     assert_eq!(
         docker::inspect(
             &id,
-            "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.ReadonlyRootfs}} {{.Config.User}}"
+            "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.ReadonlyRootfs}} \
+                {{.Config.User}}"
         ),
         "15728640 100000000 true 65532:65532"
     );

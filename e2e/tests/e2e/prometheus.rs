@@ -84,7 +84,8 @@ fn start_prometheus(job: &ScrapeJob) -> Prometheus {
 async fn prometheus_scrapes_the_app_through_the_generated_sidecar_and_sees_it_recover() {
     if Command::new("prometheus").arg("--version").output().is_err() {
         eprintln!(
-            "SKIPPED: no prometheus binary (apt-get install prometheus, or run scripts/setup-debian as root)"
+            "SKIPPED: no prometheus binary (apt-get install prometheus, or run \
+                scripts/setup-debian as root)"
         );
         return;
     }

@@ -126,8 +126,11 @@ async fn scrape_timeout_header_shortens_the_deadline() {
 
 #[tokio::test]
 async fn forwards_to_the_target_path_with_query_and_rewritten_host() {
-    let (upstream, seen) =
-        one_shot_upstream("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\nX-App: 1\r\nKeep-Alive: timeout=9\r\n\r\nhello").await;
+    let (upstream, seen) = one_shot_upstream(
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: \
+            text/plain\r\nX-App: 1\r\nKeep-Alive: timeout=9\r\n\r\nhello",
+    )
+    .await;
     let app = app(&["/metrics=/actuator/prometheus"], &upstream);
     let req = Request::get("/metrics?name[]=up&x=%20")
         .header("accept", "text/plain;version=0.0.4")

@@ -142,7 +142,8 @@ async fn serves_keep_alive_clients_several_requests() {
     let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
     let mut s = TcpStream::connect(sidecar.addr).await.unwrap();
     s.write_all(
-        b"GET /m HTTP/1.1\r\nHost: s\r\n\r\nGET /-/healthy HTTP/1.1\r\nHost: s\r\n\r\nGET /m HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n",
+        b"GET /m HTTP/1.1\r\nHost: s\r\n\r\nGET /-/healthy HTTP/1.1\r\nHost: s\r\n\r\nGET /m \
+            HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n",
     )
     .await
     .unwrap();

@@ -223,12 +223,17 @@ async fn mangled_request_heads_get_bounded_answers_and_only_configured_targets_r
     let up = Upstream::start(Script::Body("fuzz_up 1\n")).await;
     let sidecar = Sidecar::to_with(up.addr, &["/metrics=/m"], fuzz_overrides()).await;
     let corpus: &[&[u8]] = &[
-        b"GET /metrics?name[]=a&x=%20 HTTP/1.1\r\nHost: pod:9090\r\nAccept: text/plain;version=0.0.4\r\nX-Prometheus-Scrape-Timeout-Seconds: 10\r\nConnection: close\r\n\r\n",
-        b"HEAD /metrics HTTP/1.1\r\nHost: a\r\nConnection: close, x-hop\r\nx-hop: 1\r\nKeep-Alive: timeout=5\r\n\r\n",
-        b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\nGET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        b"GET /metrics?name[]=a&x=%20 HTTP/1.1\r\nHost: pod:9090\r\nAccept: \
+            text/plain;version=0.0.4\r\nX-Prometheus-Scrape-Timeout-Seconds: 10\r\nConnection: close\r\n\r\n",
+        b"HEAD /metrics HTTP/1.1\r\nHost: a\r\nConnection: close, x-hop\r\nx-hop: \
+            1\r\nKeep-Alive: timeout=5\r\n\r\n",
+        b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\nGET /metrics HTTP/1.1\r\nHost: a\r\nConnection: \
+            close\r\n\r\n",
         b"GET /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
-        b"GET /metrics HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-        b"GET /-/metrics HTTP/1.1\r\nHost: a\r\nProxy-Authorization: Basic eA==\r\nTE: trailers\r\nConnection: close\r\n\r\n",
+        b"GET /metrics HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: \
+            close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"GET /-/metrics HTTP/1.1\r\nHost: a\r\nProxy-Authorization: Basic eA==\r\nTE: \
+            trailers\r\nConnection: close\r\n\r\n",
         b"GET /metrics HTTP/1.0\r\n\r\n",
     ];
     let seed = seed();
@@ -361,9 +366,12 @@ async fn mangled_request_heads_get_bounded_answers_and_only_configured_targets_r
 #[tokio::test]
 async fn mangled_app_responses_become_502_504_or_pass_through_in_bounded_time() {
     let corpus: &[&[u8]] = &[
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: 12\r\n\r\nfuzz_app 1\n\n",
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nTrailer: x-t\r\n\r\n6\r\nup 1\n\n\r\n0\r\nx-t: 1\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, x-hop\r\nx-hop: 1\r\nKeep-Alive: timeout=5\r\nUpgrade: h2c\r\nProxy-Authenticate: Basic\r\nContent-Length: 5\r\n\r\nup 1\n",
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: \
+            12\r\n\r\nfuzz_app 1\n\n",
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nTrailer: \
+            x-t\r\n\r\n6\r\nup 1\n\n\r\n0\r\nx-t: 1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, x-hop\r\nx-hop: 1\r\nKeep-Alive: \
+            timeout=5\r\nUpgrade: h2c\r\nProxy-Authenticate: Basic\r\nContent-Length: 5\r\n\r\nup 1\n",
         b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nup 1\nup 2\n",
         b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops",
         b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nup 1\n",

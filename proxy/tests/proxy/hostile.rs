@@ -97,8 +97,8 @@ async fn content_length_with_transfer_encoding_closes_the_connection() {
     // nothing after the chunked body can be read as a second request.
     let up = Upstream::start(Script::Body("x 1\n")).await;
     let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
-    let req =
-        b"GET /m HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /-/metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+    let req = b"GET /m HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: \
+            chunked\r\n\r\n0\r\n\r\nGET /-/metrics HTTP/1.1\r\nHost: x\r\n\r\n";
     let reply = raw(sidecar.addr, req).await.expect("an answer");
     assert_eq!(reply.header("connection").as_deref(), Some("close"));
     assert_eq!(
@@ -118,7 +118,8 @@ async fn request_bodies_and_framing_headers_are_never_forwarded() {
     let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
     // A GET carrying a body that looks like a second request: the body is not a request, and the
     // app sees one clean GET with no framing headers that would make it wait for a body.
-    let smuggle = b"GET /m HTTP/1.1\r\nHost: x\r\nContent-Length: 33\r\nExpect: 100-continue\r\n\r\nGET /admin HTTP/1.1\r\nHost: x\r\n\r\n";
+    let smuggle = b"GET /m HTTP/1.1\r\nHost: x\r\nContent-Length: 33\r\nExpect: \
+        100-continue\r\n\r\nGET /admin HTTP/1.1\r\nHost: x\r\n\r\n";
     let mut s = TcpStream::connect(sidecar.addr).await.unwrap();
     s.write_all(smuggle).await.unwrap();
     let mut buf = vec![0u8; 4096];
@@ -216,7 +217,12 @@ async fn a_bad_head_after_good_requests_on_one_connection_gets_its_reason() {
     let up = Upstream::start(Script::Body("x 1\n")).await;
     let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
     let mut s = TcpStream::connect(sidecar.addr).await.unwrap();
-    s.write_all(b"GET /m HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /m HTTP/1.1\r\nBad Header\r\n\r\n").await.unwrap();
+    s.write_all(
+        b"GET /m HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /m \
+        HTTP/1.1\r\nBad Header\r\n\r\n",
+    )
+    .await
+    .unwrap();
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
     let text = String::from_utf8_lossy(&buf);
@@ -452,8 +458,11 @@ async fn a_head_with_no_body_by_the_deadline_is_504() {
 async fn an_apps_content_length_beside_transfer_encoding_is_dropped() {
     // RFC 9112 §6.3: chunked framing wins. Forwarding the stale Content-Length (3) would frame
     // the client's response wrongly; the whole six-byte body must arrive.
-    let up =
-        Upstream::start(Script::Raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n6\r\nup 1\n\n\r\n0\r\n\r\n")).await;
+    let up = Upstream::start(Script::Raw(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: \
+            chunked\r\nContent-Length: 3\r\n\r\n6\r\nup 1\n\n\r\n0\r\n\r\n",
+    ))
+    .await;
     let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
     let reply = get(sidecar.addr, "/m", "").await;
     assert_eq!((reply.status, reply.text().as_str()), (200, "up 1\n\n"), "{reply:?}");

@@ -130,7 +130,8 @@ async fn serve_script(mut s: TcpStream, script: Script, seen: Arc<Mutex<Vec<Stri
         let _ = match &script {
             Script::BodyThenClose(body) => {
                 let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n",
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; \
+                        version=0.0.4\r\nContent-Length: {}\r\n\r\n",
                     body.len()
                 );
                 let _ = s.write_all(format!("{head}{body}").as_bytes()).await;
@@ -141,7 +142,8 @@ async fn serve_script(mut s: TcpStream, script: Script, seen: Arc<Mutex<Vec<Stri
                     tokio::time::sleep(*delay).await;
                 }
                 let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n",
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; \
+                        version=0.0.4\r\nContent-Length: {}\r\n\r\n",
                     body.len()
                 );
                 s.write_all(format!("{head}{body}").as_bytes()).await

@@ -100,7 +100,8 @@ where
             Check::fail(
                 "port-forward",
                 e,
-                "you need create on pods/portforward (kubectl auth can-i create pods/portforward), and the pod must be running",
+                "you need create on pods/portforward (kubectl auth can-i create \
+                    pods/portforward), and the pod must be running",
             )
             .on(target),
         );

@@ -125,7 +125,8 @@ pub(super) fn check_pods(
                 Check::fail(
                     "metrics container",
                     format!("no container declares port {target}"),
-                    "declare the sidecar's containerPort and name it as the Service's targetPort or the PodMonitor's port",
+                    "declare the sidecar's containerPort and name it as the Service's targetPort \
+                        or the PodMonitor's port",
                 )
                 .on(&pid),
             );
@@ -178,7 +179,8 @@ fn restart_fix(reason: Option<&str>) -> String {
     match reason {
         Some("OOMKilled") => "the container ran out of memory: raise its memory limit or lower limits.maxInFlight in the sidecar config".into(),
         Some("CrashLoopBackOff") | Some("Error") => {
-            "read its log (kubectl logs --previous -c <container>); exit 64 means a bad sidecar config".into()
+            "read its log (kubectl logs --previous -c <container>); exit 64 means a bad sidecar \
+                config".into()
         }
         _ => "kubectl describe pod and kubectl logs -c <container> say why".into(),
     }

@@ -83,7 +83,11 @@ impl Reader<'_> {
                 report.push(Check::warn(
                     "access",
                     format!("may not list {} {scope}: {}", ar.plural, s.message),
-                    format!("grant get and list on {} (kubectl auth can-i list {}); the checks that need them are skipped", ar.plural, ar.plural),
+                    format!(
+                        "grant get and list on {} (kubectl auth can-i list {}); the checks \
+                        that need them are skipped",
+                        ar.plural, ar.plural
+                    ),
                 ));
                 Ok(None)
             }

@@ -148,7 +148,8 @@ fn metrics_port_still_captured_by_istio() {
     let f = failures(&run(&text, &Options::default()));
     assert!(f.iter().any(|(n, m)| n == "Istio" && m.contains("STRICT mTLS")), "{f:?}");
     // A PeerAuthentication with the port PERMISSIVE mends it.
-    let pa = "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: m, namespace: tools}\nspec:\n  selector: {matchLabels: {run: identity-app}}\n  portLevelMtls:\n    \"9090\": {mode: PERMISSIVE}\n";
+    let pa = "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: \
+        {name: m, namespace: tools}\nspec:\n  selector: {matchLabels: {run: identity-app}}\n  portLevelMtls:\n    \"9090\": {mode: PERMISSIVE}\n";
     assert!(!run(&format!("{text}{pa}"), &Options::default()).failed());
 }
 

@@ -67,7 +67,8 @@ fn kubeconfig(server: &str) -> std::path::PathBuf {
         server.len()
     ));
     let yaml = format!(
-        "apiVersion: v1\nkind: Config\ncurrent-context: test\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: test\n  context: {{cluster: test, user: test}}\nusers:\n- name: test\n  user: {{token: not-a-real-token}}\n"
+        "apiVersion: v1\nkind: Config\ncurrent-context: test\nclusters:\n- name: test\n  \
+            cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: test\n  context: {{cluster: test, user: test}}\nusers:\n- name: test\n  user: {{token: not-a-real-token}}\n"
     );
     std::fs::write(&path, yaml).unwrap();
     path

@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
-pub(crate) const SEED: &str = "# TYPE com_hybris_isAlive summary\ncom_hybris_isAlive{quantile=\"0.5\",} 1.353475E-4\ncom_hybris_isAlive_count 50598.0\n";
+pub(crate) const SEED: &str = "# TYPE com_hybris_isAlive \
+    summary\ncom_hybris_isAlive{quantile=\"0.5\",} 1.353475E-4\ncom_hybris_isAlive_count 50598.0\n";
 
 /// The objects the fake API server holds, and what it was asked.
 #[derive(Clone)]
@@ -89,7 +90,8 @@ impl World {
                     403,
                     "Forbidden",
                     &format!(
-                        "{plural_name} is forbidden: User \"ci\" cannot list resource \"{plural_name}\""
+                        "{plural_name} is forbidden: User \"ci\" cannot list resource \
+                            \"{plural_name}\""
                     ),
                 ),
             ),
@@ -235,8 +237,12 @@ pub(crate) async fn http_server(answers: Vec<(&'static str, &'static str, String
                 let status = if body.is_empty() { "404 Not Found" } else { "200 OK" };
                 let _ = s
                     .write_all(
-                        format!("HTTP/1.1 {status}\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
-                            .as_bytes(),
+                        format!(
+                            "HTTP/1.1 {status}\r\nContent-Type: {ct}\r\nContent-Length: \
+                            {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
                     )
                     .await;
             });
@@ -393,7 +399,9 @@ pub(crate) fn kubeconfig(server: SocketAddr) -> std::path::PathBuf {
         server.port()
     ));
     let yaml = format!(
-        "apiVersion: v1\nkind: Config\ncurrent-context: kind-test\nclusters:\n- name: test\n  cluster: {{server: \"http://{server}\"}}\ncontexts:\n- name: kind-test\n  context: {{cluster: test, user: test}}\nusers:\n- name: test\n  user: {{token: t}}\n"
+        "apiVersion: v1\nkind: Config\ncurrent-context: kind-test\nclusters:\n- name: test\n  \
+            cluster: {{server: \"http://{server}\"}}\ncontexts:\n- name: kind-test\n  context: \
+                {{cluster: test, user: test}}\nusers:\n- name: test\n  user: {{token: t}}\n"
     );
     std::fs::write(&path, yaml).unwrap();
     path

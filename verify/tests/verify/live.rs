@@ -31,7 +31,12 @@ async fn serve(response: Vec<u8>, then_hang: bool) -> String {
 }
 
 fn ok(body: &str, content_type: &str) -> Vec<u8> {
-    format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).into_bytes()
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: \
+        close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 fn opts() -> endpoint::Options {
@@ -64,7 +69,8 @@ async fn gzip_bodies_are_decoded() {
     gz.write_all(SEED.as_bytes()).unwrap();
     let body = gz.finish().unwrap();
     let mut resp = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Encoding: gzip\r\nContent-Length: \
+            {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();
