@@ -23,8 +23,10 @@ pub struct Images {
     pub proxy: String,
     /// The demo app on 127.0.0.1:8080.
     pub app: String,
-    /// Prometheus, reading /etc/prometheus/prometheus.yml.
+    /// Prometheus 2.42 (Debian bookworm's), reading /etc/prometheus/prometheus.yml.
     pub prometheus: String,
+    /// Prometheus 3.5 LTS, the same way.
+    pub prometheus3: String,
 }
 
 /// The images, built once per test process (`demo_app`: the test-built demo-app binary); `None`
@@ -86,7 +88,15 @@ fn build_images(demo_app: &Path) -> Result<Images, String> {
     let base = String::from_utf8_lossy(&base.stdout).trim().to_string();
     let app = build_on_base(&base, "demo-app", Some(demo_app))?;
     let prometheus = build_on_base(&base, "prometheus", None)?;
-    Ok(Images { base, proxy, app, prometheus })
+    let v3 = crate::prometheus3_binary();
+    if !v3.is_file() {
+        return Err(format!(
+            "no Prometheus 3.5 at {}; run scripts/fetch-prometheus3 (scripts/setup-debian does)",
+            v3.display()
+        ));
+    }
+    let prometheus3 = build_on_base(&base, "prometheus3", Some(&v3))?;
+    Ok(Images { base, proxy, app, prometheus, prometheus3 })
 }
 
 /// `docker build` of `e2e/images/NAME.Dockerfile` on `base`, with `file` as the whole context.

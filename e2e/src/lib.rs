@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
 use meshscrape_common::AppConfig;
 use meshscrape_common::crd::ServiceMonitor;
 use meshscrape_common::operator::{self, MonitorKind};
@@ -25,6 +26,15 @@ use meshscrape_verify::report::{Report, Status};
 /// The seed's metric: a Dropwizard summary the identity-service exports.
 pub const METRIC: &str = "com_hybris_yprofile_identity_web_rest_HealthEndpoint_isAlive";
 
+/// Where `scripts/fetch-prometheus3` puts Prometheus 3.5: `MESHSCRAPE_PROMETHEUS3` if set, else
+/// its default folder under the home directory.
+pub fn prometheus3_binary() -> PathBuf {
+    std::env::var_os("MESHSCRAPE_PROMETHEUS3").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(&std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/meshscrape/prometheus3/prometheus")
+    })
+}
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -35,6 +45,7 @@ pub struct Example {
     /// The ConfigMap's `sidecar.yaml`, verbatim.
     pub sidecar_yaml: String,
     pub deployment: Deployment,
+    pub service: Service,
     pub monitor: ServiceMonitor,
 }
 
@@ -60,13 +71,15 @@ impl Example {
         change(&mut config);
         let rendered = meshscrape_gen::render(&config, &Templates::load(None).expect("templates"))
             .expect("the example renders");
-        let (mut sidecar_yaml, mut deployment, mut monitor) = (None, None, None);
+        let (mut sidecar_yaml, mut deployment, mut service, mut monitor) = (None, None, None, None);
         for r in rendered {
             match r.object {
                 Object::ConfigMap(cm) => {
                     sidecar_yaml = cm.data.and_then(|mut d| d.remove("sidecar.yaml"))
                 }
                 Object::Deployment(d) => deployment = Some(*d),
+                // The first namespace's; every namespace's Service has the same name and labels.
+                Object::Service(svc) if service.is_none() => service = Some(*svc),
                 Object::ServiceMonitor(m) => monitor = Some(*m),
                 _ => {}
             }
@@ -74,19 +87,36 @@ impl Example {
         Example {
             sidecar_yaml: sidecar_yaml.expect("a ConfigMap with sidecar.yaml"),
             deployment: deployment.expect("a Deployment"),
+            service: service.expect("a Service"),
             monitor: monitor.expect("a ServiceMonitor"),
         }
     }
 
-    /// The scrape job prometheus-operator derives from the monitor's first endpoint.
+    /// The scrape job prometheus-operator derives from the monitor's first endpoint: the scrape
+    /// pool as its name, and the `job` label it relabels the targets with.
     pub fn job(&self) -> ScrapeJob {
         let endpoint = &self.monitor.spec.endpoints[0];
+        let (ns, name) = (
+            self.monitor.metadata.namespace.as_deref().unwrap_or("default"),
+            self.monitor.metadata.name.as_deref().unwrap_or_default(),
+        );
+        let service_labels = self.service.metadata.labels.clone().unwrap_or_default();
+        let job_label_value = self
+            .monitor
+            .spec
+            .job_label
+            .as_ref()
+            .and_then(|l| service_labels.get(l))
+            .map(String::as_str);
+        let service_name = self.service.metadata.name.as_deref().unwrap_or_default();
         ScrapeJob {
-            name: operator::scrape_pool(
+            name: operator::scrape_pool(MonitorKind::ServiceMonitor, ns, name, 0),
+            job: operator::job(
                 MonitorKind::ServiceMonitor,
-                self.monitor.metadata.namespace.as_deref().unwrap_or("default"),
-                self.monitor.metadata.name.as_deref().unwrap_or_default(),
-                0,
+                ns,
+                name,
+                service_name,
+                job_label_value,
             ),
             path: endpoint.path.clone().unwrap_or_else(|| "/metrics".into()),
             scheme: endpoint.scheme.clone().unwrap_or_else(|| "http".into()),
@@ -102,7 +132,10 @@ impl Example {
 /// One Prometheus scrape job with a static target.
 #[derive(Clone, Debug)]
 pub struct ScrapeJob {
+    /// The job's name: the scrape pool.
     pub name: String,
+    /// The `job` label its targets get by relabeling.
+    pub job: String,
     pub path: String,
     pub scheme: String,
     pub honor_labels: bool,
@@ -113,15 +146,17 @@ pub struct ScrapeJob {
 }
 
 /// A prometheus.yml with the jobs as prometheus-operator writes them for a monitor's endpoint
-/// (job name, path, scheme, honor_labels, interval, timeout), with static targets in place of
-/// Kubernetes service discovery.
+/// (the scrape pool as job name, path, scheme, honor_labels, interval, timeout, and the
+/// relabeling that sets `job`), with static targets in place of Kubernetes service discovery.
 pub fn prometheus_yml(jobs: &[ScrapeJob]) -> String {
     let mut out = String::from("scrape_configs:\n");
     for j in jobs {
         out += &format!(
-            "  - job_name: \"{}\"\n    metrics_path: \"{}\"\n    scheme: {}\n    honor_labels: \
-                {}\n    scrape_interval: {}\n    scrape_timeout: {}\n    static_configs:\n      - targets: [\"{}\"]\n",
-            j.name, j.path, j.scheme, j.honor_labels, j.interval, j.timeout, j.target
+            "  - job_name: \"{}\"\n    metrics_path: \"{}\"\n    scheme: {}\n    honor_labels: {}\n    \
+             scrape_interval: {}\n    scrape_timeout: {}\n    static_configs:\n      - targets: \
+             [\"{}\"]\n    relabel_configs:\n      - target_label: job\n        replacement: \
+             \"{}\"\n",
+            j.name, j.path, j.scheme, j.honor_labels, j.interval, j.timeout, j.target, j.job
         );
     }
     out

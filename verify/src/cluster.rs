@@ -43,6 +43,8 @@ pub struct Options {
     pub port_forward: bool,
     pub endpoint: endpoint::Options,
     pub expect_metric: Option<String>,
+    /// Whose rules apply to the scrape and the query.
+    pub prometheus_version: crate::promql::Version,
     /// Say what is happening on stderr.
     pub progress: bool,
 }
@@ -54,6 +56,29 @@ pub(super) fn name_of(v: &Value) -> &str {
 fn say(options: &Options, what: &str) {
     if options.progress {
         eprintln!("{what}…");
+    }
+}
+
+/// The targets prometheus-operator makes of monitor `m`'s first endpoint: its scrape pool, and
+/// the `job` label it gives them (the Service's name, the value of the Service or pod label that
+/// `jobLabel` names, or `<ns>/<name>` for a PodMonitor).
+fn operator_target(m: &Value, service: &Value, pods: &[Value]) -> live::Target {
+    let kind =
+        s(m, "/kind").and_then(MonitorKind::from_kind).unwrap_or(MonitorKind::ServiceMonitor);
+    let (ns, name) = (s(m, "/metadata/namespace").unwrap_or("default"), name_of(m));
+    let job_label = s(m, "/spec/jobLabel").unwrap_or_default();
+    let carrier = match kind {
+        MonitorKind::ServiceMonitor => Some(service),
+        MonitorKind::PodMonitor => pods.first(),
+    };
+    let job_label_value = carrier
+        .and_then(|o| o.pointer("/metadata/labels"))
+        .and_then(|l| l.get(job_label))
+        .and_then(Value::as_str)
+        .filter(|_| !job_label.is_empty());
+    live::Target {
+        scrape_pool: Some(operator::scrape_pool(kind, ns, name, 0)),
+        job: Some(operator::job(kind, ns, name, name_of(service), job_label_value)),
     }
 }
 
@@ -339,16 +364,15 @@ pub async fn check(
 
     if let Some((pns, psvc)) = &options.prometheus {
         for m in &selecting {
-            let kind = s(m, "/kind").and_then(MonitorKind::from_kind);
-            let kind = kind.unwrap_or(MonitorKind::ServiceMonitor);
-            let ns = s(m, "/metadata/namespace").unwrap_or("default");
-            // Matched against the targets' `job` label: see issue #14 for why that is wrong.
-            let job = operator::scrape_pool(kind, ns, name_of(m), 0);
+            let target = operator_target(m, &service, pods.as_deref().unwrap_or_default());
             say(
                 options,
-                &format!("port-forwarding to Prometheus {pns}/{psvc} and asking about job {job}"),
+                &format!(
+                    "port-forwarding to Prometheus {pns}/{psvc} and asking about scrape pool {}",
+                    target.scrape_pool.as_deref().unwrap_or("?")
+                ),
             );
-            check_prometheus(&reader, connector.clone(), options, pns, psvc, &job, &mut report)
+            check_prometheus(&reader, connector.clone(), options, (pns, psvc), target, &mut report)
                 .await?;
         }
     }

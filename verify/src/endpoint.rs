@@ -1,13 +1,18 @@
-//! `endpoint`: scrape a URL the way Prometheus does and check what comes back.
+//! `endpoint`: scrape a URL the way Prometheus does and check what comes back, by the rules of
+//! the Prometheus version asked for: its Accept header, its Content-Type rule (Prometheus 3 fails
+//! a scrape whose Content-Type is blank, unparsable or unsupported), and its parser.
 
 use std::time::Duration;
 
-use crate::exposition;
+use crate::exposition::{self, Rules};
 use crate::fetch;
+use crate::promql::Version;
 use crate::report::{Check, Report};
 
 /// Prometheus 2.x's scrape Accept header.
 pub const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+/// Prometheus 3.x's scrape Accept header (3.4 and later, without native histograms).
+pub const ACCEPT_3: &str = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
 
 /// Options for `endpoint`.
 #[derive(Debug, Clone)]
@@ -18,18 +23,25 @@ pub struct Options {
     pub max_bytes: usize,
     /// Further paths on the same host that must answer 200 (readiness, liveness routes).
     pub probes: Vec<String>,
+    /// Whose rules judge the scrape.
+    pub version: Version,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { timeout: Duration::from_secs(10), max_bytes: 64 << 20, probes: Vec::new() }
+        Options {
+            timeout: Duration::from_secs(10),
+            max_bytes: 64 << 20,
+            probes: Vec::new(),
+            version: Version::V3,
+        }
     }
 }
 
 pub async fn check(url: &str, o: &Options) -> Report {
     let mut report = Report::default();
     let headers = [
-        ("accept", ACCEPT.to_string()),
+        ("accept", if o.version == Version::V3 { ACCEPT_3 } else { ACCEPT }.to_string()),
         ("accept-encoding", "gzip".to_string()),
         ("x-prometheus-scrape-timeout-seconds", format!("{}", o.timeout.as_secs_f64())),
         ("user-agent", concat!("meshscrape-verify/", env!("CARGO_PKG_VERSION")).to_string()),
@@ -80,22 +92,34 @@ pub async fn check(url: &str, o: &Options) -> Report {
     );
     let content_type =
         fetched.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let openmetrics = content_type.starts_with("application/openmetrics-text");
-    if openmetrics || content_type.starts_with("text/plain") {
-        report.push(Check::pass("content type", content_type.clone()).on(url));
-    } else {
+    let format = match judge_content_type(&content_type, o.version) {
+        Ok(format) => {
+            report.push(Check::pass("content type", content_type.clone()).on(url));
+            format
+        }
+        Err(check) => {
+            let stop = check.status == crate::report::Status::Fail;
+            report.push(check.on(url));
+            if stop {
+                return report;
+            }
+            Format::Text
+        }
+    };
+    if format == Format::Protobuf {
         report.push(
             Check::warn(
-                "content type",
-                format!(
-                    "`{content_type}` is neither text/plain nor OpenMetrics; Prometheus falls \
-                    back to the text parser"
-                ),
-                "serve text/plain; version=0.0.4",
+                "exposition",
+                "a protobuf body (native histograms); this version of the verifier does not \
+                 decode it",
+                "check the target's health in Prometheus: meshscrape-verify prometheus",
             )
             .on(url),
         );
+        return report;
     }
+    let openmetrics = format == Format::OpenMetrics;
+    let rules = Rules { openmetrics, utf8_names: o.version == Version::V3 };
     let text = match std::str::from_utf8(&fetched.body) {
         Ok(t) => t,
         Err(e) => {
@@ -110,7 +134,7 @@ pub async fn check(url: &str, o: &Options) -> Report {
             return report;
         }
     };
-    match exposition::parse(text, openmetrics) {
+    match exposition::parse_with(text, rules) {
         Ok(e) if e.samples == 0 => report
             .push(Check::fail("exposition", "no samples", "check the app's metrics path").on(url)),
         Ok(e) => report.push(
@@ -123,7 +147,7 @@ pub async fn check(url: &str, o: &Options) -> Report {
         Err(err) => report.push(
             Check::fail(
                 "exposition",
-                format!("Prometheus would reject this body: {err}"),
+                format!("Prometheus {} would reject this body: {err}", o.version),
                 "fix the exporter's output",
             )
             .on(url),
@@ -158,4 +182,153 @@ pub async fn check(url: &str, o: &Options) -> Report {
         }
     }
     report
+}
+
+/// The parser a Content-Type selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    OpenMetrics,
+    Protobuf,
+}
+
+/// The parser Prometheus `version` picks for `content_type`, or the check that says why it
+/// fails the scrape (3) or falls back to the text parser (2). The messages are Prometheus 3's
+/// own (`scrape.extractMediaType`), so a user can find them in the target's last error.
+pub fn judge_content_type(content_type: &str, version: Version) -> Result<Format, Check> {
+    const FIX: &str = "make the app send Content-Type: text/plain; version=0.0.4 (or OpenMetrics), \
+                       or set fallbackScrapeProtocol on the monitor's endpoint (e.g. \
+                       PrometheusText0.0.4)";
+    let problem = if content_type.trim().is_empty() {
+        "non-compliant scrape target sending blank Content-Type".to_string()
+    } else {
+        match media_type(content_type) {
+            Err(why) => format!("cannot parse Content-Type {content_type:?} ({why})"),
+            Ok(media) => match media.as_str() {
+                "text/plain" => return Ok(Format::Text),
+                "application/openmetrics-text" => return Ok(Format::OpenMetrics),
+                "application/vnd.google.protobuf" => return Ok(Format::Protobuf),
+                _ => format!("received unsupported Content-Type {content_type:?}"),
+            },
+        }
+    };
+    Err(match version {
+        Version::V3 => Check::fail(
+            "content type",
+            format!("{problem}: Prometheus 3 fails this scrape (target down)"),
+            FIX,
+        ),
+        Version::V2 => Check::warn(
+            "content type",
+            format!(
+                "{problem}: Prometheus 2 falls back to the text parser; Prometheus 3 would fail"
+            ),
+            FIX,
+        ),
+    })
+}
+
+/// The media type of a Content-Type value, lower-cased, as Go's `mime.ParseMediaType` reads it
+/// (which Prometheus uses): a token, optionally `/token`, then `; key=value` parameters whose
+/// value is a token or a quoted string; a trailing `;` is allowed.
+fn media_type(value: &str) -> Result<String, &'static str> {
+    fn token_char(c: char) -> bool {
+        c.is_ascii() && !c.is_ascii_control() && !" ()<>@,;:\\\"/[]?=".contains(c)
+    }
+    fn token(s: &str) -> (&str, &str) {
+        let end = s.find(|c: char| !token_char(c)).unwrap_or(s.len());
+        s.split_at(end)
+    }
+    let (base, mut params) =
+        value.split_once(';').map_or((value, ""), |(b, _)| (b, &value[b.len()..]));
+    let media = base.trim().to_ascii_lowercase();
+    let (major, rest) = token(&media);
+    if major.is_empty() {
+        return Err("no media type");
+    }
+    if !rest.is_empty() {
+        let sub = rest.strip_prefix('/').ok_or("expected slash after first token")?;
+        let (minor, rest) = token(sub);
+        if minor.is_empty() || !rest.is_empty() {
+            return Err("expected token after slash");
+        }
+    }
+    while !params.trim_start().is_empty() {
+        let p = params.trim_start();
+        let after = p.strip_prefix(';').ok_or("invalid media parameter")?.trim_start();
+        let (key, rest) = token(after);
+        if key.is_empty() {
+            if p.trim() == ";" {
+                break; // a trailing semicolon
+            }
+            return Err("invalid media parameter");
+        }
+        let rest =
+            rest.trim_start().strip_prefix('=').ok_or("invalid media parameter")?.trim_start();
+        params = if let Some(q) = rest.strip_prefix('"') {
+            let mut end = None;
+            let mut escaped = false;
+            for (i, c) in q.char_indices() {
+                match (escaped, c) {
+                    (true, _) => escaped = false,
+                    (false, '\\') => escaped = true,
+                    (false, '"') => {
+                        end = Some(i);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            &q[end.ok_or("invalid media parameter")? + 1..]
+        } else {
+            let (v, rest) = token(rest);
+            if v.is_empty() {
+                return Err("invalid media parameter");
+            }
+            rest
+        };
+    }
+    Ok(media)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_3_fails_blank_unparsable_and_unsupported_content_types() {
+        for (ct, says) in [
+            ("", "non-compliant scrape target sending blank Content-Type"),
+            ("%%%;;", "cannot parse Content-Type"),
+            ("text/html", "received unsupported Content-Type \"text/html\""),
+            ("application/json", "unsupported"),
+            ("application/octet-stream", "unsupported"),
+        ] {
+            let check = judge_content_type(ct, Version::V3).unwrap_err();
+            assert_eq!(check.status, crate::report::Status::Fail, "{ct}");
+            assert!(check.message.contains(says), "{ct}: {}", check.message);
+            assert!(check.fix.as_deref().unwrap().contains("fallbackScrapeProtocol"));
+            let check = judge_content_type(ct, Version::V2).unwrap_err();
+            assert_eq!(check.status, crate::report::Status::Warn, "{ct}");
+        }
+    }
+
+    #[test]
+    fn the_three_media_types_pick_their_parser_whatever_their_parameters() {
+        for (ct, format) in [
+            ("text/plain", Format::Text),
+            ("text/plain; version=0.0.4; charset=utf-8", Format::Text),
+            ("Text/Plain; version=1.0.0; escaping=allow-utf-8", Format::Text),
+            ("text/plain;", Format::Text),
+            ("application/openmetrics-text; version=1.0.0; charset=utf-8", Format::OpenMetrics),
+            (
+                "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; \
+                 encoding=delimited",
+                Format::Protobuf,
+            ),
+            ("text/plain; charset=\"utf-8\"", Format::Text),
+        ] {
+            assert_eq!(judge_content_type(ct, Version::V3).ok(), Some(format), "{ct}");
+        }
+    }
 }

@@ -1,6 +1,8 @@
-//! A parser for what Prometheus accepts from a target: the text format 0.0.4 and OpenMetrics
-//! 1.0, as real exporters write them (trailing commas in label sets, escaped label values,
-//! `+Inf`/`NaN`, timestamps, histograms and summaries, OpenMetrics exemplars).
+//! A parser for what Prometheus accepts from a target: the text format (0.0.4 and 1.0.0) and
+//! OpenMetrics 1.0, as real exporters write them (trailing commas in label sets, escaped label
+//! values, every float spelling Go's ParseFloat takes, timestamps, histograms and summaries,
+//! OpenMetrics exemplars), and, under Prometheus 3's rules, UTF-8 metric and label names in the
+//! quoted form: `{"my.dotted.requests", "error.message"="Not Found"} 3`.
 
 use std::collections::BTreeMap;
 
@@ -31,8 +33,24 @@ pub struct ParseError {
 const SUFFIXES: [&str; 8] =
     ["_bucket", "_sum", "_count", "_total", "_created", "_info", "_gcount", "_gsum"];
 
-/// Parses a body; `openmetrics` demands the `# EOF` terminator and nothing after it.
+/// Which grammar a body is read with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rules {
+    /// OpenMetrics: `# EOF` at the end and nothing after it, no empty lines, exemplars.
+    pub openmetrics: bool,
+    /// Quoted UTF-8 metric and label names, as Prometheus 3 reads them (2.x rejects them).
+    pub utf8_names: bool,
+}
+
+/// Parses a body; `openmetrics` demands the `# EOF` terminator and nothing after it. Quoted
+/// UTF-8 names are read as Prometheus 3 reads them.
 pub fn parse(text: &str, openmetrics: bool) -> Result<Exposition, ParseError> {
+    parse_with(text, Rules { openmetrics, utf8_names: true })
+}
+
+/// Parses a body under `rules`.
+pub fn parse_with(text: &str, rules: Rules) -> Result<Exposition, ParseError> {
+    let openmetrics = rules.openmetrics;
     let mut out = Exposition::default();
     let mut eof = false;
     for (i, raw) in text.lines().enumerate() {
@@ -50,11 +68,19 @@ pub fn parse(text: &str, openmetrics: bool) -> Result<Exposition, ParseError> {
             continue;
         }
         if let Some(comment) = line.strip_prefix('#') {
-            let mut words = comment.trim_start().splitn(3, ' ');
-            match (words.next(), words.next(), words.next()) {
-                (Some("EOF"), None, None) => eof = true,
-                (Some("TYPE"), Some(name), Some(kind)) => {
-                    check_name(name).map_err(err)?;
+            let comment = comment.trim_start();
+            let (keyword, rest) = comment.split_once(' ').unwrap_or((comment, ""));
+            // A quoted name may hold spaces: it is read whole before the rest is split.
+            let (name, rest) = match keyword {
+                "TYPE" | "HELP" | "UNIT" => {
+                    let (name, rest) = metric_name(rest.trim_start(), rules).map_err(err)?;
+                    (Some(name), Some(rest.trim_start()).filter(|r| !r.is_empty()))
+                }
+                _ => (None, None),
+            };
+            match (keyword, name, rest) {
+                ("EOF", None, None) if comment == "EOF" => eof = true,
+                ("TYPE", Some(name), Some(kind)) => {
                     let kind = kind.trim();
                     let known = [
                         "counter",
@@ -70,22 +96,21 @@ pub fn parse(text: &str, openmetrics: bool) -> Result<Exposition, ParseError> {
                     if !known.contains(&kind) {
                         return Err(err(format!("unknown metric type `{kind}`")));
                     }
-                    out.families.entry(name.to_string()).or_default().kind = Some(kind.to_string());
+                    out.families.entry(name).or_default().kind = Some(kind.to_string());
                 }
-                (Some("HELP" | "UNIT"), Some(name), _) => {
-                    check_name(name).map_err(err)?;
-                    out.families.entry(name.to_string()).or_default();
+                ("HELP" | "UNIT", Some(name), _) => {
+                    out.families.entry(name).or_default();
                 }
                 _ => {}
             }
             continue;
         }
-        let name = sample(line, openmetrics).map_err(err)?;
+        let name = sample(line, rules).map_err(err)?;
         let family = SUFFIXES
             .iter()
             .filter_map(|s| name.strip_suffix(s))
             .find(|base| out.families.get(*base).is_some_and(|f| f.kind.is_some()))
-            .unwrap_or(name)
+            .unwrap_or(&name)
             .to_string();
         out.families.entry(family).or_default().samples += 1;
         out.samples += 1;
@@ -109,17 +134,80 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// A metric name at the start of `s`, bare or (under UTF-8 rules) quoted; returns it and the rest.
+fn metric_name(s: &str, rules: Rules) -> Result<(String, &str), String> {
+    if s.starts_with('"') {
+        if !rules.utf8_names {
+            return Err(quoted_in_v2("metric", s));
+        }
+        let (name, rest) = quoted(s)?;
+        if name.is_empty() {
+            return Err("the metric name is empty".into());
+        }
+        return Ok((name, rest));
+    }
+    let end = s.find(|c: char| c.is_whitespace() || c == '{').unwrap_or(s.len());
+    check_name(&s[..end])?;
+    Ok((s[..end].to_string(), &s[end..]))
+}
+
+fn quoted_in_v2(what: &str, s: &str) -> String {
+    let shown: String = s.chars().take(40).collect();
+    format!(
+        "a quoted {what} name ({shown}…) is Prometheus 3's UTF-8 form; Prometheus 2 rejects the \
+         body (\"INVALID\" is not a valid start token)"
+    )
+}
+
+/// A double-quoted string at the start of `s` with `\\`, `\"` and `\n` escapes; returns its
+/// value and what follows the closing quote.
+fn quoted(s: &str) -> Result<(String, &str), String> {
+    let body = s.strip_prefix('"').ok_or("expected a quoted string")?;
+    let mut value = String::new();
+    let mut escaped = false;
+    for (i, c) in body.char_indices() {
+        match (escaped, c) {
+            (true, '\\' | '"') => {
+                value.push(c);
+                escaped = false;
+            }
+            (true, 'n') => {
+                value.push('\n');
+                escaped = false;
+            }
+            (true, other) => return Err(format!("invalid escape \\{other} in a quoted string")),
+            (false, '\\') => escaped = true,
+            (false, '"') => return Ok((value, &body[i + 1..])),
+            (false, '\n') => return Err("a raw newline in a quoted string".into()),
+            (false, c) => value.push(c),
+        }
+    }
+    Err(format!("the quoted string {} is not closed", printable(s)))
+}
+
 /// Parses one sample line; returns its metric name.
-fn sample(line: &str, openmetrics: bool) -> Result<&str, String> {
-    let name_end = line.find(['{', ' ', '\t']).unwrap_or(line.len());
-    let name = &line[..name_end];
-    check_name(name)?;
-    if name_end == line.len() {
+fn sample(line: &str, rules: Rules) -> Result<String, String> {
+    let openmetrics = rules.openmetrics;
+    let (mut name, mut rest) = if line.starts_with('{') {
+        (None, line)
+    } else {
+        let (name, rest) = metric_name(line, rules)?;
+        (Some(name), rest)
+    };
+    if let Some(after) = rest.strip_prefix('{') {
+        let (in_braces, after) = labels(after, name.is_none(), rules)?;
+        if let Some(n) = in_braces {
+            name = Some(n);
+        }
+        rest = after;
+    }
+    let name =
+        name.ok_or("the label set names no metric (its first item must be the quoted name)")?;
+    if rest.trim().is_empty() {
         return Err(format!("sample `{name}` has no value"));
     }
-    let mut rest = &line[name_end..];
-    if let Some(after) = rest.strip_prefix('{') {
-        rest = labels(after)?;
+    if !rest.starts_with([' ', '\t']) {
+        return Err(format!("sample `{name}`: expected a space before the value"));
     }
     // An OpenMetrics exemplar follows " # ".
     let rest = match rest.find(" # ") {
@@ -128,10 +216,11 @@ fn sample(line: &str, openmetrics: bool) -> Result<&str, String> {
     };
     let mut parts = rest.split_whitespace();
     let value = parts.next().ok_or_else(|| format!("sample `{name}` has no value"))?;
-    parse_value(value)
-        .ok_or_else(|| format!("`{value}` is not a sample value (a float, +Inf, -Inf or NaN)"))?;
+    parse_value(value).ok_or_else(|| {
+        format!("`{value}` is not a sample value (a float as Go writes it, +Inf, -Inf or NaN)")
+    })?;
     if let Some(ts) = parts.next() {
-        let ok = if openmetrics { ts.parse::<f64>().is_ok() } else { ts.parse::<i64>().is_ok() };
+        let ok = if openmetrics { parse_value(ts).is_some() } else { ts.parse::<i64>().is_ok() };
         if !ok {
             return Err(format!("`{ts}` is not a timestamp"));
         }
@@ -142,56 +231,73 @@ fn sample(line: &str, openmetrics: bool) -> Result<&str, String> {
     Ok(name)
 }
 
-fn parse_value(v: &str) -> Option<f64> {
-    match v {
-        "+Inf" | "Inf" => Some(f64::INFINITY),
-        "-Inf" => Some(f64::NEG_INFINITY),
-        "NaN" => Some(f64::NAN),
-        _ if v.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E')) => {
-            v.parse().ok()
-        }
-        _ => None,
+/// A float as Prometheus reads one: Go's `strconv.ParseFloat` without hexadecimal mantissas
+/// or underscores (Prometheus refuses `p`, `P` and `_`). That takes `inf`, `+Inf`, `-infinity`
+/// and `NaN` in any case (NaN without a sign), and decimals such as `.5`, `5.`, `1e-3`.
+pub fn parse_value(v: &str) -> Option<f64> {
+    let unsigned = v.strip_prefix(['+', '-']).unwrap_or(v);
+    let negative = v.starts_with('-');
+    if unsigned.eq_ignore_ascii_case("inf") || unsigned.eq_ignore_ascii_case("infinity") {
+        return Some(if negative { f64::NEG_INFINITY } else { f64::INFINITY });
     }
+    if v.eq_ignore_ascii_case("nan") {
+        return Some(f64::NAN);
+    }
+    let decimal = unsigned.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+        && unsigned.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E'));
+    if decimal { v.parse().ok() } else { None }
 }
 
-/// Parses `name="value",...}` (trailing comma allowed); returns what follows the `}`.
-fn labels(mut s: &str) -> Result<&str, String> {
+/// Parses `name="value",...}` (trailing comma allowed); returns the metric name when
+/// `name_first` and the set's first item is a quoted name alone, and what follows the `}`.
+fn labels(mut s: &str, name_first: bool, rules: Rules) -> Result<(Option<String>, &str), String> {
+    let mut metric = None;
+    let mut first = true;
     loop {
         s = s.trim_start();
         if let Some(rest) = s.strip_prefix('}') {
-            return Ok(rest);
+            return Ok((metric, rest));
         }
-        let eq = s.find('=').ok_or("a label has no =")?;
-        let label = s[..eq].trim();
-        if label.is_empty()
-            || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            || label.starts_with(|c: char| c.is_ascii_digit())
-        {
-            return Err(format!("`{label}` is not a label name"));
-        }
-        s = s[eq + 1..]
-            .trim_start()
-            .strip_prefix('"')
-            .ok_or_else(|| format!("the value of label `{label}` is not quoted"))?;
-        let mut escaped = false;
-        let mut end = None;
-        for (i, c) in s.char_indices() {
-            match (escaped, c) {
-                (true, '\\' | '"' | 'n') => escaped = false,
-                (true, other) => {
-                    return Err(format!("label `{label}` has an invalid escape \\{other}"));
-                }
-                (false, '\\') => escaped = true,
-                (false, '"') => {
-                    end = Some(i);
-                    break;
-                }
-                (false, '\n') => return Err(format!("label `{label}` has a raw newline")),
-                _ => {}
+        let label = if s.starts_with('"') {
+            if !rules.utf8_names {
+                return Err(quoted_in_v2("label", s));
             }
+            let (name, rest) = quoted(s)?;
+            let rest = rest.trim_start();
+            if first && name_first && (rest.starts_with(',') || rest.starts_with('}')) {
+                // `{"my.metric", ...}`: the metric's name, not a label.
+                metric = Some(name);
+                s = rest.strip_prefix(',').unwrap_or(rest);
+                first = false;
+                continue;
+            }
+            s = rest;
+            name
+        } else {
+            let end = s.find(|c: char| c == '=' || c.is_whitespace()).ok_or("a label has no =")?;
+            let label = &s[..end];
+            if label.is_empty()
+                || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                || label.starts_with(|c: char| c.is_ascii_digit())
+            {
+                return Err(format!("`{label}` is not a label name"));
+            }
+            s = s[end..].trim_start();
+            label.to_string()
+        };
+        first = false;
+        s = s.strip_prefix('=').ok_or("a label has no =")?.trim_start();
+        if !s.starts_with('"') {
+            return Err(format!("the value of label `{label}` is not quoted"));
         }
-        let end = end.ok_or_else(|| format!("the value of label `{label}` is not closed"))?;
-        s = s[end + 1..].trim_start();
+        let (_, rest) = quoted(s).map_err(|e| {
+            if e.contains("not closed") {
+                format!("the value of label `{label}` is not closed")
+            } else {
+                format!("label `{label}`: {e}")
+            }
+        })?;
+        s = rest.trim_start();
         if let Some(rest) = s.strip_prefix(',') {
             s = rest;
         } else if !s.starts_with('}') {

@@ -10,4 +10,5 @@ pub mod exposition;
 pub mod fetch;
 pub mod manifests;
 pub mod prometheus;
+pub mod promql;
 pub mod report;

@@ -1,5 +1,9 @@
 //! `prometheus`: ask Prometheus itself how the target is doing: `/api/v1/targets` (active and
 //! dropped) and `/api/v1/query` for an expected metric.
+//!
+//! Targets are found as prometheus-operator writes them (`meshscrape_common::operator`): by
+//! scrape pool (`serviceMonitor/<ns>/<name>/<i>`, the `scrapePool` of each target) and by the
+//! `job` label, which the operator sets to the Service's name, not to the scrape pool.
 
 use std::time::Duration;
 
@@ -8,16 +12,53 @@ use serde_json::Value;
 
 use crate::error::FetchError;
 use crate::fetch;
+use crate::promql::{self, Version};
 use crate::report::{Check, Report};
 
-/// Options for `prometheus`.
+/// Options for `prometheus`. At least one of `scrape_pool` and `job` names the targets.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    pub job: String,
+    /// The targets' scrape pool, e.g. `serviceMonitor/monitoring/argo-monitor/0`.
+    pub scrape_pool: Option<String>,
+    /// The targets' `job` label, e.g. the Service's name for a ServiceMonitor.
+    pub job: Option<String>,
     /// Further target labels that must match, `K=V`.
     pub labels: Vec<(String, String)>,
     pub expect_metric: Option<String>,
     pub timeout: Duration,
+    /// Whose rules build the query.
+    pub version: Version,
+}
+
+impl Options {
+    /// How the targets are named in the report.
+    fn who(&self) -> String {
+        match (&self.scrape_pool, &self.job) {
+            (Some(pool), Some(job)) => format!("scrape pool {pool}, job {job}"),
+            (Some(pool), None) => format!("scrape pool {pool}"),
+            (None, Some(job)) => format!("job {job}"),
+            (None, None) => "every target".into(),
+        }
+    }
+
+    /// Whether an active target is one of ours.
+    fn matches_active(&self, t: &Value) -> bool {
+        let labels = &t["labels"];
+        self.scrape_pool.as_ref().is_none_or(|p| t["scrapePool"] == p.as_str())
+            && self.job.as_ref().is_none_or(|j| labels["job"] == j.as_str())
+            && self.labels.iter().all(|(k, v)| labels[k.as_str()] == v.as_str())
+    }
+
+    /// Whether a dropped target was one of ours. Its `job` is the scrape pool's name (the
+    /// relabeling that would have set the operator's job did not keep it).
+    fn matches_dropped(&self, t: &Value) -> bool {
+        let discovered_job = &t["discoveredLabels"]["job"];
+        match (&self.scrape_pool, &self.job) {
+            (Some(pool), _) => t["scrapePool"] == pool.as_str() || discovered_job == pool.as_str(),
+            (None, Some(job)) => discovered_job == job.as_str(),
+            (None, None) => true,
+        }
+    }
 }
 
 /// Why Prometheus's HTTP API gave no data.
@@ -64,17 +105,13 @@ fn encode(s: &str) -> String {
     utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
-fn label_matches(labels: &Value, job: &str, extra: &[(String, String)]) -> bool {
-    labels["job"] == job && extra.iter().all(|(k, v)| labels[k.as_str()] == v.as_str())
-}
-
 fn seconds(d: &str) -> Option<f64> {
     meshscrape_common::duration::parse(d).ok().map(|d| d.as_secs_f64())
 }
 
 pub async fn check(url: &str, o: &Options) -> Report {
     let mut report = Report::default();
-    let who = format!("job {}", o.job);
+    let who = o.who();
     let data = match api(url, "/api/v1/targets?state=any", o.timeout).await {
         Ok(d) => d,
         Err(e) => {
@@ -86,31 +123,29 @@ pub async fn check(url: &str, o: &Options) -> Report {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|t| label_matches(&t["labels"], &o.job, &o.labels))
+        .filter(|t| o.matches_active(t))
         .collect();
     let dropped = data["droppedTargets"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|t| label_matches(&t["discoveredLabels"], &o.job, &[]))
+        .filter(|t| o.matches_dropped(t))
         .count();
     if active.is_empty() {
-        let all_jobs: std::collections::BTreeSet<&str> = data["activeTargets"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|t| t["labels"]["job"].as_str())
-            .collect();
+        let targets = data["activeTargets"].as_array().map_or(&[][..], Vec::as_slice);
+        let known = |f: fn(&Value) -> Option<&str>| {
+            let set: std::collections::BTreeSet<&str> = targets.iter().filter_map(f).collect();
+            set.into_iter().collect::<Vec<_>>().join(", ")
+        };
+        let jobs = known(|t| t["labels"]["job"].as_str());
+        let pools = known(|t| t["scrapePool"].as_str());
         let msg = if dropped > 0 {
             format!(
                 "no active target, but {dropped} discovered target(s) of this job were dropped by \
                     relabeling"
             )
         } else {
-            format!(
-                "Prometheus has no target of this job (jobs: {})",
-                all_jobs.into_iter().collect::<Vec<_>>().join(", ")
-            )
+            format!("Prometheus has no such target (jobs: {jobs}; scrape pools: {pools})")
         };
         report.push(
             Check::fail(
@@ -133,6 +168,8 @@ pub async fn check(url: &str, o: &Options) -> Report {
             .on(&who),
         );
     }
+    let job_of_targets =
+        active.first().and_then(|t| t["labels"]["job"].as_str()).map(str::to_string);
     for t in active {
         let scrape_url = t["scrapeUrl"].as_str().unwrap_or("?").to_string();
         match t["health"].as_str() {
@@ -173,7 +210,20 @@ pub async fn check(url: &str, o: &Options) -> Report {
         }
     }
     if let Some(metric) = &o.expect_metric {
-        let query = format!("count({metric}{{job=\"{}\"}})", o.job.replace('"', "\\\""));
+        // The job the series carry: the one asked for, else the one our targets have.
+        let mut matchers: Vec<(&str, &str)> = Vec::new();
+        if let Some(job) = o.job.as_deref().or(job_of_targets.as_deref()) {
+            matchers.push(("job", job));
+        }
+        matchers.extend(o.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let query = match promql::selector(metric, &matchers, o.version) {
+            Ok(selector) => format!("count({selector})"),
+            Err(e) => {
+                let fix = "pass the name the app exports";
+                report.push(Check::fail("metric", e.to_string(), fix).on(&who));
+                return report;
+            }
+        };
         match api(url, &format!("/api/v1/query?query={}", encode(&query)), o.timeout).await {
             Ok(d) if d["result"].as_array().is_some_and(|r| !r.is_empty()) => {
                 let n = d["result"][0]["value"][1].as_str().unwrap_or("?").to_string();

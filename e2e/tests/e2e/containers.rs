@@ -228,9 +228,17 @@ fn network_name(test: &str) -> String {
 #[tokio::test]
 async fn prometheus_scrapes_a_strict_mtls_pod_through_the_sidecar_and_sees_it_recover() {
     let Some(images) = docker::images_or_skip(env!("CARGO_BIN_EXE_demo-app")) else { return };
+    // Today's Prometheus first, then Debian bookworm's, each in a pod of its own.
+    for (name, prometheus) in [("mesh3", &images.prometheus3), ("mesh2", &images.prometheus)] {
+        eprintln!("{name}: Prometheus image {prometheus}");
+        scrape_a_strict_mtls_pod_and_recover(images, prometheus, name).await;
+    }
+}
+
+async fn scrape_a_strict_mtls_pod_and_recover(images: &Images, prometheus: &str, name: &str) {
     let example = Example::render_fast();
-    let scratch = Scratch::new("mesh");
-    let network = network_name("mesh");
+    let scratch = Scratch::new(name);
+    let network = network_name(name);
     let pod = start_pod(images, &example, &scratch, &network, true).await;
 
     // Prometheus, in its own container: the operator's job for the generated ServiceMonitor, and a
@@ -239,12 +247,13 @@ async fn prometheus_scrapes_a_strict_mtls_pod_through_the_sidecar_and_sees_it_re
     job.target = format!("{}:9090", pod.ip);
     let direct = ScrapeJob {
         name: "app-port-plaintext".into(),
+        job: "app-port-plaintext".into(),
         target: format!("{}:8080", pod.ip),
         ..job.clone()
     };
     let config =
         scratch.file("prometheus/prometheus.yml", &prometheus_yml(&[job.clone(), direct.clone()]));
-    let prom = image(&images.prometheus)
+    let prom = image(prometheus)
         .with_network(&network)
         .with_mount(
             Mount::bind_mount(
@@ -275,7 +284,7 @@ async fn prometheus_scrapes_a_strict_mtls_pod_through_the_sidecar_and_sees_it_re
         human(&plain)
     );
     let direct_options = prometheus::Options {
-        job: direct.name.clone(),
+        scrape_pool: Some(direct.name.clone()),
         timeout: Duration::from_secs(5),
         ..Default::default()
     };
@@ -306,7 +315,8 @@ async fn prometheus_scrapes_a_strict_mtls_pod_through_the_sidecar_and_sees_it_re
 
     // 2. Through the sidecar's excluded port: Prometheus has the target up and the seed's metric.
     let options = prometheus::Options {
-        job: job.name.clone(),
+        scrape_pool: Some(job.name.clone()),
+        job: Some(job.job.clone()),
         expect_metric: Some(format!("{METRIC}_count")),
         timeout: Duration::from_secs(5),
         ..Default::default()
@@ -326,7 +336,7 @@ async fn prometheus_scrapes_a_strict_mtls_pod_through_the_sidecar_and_sees_it_re
     // The verifier's own command lines, as a user would run them, agree.
     let metric = format!("{METRIC}_count");
     let verify_prometheus =
-        ["prometheus", "--url", &prom_url, "--job", &job.name, "--expect-metric", &metric];
+        ["prometheus", "--url", &prom_url, "--job", &job.job, "--expect-metric", &metric];
     let verify_endpoint =
         ["endpoint", &sidecar_url, "--probe", "/readiness", "--probe", "/liveness"];
     let (code, out) = verify_cli(&verify_prometheus).await;

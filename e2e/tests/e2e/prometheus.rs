@@ -1,6 +1,8 @@
-//! A real Prometheus scrapes a demo app through the sidecar, with the generated configuration;
-//! then the app dies and comes back. Needs the `prometheus` binary (Debian package, installed by
-//! scripts/setup-debian); without it the test says so and returns.
+//! Real Prometheus servers, 3.5 (`scripts/fetch-prometheus3`) and 2.42 (Debian's package), scrape
+//! a demo app through the sidecar with the generated configuration; then the app dies and comes
+//! back. And each judges a UTF-8 body and a blank Content-Type as the verifier says it will.
+//! Without a binary a test says so and skips it, unless MESHSCRAPE_E2E_REQUIRE_DOCKER is set (CI),
+//! where a missing Prometheus fails.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use meshscrape_common::{ProxyConfig, ProxyOverrides};
 use meshscrape_e2e::{Example, METRIC, ScrapeJob, human, prometheus_yml, until};
+use meshscrape_verify::promql::Version;
 use meshscrape_verify::{endpoint, prometheus, report::Status};
 use tokio::net::TcpListener;
 
@@ -62,14 +65,16 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Starts Prometheus with one scrape job (see `meshscrape_e2e::prometheus_yml`).
-fn start_prometheus(job: &ScrapeJob) -> Prometheus {
-    let dir = std::env::temp_dir().join(format!("meshscrape-e2e-prom-{}", std::process::id()));
+/// Starts `binary` with the scrape jobs (see `meshscrape_e2e::prometheus_yml`).
+fn start_prometheus(binary: &Path, jobs: &[ScrapeJob]) -> Prometheus {
+    static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("meshscrape-e2e-prom-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("prometheus.yml"), prometheus_yml(std::slice::from_ref(job))).unwrap();
+    std::fs::write(dir.join("prometheus.yml"), prometheus_yml(jobs)).unwrap();
     let port = free_port();
-    let child = Command::new("prometheus")
+    let child = Command::new(binary)
         .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
         .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -82,13 +87,13 @@ fn start_prometheus(job: &ScrapeJob) -> Prometheus {
 
 #[tokio::test]
 async fn prometheus_scrapes_the_app_through_the_generated_sidecar_and_sees_it_recover() {
-    if Command::new("prometheus").arg("--version").output().is_err() {
-        eprintln!(
-            "SKIPPED: no prometheus binary (apt-get install prometheus, or run \
-                scripts/setup-debian as root)"
-        );
-        return;
+    for (version, binary) in prometheus_servers() {
+        eprintln!("Prometheus {version}: {}", binary.display());
+        scrape_through_the_sidecar_and_recover(&binary, version).await;
     }
+}
+
+async fn scrape_through_the_sidecar_and_recover(binary: &Path, version: Version) {
     // The example, rendered: the sidecar runs exactly the ConfigMap's configuration, on test ports.
     let example = Example::render_fast();
     let app_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -113,9 +118,11 @@ async fn prometheus_scrapes_the_app_through_the_generated_sidecar_and_sees_it_re
     let mut job = example.job();
     job.target = sidecar_addr.to_string();
     let path = job.path.clone();
-    let prom = start_prometheus(&job);
+    let prom = start_prometheus(binary, std::slice::from_ref(&job));
     let options = prometheus::Options {
-        job: job.name.clone(),
+        version,
+        scrape_pool: Some(job.name.clone()),
+        job: Some(job.job.clone()),
         expect_metric: Some(format!("{METRIC}_count")),
         timeout: Duration::from_secs(5),
         ..Default::default()
@@ -163,4 +170,131 @@ async fn prometheus_scrapes_the_app_through_the_generated_sidecar_and_sees_it_re
             .render_metrics()
             .contains("meshscrape_proxy_requests_total{route=\"/prometheus\",status=\"502\"}")
     );
+}
+
+/// The Prometheus servers on this machine: 3.5 and 2.42. One that is missing is skipped with a
+/// note, or fails the test where MESHSCRAPE_E2E_REQUIRE_DOCKER says everything must run (CI).
+fn prometheus_servers() -> Vec<(Version, PathBuf)> {
+    let required = std::env::var_os("MESHSCRAPE_E2E_REQUIRE_DOCKER").is_some();
+    let v3 = meshscrape_e2e::prometheus3_binary();
+    let mut found = Vec::new();
+    for (version, binary, fix) in [
+        (Version::V3, v3, "run scripts/fetch-prometheus3 (or set MESHSCRAPE_PROMETHEUS3)"),
+        (Version::V2, PathBuf::from("prometheus"), "apt-get install prometheus"),
+    ] {
+        let out = Command::new(&binary).arg("--version").output();
+        let major = out.ok().and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).to_string()
+                + &String::from_utf8_lossy(&o.stderr);
+            let v = text.split("version ").nth(1)?.chars().next()?;
+            Some(v)
+        });
+        let want = if version == Version::V3 { '3' } else { '2' };
+        if major == Some(want) {
+            found.push((version, binary));
+        } else if required {
+            panic!("no Prometheus {version} at {}: {fix}", binary.display());
+        } else {
+            eprintln!("SKIPPED Prometheus {version}: none at {} ({fix})", binary.display());
+        }
+    }
+    found
+}
+
+/// A loopback target that answers every GET with `content_type` (none when `None`) and `body`.
+async fn target(content_type: Option<&'static str>, body: &'static str) -> SocketAddr {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0; 8192];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let ct = content_type.map(|c| format!("Content-Type: {c}\r\n")).unwrap_or_default();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\n{ct}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// What the verifier says of a body and a Content-Type is what each real Prometheus records: a
+/// quoted UTF-8 name is up on 3 and down on 2, a blank Content-Type down on 3 and up on 2; and
+/// the PromQL built for a UTF-8 name finds its series on 3 and is not sent to 2.
+#[tokio::test]
+async fn each_prometheus_judges_utf8_names_and_blank_content_types_as_the_verifier_does() {
+    const UTF8: &str = "{\"my.dotted.requests\", \"error.message\"=\"Not Found\"} 3\n";
+    let utf8 = target(Some("text/plain; version=1.0.0; charset=utf-8"), UTF8).await;
+    let blank = target(None, "# TYPE plain_total counter\nplain_total 1\n").await;
+    let job = |name: &str, addr: SocketAddr| ScrapeJob {
+        name: name.into(),
+        job: name.into(),
+        path: "/metrics".into(),
+        scheme: "http".into(),
+        honor_labels: false,
+        interval: "1s".into(),
+        timeout: "1s".into(),
+        target: addr.to_string(),
+    };
+    for (version, binary) in prometheus_servers() {
+        let prom = start_prometheus(&binary, &[job("utf8", utf8), job("blank", blank)]);
+        let endpoint_options = endpoint::Options { version, ..Default::default() };
+        for (name, addr, up_on_3) in [("utf8", utf8, true), ("blank", blank, false)] {
+            let up = if version == Version::V3 { up_on_3 } else { !up_on_3 };
+            // The verifier's verdict on the scrape.
+            let report =
+                endpoint::check(&format!("http://{addr}/metrics"), &endpoint_options).await;
+            assert_eq!(report.failed(), !up, "Prometheus {version}, {name}:\n{}", human(&report));
+            // Prometheus's own.
+            let options = prometheus::Options {
+                scrape_pool: Some(name.into()),
+                timeout: Duration::from_secs(5),
+                version,
+                ..Default::default()
+            };
+            let report = until(&prom.url, &options, !up, Duration::from_secs(30)).await;
+            let health = report.checks.iter().find(|c| c.name == "health");
+            let health = health.unwrap_or_else(|| panic!("no health check: {}", human(&report)));
+            assert_eq!(
+                health.status == Status::Pass,
+                up,
+                "Prometheus {version}, {name}: {}",
+                human(&report)
+            );
+            if !up && version == Version::V3 {
+                assert!(health.message.contains("blank Content-Type"), "{}", human(&report));
+            }
+        }
+        // The query for a UTF-8 name.
+        let options = prometheus::Options {
+            scrape_pool: Some("utf8".into()),
+            expect_metric: Some("my.dotted.requests".into()),
+            timeout: Duration::from_secs(5),
+            version,
+            ..Default::default()
+        };
+        let report = prometheus::check(&prom.url, &options).await;
+        let metric = report.checks.iter().find(|c| c.name == "metric").expect("a metric check");
+        match version {
+            Version::V3 => {
+                assert_eq!(metric.status, Status::Pass, "{}", human(&report));
+                assert!(metric.message.contains("1 series"), "{}", human(&report));
+            }
+            Version::V2 => {
+                assert!(metric.message.contains("Prometheus 2 cannot hold"), "{}", human(&report))
+            }
+        }
+    }
 }

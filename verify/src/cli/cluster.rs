@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::{duration, runtime};
 use crate::error::Error;
+use crate::promql::Version;
 use crate::report::Report;
 use crate::{cluster, endpoint};
 
@@ -38,6 +39,9 @@ pub struct Args {
     /// Also require these sidecar paths to answer 200, e.g. --probe /readiness
     #[arg(long, value_name = "PATH")]
     pub probe: Vec<String>,
+    /// The Prometheus major version whose rules judge the scrape and build the query
+    #[arg(long, value_name = "2|3", default_value = "3")]
+    pub prometheus_version: Version,
     /// The scrape timeout to send and enforce
     #[arg(long, default_value = "10s", value_name = "DURATION")]
     pub timeout: String,
@@ -69,8 +73,10 @@ pub fn run(args: &Args) -> Result<Report, Error> {
             timeout: duration("--timeout", &args.timeout)?,
             max_bytes: 64 << 20,
             probes: args.probe.clone(),
+            version: args.prometheus_version,
         },
         expect_metric: args.expect_metric.clone(),
+        prometheus_version: args.prometheus_version,
         progress: true,
     };
     let request_timeout = duration("--request-timeout", &args.request_timeout)?;

@@ -3,6 +3,7 @@
 use super::{duration, runtime};
 use crate::endpoint;
 use crate::error::Error;
+use crate::promql::Version;
 use crate::report::Report;
 
 #[derive(Debug, clap::Args)]
@@ -18,12 +19,20 @@ pub struct Args {
     /// The largest body to accept
     #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
     pub max_bytes: usize,
+    /// The Prometheus major version whose rules judge the scrape: its Accept header, its
+    /// Content-Type rule (3 fails a blank one) and its parser (3 reads quoted UTF-8 names)
+    #[arg(long, value_name = "2|3", default_value = "3")]
+    pub prometheus_version: Version,
 }
 
 pub fn run(args: &Args) -> Result<Report, Error> {
     let timeout = duration("--timeout", &args.timeout)?;
     eprintln!("scraping {} (timeout {}s)…", args.url, timeout.as_secs_f64());
-    let options =
-        endpoint::Options { timeout, max_bytes: args.max_bytes, probes: args.probe.clone() };
+    let options = endpoint::Options {
+        timeout,
+        max_bytes: args.max_bytes,
+        probes: args.probe.clone(),
+        version: args.prometheus_version,
+    };
     Ok(runtime()?.block_on(endpoint::check(&args.url, &options)))
 }

@@ -186,14 +186,19 @@ fn restart_fix(reason: Option<&str>) -> String {
     }
 }
 
-/// Ask Prometheus, through a port-forward to one of its pods, about `job`.
+/// Ask Prometheus, through a port-forward to one of its pods, about the monitor's targets.
+/// The targets to ask Prometheus about.
+pub(super) struct Target {
+    pub(super) scrape_pool: Option<String>,
+    pub(super) job: Option<String>,
+}
+
 pub(super) async fn check_prometheus(
     reader: &Reader<'_>,
     connector: Arc<dyn Connector>,
     options: &Options,
-    ns: &str,
-    name: &str,
-    job: &str,
+    (ns, name): (&str, &str),
+    target: Target,
     report: &mut Report,
 ) -> Result<(), Error> {
     let psid = format!("Service/{ns}/{name}");
@@ -256,10 +261,12 @@ pub(super) async fn check_prometheus(
     .and_then(|p| u16::try_from(p).ok())
     .unwrap_or(9090);
     let popts = prometheus::Options {
-        job: job.to_string(),
+        scrape_pool: target.scrape_pool,
+        job: target.job,
         labels: Vec::new(),
         expect_metric: options.expect_metric.clone(),
         timeout: options.endpoint.timeout,
+        version: options.prometheus_version,
     };
     let target = format!("pod/{ns}/{}:{port}", name_of(pod));
     let found = through_forward(connector, ns, name_of(pod), port, &target, |base| async move {

@@ -19,7 +19,13 @@ use serde_json::{Value, json};
 
 use super::fake_cluster::*;
 
-const JOB: &str = "serviceMonitor/monitoring/argo-monitor/0";
+/// The ServiceMonitor's targets as prometheus-operator writes them: the scrape pool, and the job
+/// label, which is the Service's name (not the scrape pool).
+const JOB: Operator =
+    Operator { pool: "serviceMonitor/monitoring/argo-monitor/0", job: "identity-service" };
+/// The same monitor as a PodMonitor: the job is `<ns>/<name>` of the monitor.
+const POD_JOB: Operator =
+    Operator { pool: "podMonitor/monitoring/argo-monitor/0", job: "monitoring/argo-monitor" };
 
 fn options() -> cluster::Options {
     cluster::Options {
@@ -30,6 +36,7 @@ fn options() -> cluster::Options {
             timeout: Duration::from_secs(2),
             max_bytes: 1 << 20,
             probes: vec!["/readiness".into()],
+            ..Default::default()
         },
         ..Default::default()
     }
@@ -178,13 +185,7 @@ async fn a_pod_monitor_is_followed_to_the_container_port_it_names() {
     });
     let mut o = options();
     o.prometheus = Some(("monitoring".into(), "prometheus-operated".into()));
-    let report = cluster::check(
-        &world.client(),
-        &o,
-        stubs(true, "podMonitor/monitoring/argo-monitor/0").await,
-    )
-    .await
-    .unwrap();
+    let report = cluster::check(&world.client(), &o, stubs(true, POD_JOB).await).await.unwrap();
     assert!(!report.failed(), "{}", text(&report));
     for name in [
         "Prometheus selection",
@@ -206,7 +207,10 @@ async fn a_pod_monitor_is_followed_to_the_container_port_it_names() {
     assert!(find(&report, "EndpointSlices").is_empty(), "{}", text(&report));
     assert!(
         find(&report, "targets").iter().any(|c| c.status == Status::Pass
-            && c.object.as_deref() == Some("job podMonitor/monitoring/argo-monitor/0")),
+            && c.object.as_deref()
+                == Some(
+                    "scrape pool podMonitor/monitoring/argo-monitor/0, job monitoring/argo-monitor"
+                )),
         "{}",
         text(&report)
     );
@@ -357,7 +361,13 @@ async fn the_binary_walks_a_cluster_over_http_and_scrapes_through_real_port_forw
     assert!(passed("status", "pod/tools/identity-service-7d9f8-abcde:9090/prometheus"), "{stdout}");
     assert!(passed("probe", "pod/tools/identity-service-7d9f8-abcde:9090/readiness"), "{stdout}");
     assert!(passed("health", "http://10.0.0.12:9090/prometheus"), "{stdout}");
-    assert!(passed("metric", "job serviceMonitor/monitoring/argo-monitor/0"), "{stdout}");
+    assert!(
+        passed(
+            "metric",
+            "scrape pool serviceMonitor/monitoring/argo-monitor/0, job identity-service"
+        ),
+        "{stdout}"
+    );
     // Progress went to stderr, one line per slow step.
     assert!(
         String::from_utf8_lossy(&out.stderr)

@@ -197,7 +197,14 @@ impl Connector for Stubs {
 
 /// The sidecar's routes (or, when not `sidecar_up`, a closed port) and a Prometheus that knows
 /// `job`.
-pub(crate) async fn stubs(sidecar_up: bool, job: &str) -> Arc<Stubs> {
+/// A monitor's targets as prometheus-operator names them.
+#[derive(Clone, Copy)]
+pub(crate) struct Operator {
+    pub(crate) pool: &'static str,
+    pub(crate) job: &'static str,
+}
+
+pub(crate) async fn stubs(sidecar_up: bool, job: Operator) -> Arc<Stubs> {
     let sidecar = if sidecar_up {
         http_server(vec![
             ("/prometheus", "text/plain; version=0.0.4", SEED.into()),
@@ -251,11 +258,13 @@ pub(crate) async fn http_server(answers: Vec<(&'static str, &'static str, String
     addr
 }
 
-/// A Prometheus API that has one healthy target of `job` and three series for any query.
-pub(crate) async fn prometheus_stub(job: &str) -> SocketAddr {
+/// A Prometheus API with one healthy target of the operator-named `op` and three series for any
+/// query.
+pub(crate) async fn prometheus_stub(op: Operator) -> SocketAddr {
+    // As the operator's relabeling leaves them: `job` before relabeling is the scrape pool.
     let targets = json!({"status": "success", "data": {"activeTargets": [{
-        "discoveredLabels": {"job": job}, "labels": {"job": job, "namespace": "tools", "service": "identity-service"},
-        "scrapePool": job, "scrapeUrl": "http://10.0.0.12:9090/prometheus", "globalUrl": "http://10.0.0.12:9090/prometheus",
+        "discoveredLabels": {"job": op.pool}, "labels": {"job": op.job, "namespace": "tools", "service": "identity-service"},
+        "scrapePool": op.pool, "scrapeUrl": "http://10.0.0.12:9090/prometheus", "globalUrl": "http://10.0.0.12:9090/prometheus",
         "lastError": "", "lastScrape": "2026-11-25T10:00:00Z", "lastScrapeDuration": 0.0021, "health": "up", "scrapeInterval": "30s", "scrapeTimeout": "10s"}], "droppedTargets": []}});
     let query = json!({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1764064800, "3"]}]}});
     http_server(vec![

@@ -40,7 +40,12 @@ fn ok(body: &str, content_type: &str) -> Vec<u8> {
 }
 
 fn opts() -> endpoint::Options {
-    endpoint::Options { timeout: Duration::from_secs(2), max_bytes: 1 << 20, probes: vec![] }
+    endpoint::Options {
+        timeout: Duration::from_secs(2),
+        max_bytes: 1 << 20,
+        probes: vec![],
+        ..Default::default()
+    }
 }
 
 fn fail_message(report: &meshscrape_verify::report::Report) -> String {
@@ -84,7 +89,8 @@ async fn bad_answers_fail_with_a_reason() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"HTTP/1.1 404 Not Found\r\nContent-Length: 23\r\nConnection: close\r\n\r\nno route for this path\n".to_vec(), "404 Not Found: no route"),
         (b"HTTP/1.1 302 Found\r\nLocation: /login\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(), "redirect to /login"),
-        (ok("<html><body>Hello</body></html>", "text/html"), "Prometheus would reject this body: line 1"),
+        (ok("<html><body>Hello</body></html>", "text/html"), "received unsupported Content-Type \"text/html\""),
+        (ok("<html><body>Hello</body></html>", "text/plain"), "Prometheus 3 would reject this body: line 1"),
         (b"\x16\x03\x01\x00\x2a\x02\x00\x00\x26\x03\x03garbage-tls-server-hello\r\n\r\n".to_vec(), "did not answer HTTP/1"),
         (ok("", "text/plain"), "no samples"),
     ];
@@ -134,7 +140,7 @@ async fn a_prometheus_that_answers_html_is_a_clear_failure() {
     let url =
         serve(ok("<!doctype html><title>Grafana</title>", "text/html; charset=utf-8"), false).await;
     let o = prometheus::Options {
-        job: "x".into(),
+        job: Some("x".into()),
         timeout: Duration::from_secs(2),
         ..Default::default()
     };
