@@ -99,7 +99,7 @@ pub async fn check(url: &str, o: &Options) -> Report {
         }
         Err(check) => {
             let stop = check.status == crate::report::Status::Fail;
-            report.push(check.on(url));
+            report.push((*check).on(url));
             if stop {
                 return report;
             }
@@ -195,7 +195,7 @@ pub enum Format {
 /// The parser Prometheus `version` picks for `content_type`, or the check that says why it
 /// fails the scrape (3) or falls back to the text parser (2). The messages are Prometheus 3's
 /// own (`scrape.extractMediaType`), so a user can find them in the target's last error.
-pub fn judge_content_type(content_type: &str, version: Version) -> Result<Format, Check> {
+pub fn judge_content_type(content_type: &str, version: Version) -> Result<Format, Box<Check>> {
     const FIX: &str = "make the app send Content-Type: text/plain; version=0.0.4 (or OpenMetrics), \
                        or set fallbackScrapeProtocol on the monitor's endpoint (e.g. \
                        PrometheusText0.0.4)";
@@ -212,7 +212,7 @@ pub fn judge_content_type(content_type: &str, version: Version) -> Result<Format
             },
         }
     };
-    Err(match version {
+    Err(Box::new(match version {
         Version::V3 => Check::fail(
             "content type",
             format!("{problem}: Prometheus 3 fails this scrape (target down)"),
@@ -225,7 +225,7 @@ pub fn judge_content_type(content_type: &str, version: Version) -> Result<Format
             ),
             FIX,
         ),
-    })
+    }))
 }
 
 /// The media type of a Content-Type value, lower-cased, as Go's `mime.ParseMediaType` reads it
