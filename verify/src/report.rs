@@ -13,6 +13,9 @@ pub enum Status {
     /// Not fatal, but worth a look (e.g. something could not be evaluated offline).
     Warn,
     Fail,
+    /// Said for context, not judged: e.g. a second Prometheus that does not select the monitor
+    /// while another one does.
+    Info,
 }
 
 /// One line of the checklist.
@@ -58,6 +61,14 @@ impl Check {
     pub fn warn(name: &str, message: impl Into<String>, fix: impl Into<String>) -> Self {
         Check {
             status: Status::Warn,
+            fix: Some(printable(&fix.into())),
+            ..Check::pass(name, message)
+        }
+    }
+
+    pub fn info(name: &str, message: impl Into<String>, fix: impl Into<String>) -> Self {
+        Check {
+            status: Status::Info,
             fix: Some(printable(&fix.into())),
             ..Check::pass(name, message)
         }
@@ -117,6 +128,7 @@ impl Report {
                 Status::Pass => ("ok  ", "32"),
                 Status::Warn => ("warn", "33"),
                 Status::Fail => ("FAIL", "31"),
+                Status::Info => ("info", "36"),
             };
             if colour {
                 let _ = write!(out, "\x1b[{code}m{mark}\x1b[0m ");
@@ -138,13 +150,19 @@ impl Report {
             out.push('\n');
         }
         let count = |s| self.checks.iter().filter(|c| c.status == s).count();
-        let _ = writeln!(
+        let _ = write!(
             out,
             "{} passed, {} failed, {} warnings",
             count(Status::Pass),
             count(Status::Fail),
             count(Status::Warn)
         );
+        match count(Status::Info) {
+            0 => out.push('\n'),
+            n => {
+                let _ = writeln!(out, ", {n} notes");
+            }
+        }
         out
     }
 
@@ -178,7 +196,7 @@ impl Report {
                         esc(&detail)
                     );
                 }
-                Status::Warn => {
+                Status::Warn | Status::Info => {
                     let _ = writeln!(
                         out,
                         ">\n    <system-out>{}</system-out>\n  </testcase>",

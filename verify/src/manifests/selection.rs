@@ -1,7 +1,9 @@
 //! The second link: does a Prometheus object select the monitor? Its `serviceMonitorSelector` (or
 //! `podMonitorSelector`) must match the monitor's labels and its namespace selector admit the
-//! monitor's namespace (absent: Prometheus's own namespace only). Without a Prometheus object in
-//! the input, `--prometheus-selector` stands in for its selector.
+//! monitor's namespace (absent: Prometheus's own namespace only). Clusters often run more than
+//! one Prometheus: the link holds when any of them selects the monitor, and the others are said
+//! as notes, not failures. Without a Prometheus object in the input, `--prometheus-selector`
+//! stands in for its selector.
 
 use meshscrape_common::operator::MonitorKind;
 use serde_json::Value;
@@ -9,7 +11,7 @@ use serde_json::Value;
 use super::Options;
 use super::objects::{Labels, Objects, id, ns_of};
 use super::selectors::{selector_matches, show};
-use crate::report::{Check, Report};
+use crate::report::{Check, Report, Status};
 
 /// The monitor as the selection sees it.
 pub(super) struct Monitor<'a> {
@@ -39,10 +41,11 @@ pub(super) fn check(
         return None;
     }
     let mut selected_by = None;
+    let mut verdicts = Vec::new();
     for p in &proms {
         let pid = id(p);
         let Some(sel) = p.pointer(&format!("/spec/{sel_field}")) else {
-            report.push(
+            verdicts.push(
                 Check::fail(
                     "Prometheus selection",
                     format!("{pid} has no spec.{sel_field}, so it selects no {}", m.kind.as_str()),
@@ -53,7 +56,7 @@ pub(super) fn check(
             continue;
         };
         if !selector_matches(sel, m.labels) {
-            report.push(
+            verdicts.push(
                 Check::fail(
                     "Prometheus selection",
                     format!("{pid} selects {} but the monitor's labels do not match", show(sel)),
@@ -70,10 +73,11 @@ pub(super) fn check(
             Some(nsel) => selector_matches(nsel, &objects.ns_labels_or_name(m.namespace)),
         };
         if ns_ok {
-            report.push(Check::pass("Prometheus selection", format!("selected by {pid}")).on(m.id));
+            verdicts
+                .push(Check::pass("Prometheus selection", format!("selected by {pid}")).on(m.id));
             selected_by = Some(ns_of(p).to_string());
         } else {
-            report.push(
+            verdicts.push(
                 Check::fail(
                     "Prometheus selection",
                     format!("{pid} does not admit namespace {} (spec.{ns_field})", m.namespace),
@@ -83,6 +87,16 @@ pub(super) fn check(
                 .at("metadata.namespace"),
             );
         }
+    }
+    // One that selects it is enough; the others are context.
+    let any = verdicts.iter().any(|c: &Check| c.status == Status::Pass);
+    for mut check in verdicts {
+        if any && check.status == Status::Fail {
+            check.status = Status::Info;
+            check.fix =
+                check.fix.map(|f| format!("only if this Prometheus should scrape it too: {f}"));
+        }
+        report.push(check);
     }
     selected_by
 }

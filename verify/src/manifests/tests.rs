@@ -215,3 +215,29 @@ fn a_symlink_loop_is_walked_once_and_a_file_linked_twice_is_read_once() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_second_prometheus_that_does_not_select_the_monitor_is_a_note_not_a_failure() {
+    let other = "---\napiVersion: monitoring.coreos.com/v1\nkind: Prometheus\nmetadata: {name: \
+                 apps, namespace: apps-monitoring}\nspec:\n  serviceMonitorSelector:\n    \
+                 matchLabels: {team: apps}\n";
+    let report = run(&format!("{}{other}", with_prometheus(GENERATED)), &Options::default());
+    assert_eq!(failures(&report), Vec::<(String, String)>::new());
+    let selection: Vec<_> =
+        report.checks.iter().filter(|c| c.name == "Prometheus selection").collect();
+    assert!(
+        selection.iter().any(|c| c.status == Status::Pass
+            && c.message.contains("Prometheus/monitoring/kube-prometheus"))
+    );
+    let note = selection.iter().find(|c| c.status == Status::Info).expect("a note");
+    assert!(note.message.contains("Prometheus/apps-monitoring/apps"), "{}", note.message);
+    assert!(note.fix.as_deref().unwrap().starts_with("only if this Prometheus"), "{note:?}");
+
+    // With only the one that does not select it, the link fails.
+    let alone = GENERATED.to_string() + other;
+    let f = failures(&run(&alone, &Options::default()));
+    assert!(
+        f.iter().any(|(name, m)| name == "Prometheus selection" && m.contains("apps")),
+        "{f:?}"
+    );
+}
