@@ -90,6 +90,14 @@ pub struct Monitor {
     pub scrape_timeout: Option<String>,
     pub honor_labels: bool,
     pub path: String,
+    /// Protocols Prometheus asks for, most preferred first (operator's `scrapeProtocols`);
+    /// empty: Prometheus's default.
+    pub scrape_protocols: Vec<String>,
+    /// The parser for a blank or unsupported Content-Type (Prometheus 3 fails the scrape
+    /// without one).
+    pub fallback_scrape_protocol: Option<String>,
+    /// The operator's scrape class to apply.
+    pub scrape_class: Option<String>,
 }
 
 /// How Istio is kept from demanding mTLS on the metrics port.

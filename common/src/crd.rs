@@ -23,6 +23,12 @@ pub struct ServiceMonitor {
 pub struct ServiceMonitorSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrape_class: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scrape_protocols: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_scrape_protocol: Option<String>,
     pub selector: LabelSelector,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<NamespaceSelector>,
@@ -74,6 +80,12 @@ pub struct PodMonitor {
 pub struct PodMonitorSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrape_class: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scrape_protocols: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_scrape_protocol: Option<String>,
     pub selector: LabelSelector,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<NamespaceSelector>,

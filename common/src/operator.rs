@@ -47,6 +47,16 @@ impl MonitorKind {
     }
 }
 
+/// The scrape protocols prometheus-operator's `scrapeProtocols` and `fallbackScrapeProtocol`
+/// take (its `ScrapeProtocol` enum, 0.93), as Prometheus's `scrape_protocols` names them.
+pub const SCRAPE_PROTOCOLS: [&str; 5] = [
+    "PrometheusProto",
+    "OpenMetricsText0.0.1",
+    "OpenMetricsText1.0.0",
+    "PrometheusText0.0.4",
+    "PrometheusText1.0.0",
+];
+
 /// The scrape pool of endpoint `index` of a monitor: `serviceMonitor/<ns>/<name>/<index>` or
 /// `podMonitor/<ns>/<name>/<index>`, Prometheus's `scrapePool` (and the job name in its config).
 pub fn scrape_pool(kind: MonitorKind, namespace: &str, name: &str, index: usize) -> String {

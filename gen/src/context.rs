@@ -75,6 +75,9 @@ pub(crate) fn context(c: &AppConfig, namespace: &str) -> Value {
             "scrape_timeout": c.monitor.scrape_timeout,
             "honor_labels": c.monitor.honor_labels,
             "path": c.monitor.path,
+            "scrape_protocols": c.monitor.scrape_protocols,
+            "fallback_scrape_protocol": c.monitor.fallback_scrape_protocol,
+            "scrape_class": c.monitor.scrape_class,
         },
         "istio": {
             "enabled": c.istio != meshscrape_common::app::IstioMode::None,

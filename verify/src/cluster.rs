@@ -334,9 +334,15 @@ pub async fn check(
             Some((pod, port)) => {
                 say(options, &format!("port-forwarding pod/{ns}/{pod}:{port} and scraping {path}"));
                 let target = format!("pod/{ns}/{pod}:{port}");
+                // The scrape as the monitor's Prometheus makes it, with the monitor's fallback.
+                let endpoint_options = endpoint::Options {
+                    fallback_protocol: s(&monitor, "/spec/fallbackScrapeProtocol")
+                        .map(str::to_string),
+                    ..options.endpoint.clone()
+                };
                 let found = through_forward(connector.clone(), ns, pod, *port, &target, |base| {
                     let url = format!("{base}{path}");
-                    async move { endpoint::check(&url, &options.endpoint).await }
+                    async move { endpoint::check(&url, &endpoint_options).await }
                 })
                 .await;
                 report.checks.extend(found.checks);

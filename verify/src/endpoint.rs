@@ -25,6 +25,8 @@ pub struct Options {
     pub probes: Vec<String>,
     /// Whose rules judge the scrape.
     pub version: Version,
+    /// The monitor's `fallbackScrapeProtocol`, if it sets one.
+    pub fallback_protocol: Option<String>,
 }
 
 impl Default for Options {
@@ -34,6 +36,7 @@ impl Default for Options {
             max_bytes: 64 << 20,
             probes: Vec::new(),
             version: Version::V3,
+            fallback_protocol: None,
         }
     }
 }
@@ -92,20 +95,9 @@ pub async fn check(url: &str, o: &Options) -> Report {
     );
     let content_type =
         fetched.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let format = match judge_content_type(&content_type, o.version) {
-        Ok(format) => {
-            report.push(Check::pass("content type", content_type.clone()).on(url));
-            format
-        }
-        Err(check) => {
-            let stop = check.status == crate::report::Status::Fail;
-            report.push((*check).on(url));
-            if stop {
-                return report;
-            }
-            Format::Text
-        }
-    };
+    let verdict = judge_content_type(&content_type, o.version, o.fallback_protocol.as_deref());
+    report.push(verdict.check.on(url));
+    let Some(format) = verdict.format else { return report };
     if format == Format::Protobuf {
         report.push(
             Check::warn(
@@ -192,40 +184,77 @@ pub enum Format {
     Protobuf,
 }
 
-/// The parser Prometheus `version` picks for `content_type`, or the check that says why it
-/// fails the scrape (3) or falls back to the text parser (2). The messages are Prometheus 3's
-/// own (`scrape.extractMediaType`), so a user can find them in the target's last error.
-pub fn judge_content_type(content_type: &str, version: Version) -> Result<Format, Box<Check>> {
+/// What a Content-Type makes of a scrape: the parser Prometheus picks (`None`: the scrape
+/// fails) and the line that says so.
+#[derive(Debug)]
+pub struct Verdict {
+    pub format: Option<Format>,
+    pub check: Check,
+}
+
+/// The parser Prometheus `version` picks for `content_type`, given the monitor's
+/// `fallbackScrapeProtocol` if it has one. Prometheus 3 fails a scrape whose Content-Type is blank,
+/// unparsable or unsupported unless a fallback is set; Prometheus 2 falls back to the text parser.
+/// The problems are worded as Prometheus 3 words them (`scrape.extractMediaType`), so a user can
+/// find them in the target's last error.
+pub fn judge_content_type(content_type: &str, version: Version, fallback: Option<&str>) -> Verdict {
     const FIX: &str = "make the app send Content-Type: text/plain; version=0.0.4 (or OpenMetrics), \
-                       or set fallbackScrapeProtocol on the monitor's endpoint (e.g. \
-                       PrometheusText0.0.4)";
+                       or set fallbackScrapeProtocol on the monitor (e.g. PrometheusText0.0.4; \
+                       meshscrape-gen renders monitor.fallbackScrapeProtocol)";
     let problem = if content_type.trim().is_empty() {
         "non-compliant scrape target sending blank Content-Type".to_string()
     } else {
         match media_type(content_type) {
             Err(why) => format!("cannot parse Content-Type {content_type:?} ({why})"),
-            Ok(media) => match media.as_str() {
-                "text/plain" => return Ok(Format::Text),
-                "application/openmetrics-text" => return Ok(Format::OpenMetrics),
-                "application/vnd.google.protobuf" => return Ok(Format::Protobuf),
-                _ => format!("received unsupported Content-Type {content_type:?}"),
-            },
+            Ok(media) => {
+                let format = match media.as_str() {
+                    "text/plain" => Some(Format::Text),
+                    "application/openmetrics-text" => Some(Format::OpenMetrics),
+                    "application/vnd.google.protobuf" => Some(Format::Protobuf),
+                    _ => None,
+                };
+                if let Some(format) = format {
+                    return Verdict {
+                        format: Some(format),
+                        check: Check::pass("content type", content_type),
+                    };
+                }
+                format!("received unsupported Content-Type {content_type:?}")
+            }
         }
     };
-    Err(Box::new(match version {
-        Version::V3 => Check::fail(
-            "content type",
-            format!("{problem}: Prometheus 3 fails this scrape (target down)"),
-            FIX,
-        ),
-        Version::V2 => Check::warn(
-            "content type",
-            format!(
-                "{problem}: Prometheus 2 falls back to the text parser; Prometheus 3 would fail"
+    let name = "content type";
+    match (version, fallback) {
+        (Version::V3, Some(protocol)) => Verdict {
+            format: Some(if protocol.starts_with("OpenMetrics") {
+                Format::OpenMetrics
+            } else if protocol == "PrometheusProto" {
+                Format::Protobuf
+            } else {
+                Format::Text
+            }),
+            check: Check::warn(
+                name,
+                format!("{problem}: Prometheus 3 parses it with the fallback {protocol}"),
+                "make the app send a Content-Type; the fallback hides a misconfigured exporter",
             ),
-            FIX,
-        ),
-    }))
+        },
+        (Version::V3, None) => Verdict {
+            format: None,
+            check: Check::fail(name, format!("{problem}: Prometheus 3 fails this scrape"), FIX),
+        },
+        (Version::V2, _) => Verdict {
+            format: Some(Format::Text),
+            check: Check::warn(
+                name,
+                format!(
+                    "{problem}: Prometheus 2 falls back to the text parser; Prometheus 3 \
+                         would fail"
+                ),
+                FIX,
+            ),
+        },
+    }
 }
 
 /// The media type of a Content-Type value, lower-cased, as Go's `mime.ParseMediaType` reads it
@@ -294,6 +323,7 @@ fn media_type(value: &str) -> Result<String, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::Status;
 
     #[test]
     fn prometheus_3_fails_blank_unparsable_and_unsupported_content_types() {
@@ -304,12 +334,16 @@ mod tests {
             ("application/json", "unsupported"),
             ("application/octet-stream", "unsupported"),
         ] {
-            let check = judge_content_type(ct, Version::V3).unwrap_err();
-            assert_eq!(check.status, crate::report::Status::Fail, "{ct}");
-            assert!(check.message.contains(says), "{ct}: {}", check.message);
-            assert!(check.fix.as_deref().unwrap().contains("fallbackScrapeProtocol"));
-            let check = judge_content_type(ct, Version::V2).unwrap_err();
-            assert_eq!(check.status, crate::report::Status::Warn, "{ct}");
+            let v = judge_content_type(ct, Version::V3, None);
+            assert_eq!((v.format, v.check.status), (None, Status::Fail), "{ct}");
+            assert!(v.check.message.contains(says), "{ct}: {}", v.check.message);
+            assert!(v.check.fix.as_deref().unwrap().contains("fallbackScrapeProtocol"));
+            let v = judge_content_type(ct, Version::V2, None);
+            assert_eq!((v.format, v.check.status), (Some(Format::Text), Status::Warn), "{ct}");
+            // With the monitor's fallback, Prometheus 3 parses it as that protocol says.
+            let v = judge_content_type(ct, Version::V3, Some("OpenMetricsText1.0.0"));
+            assert_eq!((v.format, v.check.status), (Some(Format::OpenMetrics), Status::Warn));
+            assert!(v.check.message.contains("with the fallback OpenMetricsText1.0.0"));
         }
     }
 
@@ -328,7 +362,8 @@ mod tests {
             ),
             ("text/plain; charset=\"utf-8\"", Format::Text),
         ] {
-            assert_eq!(judge_content_type(ct, Version::V3).ok(), Some(format), "{ct}");
+            let v = judge_content_type(ct, Version::V3, None);
+            assert_eq!((v.format, v.check.status), (Some(format), Status::Pass), "{ct}");
         }
     }
 }

@@ -100,6 +100,9 @@ pub(super) struct MonitorFile {
     pub(super) honor_labels: Option<bool>,
     pub(super) path: Option<S<String>>,
     pub(super) scheme: Option<S<String>>,
+    pub(super) scrape_protocols: Option<S<Vec<S<String>>>>,
+    pub(super) fallback_scrape_protocol: Option<S<String>>,
+    pub(super) scrape_class: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

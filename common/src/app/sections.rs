@@ -292,6 +292,23 @@ pub(super) fn monitor(
         scrape_timeout: f.scrape_timeout.as_ref().map(|t| t.value.clone()),
         honor_labels: f.honor_labels.unwrap_or(false),
         path: path_s.value.clone(),
+        scrape_protocols: scrape_protocols(c, f.scrape_protocols.as_ref()),
+        fallback_scrape_protocol: f
+            .fallback_scrape_protocol
+            .as_ref()
+            .and_then(|p| c.value("monitor.fallbackScrapeProtocol", p, |p| scrape_protocol(p))),
+        scrape_class: f.scrape_class.as_ref().and_then(|class| {
+            c.value("monitor.scrapeClass", class, |n| {
+                if n.is_empty() || n.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+                    Err(format!(
+                        "`{n}` is not a scrape class name; use the name of one of the Prometheus \
+                         object's spec.scrapeClasses, e.g. istio-mtls"
+                    ))
+                } else {
+                    Ok(n.clone())
+                }
+            })
+        }),
     };
     if let (Some(job), MonitorKind::ServiceMonitor) = (&monitor.job_label, monitor.kind)
         && !service.labels.contains_key(job)
@@ -307,6 +324,31 @@ pub(super) fn monitor(
         );
     }
     monitor
+}
+
+/// `monitor.scrapeProtocols`: each one of the operator's protocols, none twice.
+fn scrape_protocols(c: &mut Check<'_>, f: Option<&S<Vec<S<String>>>>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, p) in f.map(|l| l.value.as_slice()).unwrap_or_default().iter().enumerate() {
+        let field = format!("monitor.scrapeProtocols[{i}]");
+        if out.contains(&p.value) {
+            c.fail(&field, &p.referenced, format!("`{}` is listed twice", p.value));
+        } else if let Some(p) = c.value(&field, p, |p| scrape_protocol(p)) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn scrape_protocol(p: &str) -> Result<String, String> {
+    if crate::operator::SCRAPE_PROTOCOLS.contains(&p) {
+        Ok(p.to_string())
+    } else {
+        Err(format!(
+            "`{p}` is not a scrape protocol; use one of {}",
+            crate::operator::SCRAPE_PROTOCOLS.join(", ")
+        ))
+    }
 }
 
 /// `istio`: how the mesh is told to leave the metrics port alone.

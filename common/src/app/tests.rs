@@ -159,3 +159,28 @@ fn namespace_override_replaces_and_deduplicates() {
     assert_eq!(c.namespaces, ["a", "b"]);
     assert!(parse(MINIMAL).unwrap().with_namespaces(vec!["Bad".into()]).is_err());
 }
+
+#[test]
+fn scrape_protocols_are_the_operators_each_named_with_its_line() {
+    let text = MINIMAL.replace(
+        "monitor: {namespace: monitoring,",
+        "monitor: {scrapeProtocols: [PrometheusText0.0.4, Protobuf, PrometheusText0.0.4], \
+         fallbackScrapeProtocol: text, scrapeClass: \"\", namespace: monitoring,",
+    );
+    let ps = problems(&text);
+    let fields: Vec<&str> = ps.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "monitor.scrapeProtocols[1]",
+            "monitor.scrapeProtocols[2]",
+            "monitor.fallbackScrapeProtocol",
+            "monitor.scrapeClass"
+        ]
+    );
+    assert!(
+        ps[0].message.contains("`Protobuf` is not a scrape protocol; use one of PrometheusProto")
+    );
+    assert!(ps[1].message.contains("listed twice"));
+    assert!(ps.iter().all(|p| line(p) == 5), "{ps:?}");
+}

@@ -67,6 +67,9 @@ monitor:
   honorLabels: true
   path: /prometheus
   scheme: http
+  scrapeClass: istio-mtls
+  scrapeProtocols: [PrometheusText1.0.0, PrometheusText0.0.4]
+  fallbackScrapeProtocol: PrometheusText0.0.4
 istio:
   mode: both
 networkPolicy:

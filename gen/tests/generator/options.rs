@@ -132,6 +132,40 @@ fn monitor_fields_reach_the_endpoint() {
 }
 
 #[test]
+fn prometheus_3_monitor_fields_render_valid_against_the_operators_crds_for_both_kinds() {
+    const FIELDS: &str = "interval: 30s\n  scrapeClass: istio-mtls\n  scrapeProtocols: \
+                          [PrometheusText1.0.0, OpenMetricsText1.0.0]\n  fallbackScrapeProtocol: \
+                          PrometheusText0.0.4";
+    let crds = crds();
+    for kind in ["ServiceMonitor", "PodMonitor"] {
+        let rendered = render_config(&config_with(|t| {
+            t.replace("kind: ServiceMonitor", &format!("kind: {kind}"))
+                .replace("interval: 30s", FIELDS)
+        }));
+        let monitor = rendered.last().unwrap();
+        let v = value(monitor);
+        assert_eq!(v["spec"]["scrapeClass"], "istio-mtls", "{kind}");
+        assert_eq!(
+            v["spec"]["scrapeProtocols"],
+            serde_json::json!(["PrometheusText1.0.0", "OpenMetricsText1.0.0"]),
+            "{kind}"
+        );
+        assert_eq!(v["spec"]["fallbackScrapeProtocol"], "PrometheusText0.0.4", "{kind}");
+        assert_eq!(
+            validate(crd_schema(&crds, kind, "v1").unwrap(), &v),
+            Vec::<String>::new(),
+            "{kind}"
+        );
+    }
+    // Unset, none of them is rendered: Prometheus's defaults apply.
+    let rendered = render_config(&config_with(|t| t));
+    let v = value(rendered.last().unwrap());
+    for key in ["scrapeClass", "scrapeProtocols", "fallbackScrapeProtocol"] {
+        assert!(v["spec"].get(key).is_none(), "{key}");
+    }
+}
+
+#[test]
 fn sidecar_port_name_routes_and_resources_propagate() {
     let rendered = render_config(&config_with(|t| {
         t.replace("  port: 9090\n  portName: prometheus", "  port: 9191\n  portName: metrics")

@@ -23,6 +23,10 @@ pub struct Args {
     /// Content-Type rule (3 fails a blank one) and its parser (3 reads quoted UTF-8 names)
     #[arg(long, value_name = "2|3", default_value = "3")]
     pub prometheus_version: Version,
+    /// The monitor's fallbackScrapeProtocol, if it sets one: Prometheus 3 then parses a body
+    /// with a blank or unsupported Content-Type as this protocol instead of failing the scrape
+    #[arg(long, value_name = "PROTOCOL", value_parser = clap::builder::PossibleValuesParser::new(meshscrape_common::operator::SCRAPE_PROTOCOLS))]
+    pub fallback_scrape_protocol: Option<String>,
 }
 
 pub fn run(args: &Args) -> Result<Report, Error> {
@@ -33,6 +37,7 @@ pub fn run(args: &Args) -> Result<Report, Error> {
         max_bytes: args.max_bytes,
         probes: args.probe.clone(),
         version: args.prometheus_version,
+        fallback_protocol: args.fallback_scrape_protocol.clone(),
     };
     Ok(runtime()?.block_on(endpoint::check(&args.url, &options)))
 }

@@ -278,6 +278,26 @@ async fn forbidden_lists_warn_and_a_refused_port_forward_fails() {
 }
 
 #[tokio::test]
+async fn a_blank_content_type_fails_the_scrape_unless_the_monitor_sets_a_fallback() {
+    let mut world = healthy();
+    let stubs = stubs_with_content_type(true, JOB, "").await;
+    let report = cluster::check(&world.client(), &options(), stubs.clone()).await.unwrap();
+    let ct = find(&report, "content type");
+    assert_eq!(ct[0].status, Status::Fail, "{}", text(&report));
+    assert!(ct[0].message.contains("blank Content-Type: Prometheus 3 fails this scrape"));
+
+    world.edit("ServiceMonitor", "argo-monitor", |m| {
+        m["spec"]["fallbackScrapeProtocol"] = json!("PrometheusText0.0.4")
+    });
+    let report = cluster::check(&world.client(), &options(), stubs).await.unwrap();
+    assert!(!report.failed(), "{}", text(&report));
+    let ct = find(&report, "content type");
+    assert_eq!(ct[0].status, Status::Warn, "{}", text(&report));
+    assert!(ct[0].message.contains("with the fallback PrometheusText0.0.4"), "{}", text(&report));
+    assert_eq!(find(&report, "exposition")[0].status, Status::Pass, "{}", text(&report));
+}
+
+#[tokio::test]
 async fn prometheus_is_asked_through_its_own_port_forward() {
     let world = healthy();
     let mut o = options();

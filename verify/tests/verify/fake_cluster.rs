@@ -205,9 +205,18 @@ pub(crate) struct Operator {
 }
 
 pub(crate) async fn stubs(sidecar_up: bool, job: Operator) -> Arc<Stubs> {
+    stubs_with_content_type(sidecar_up, job, "text/plain; version=0.0.4").await
+}
+
+/// Like `stubs`, with the sidecar's metrics route answering with `content_type` ("" for none).
+pub(crate) async fn stubs_with_content_type(
+    sidecar_up: bool,
+    job: Operator,
+    content_type: &'static str,
+) -> Arc<Stubs> {
     let sidecar = if sidecar_up {
         http_server(vec![
-            ("/prometheus", "text/plain; version=0.0.4", SEED.into()),
+            ("/prometheus", content_type, SEED.into()),
             ("/readiness", "text/plain", "ok\n".into()),
         ])
         .await
@@ -242,11 +251,13 @@ pub(crate) async fn http_server(answers: Vec<(&'static str, &'static str, String
                     .map(|(_, ct, b)| (*ct, b.clone()))
                     .unwrap_or(("text/plain", String::new()));
                 let status = if body.is_empty() { "404 Not Found" } else { "200 OK" };
+                let ct =
+                    if ct.is_empty() { String::new() } else { format!("Content-Type: {ct}\r\n") };
                 let _ = s
                     .write_all(
                         format!(
-                            "HTTP/1.1 {status}\r\nContent-Type: {ct}\r\nContent-Length: \
-                            {}\r\nConnection: close\r\n\r\n{body}",
+                            "HTTP/1.1 {status}\r\n{ct}Content-Length: {}\r\nConnection: \
+                             close\r\n\r\n{body}",
                             body.len()
                         )
                         .as_bytes(),
