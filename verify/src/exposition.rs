@@ -53,67 +53,41 @@ pub fn parse_with(text: &str, rules: Rules) -> Result<Exposition, ParseError> {
     let openmetrics = rules.openmetrics;
     let mut out = Exposition::default();
     let mut eof = false;
-    for (i, raw) in text.lines().enumerate() {
+    for (i, raw) in text.split('\n').enumerate() {
         let n = i + 1;
         // Messages quote the line's pieces; `printable` keeps a 100 KB name from becoming a 100 KB error.
         let err = |message: String| ParseError { line: n, message: printable(&message) };
-        let line = raw.trim_end_matches('\r');
-        if eof {
-            return Err(err("content after # EOF".into()));
-        }
-        if line.trim().is_empty() {
-            if openmetrics {
+        if openmetrics {
+            if raw.is_empty() && i + 1 == text.split('\n').count() {
+                break; // the newline that ends the body
+            }
+            if eof {
+                return Err(err("content after # EOF".into()));
+            }
+            let line = raw.trim_end_matches('\r');
+            if line.trim().is_empty() {
                 return Err(err("OpenMetrics does not allow empty lines".into()));
             }
-            continue;
-        }
-        if let Some(comment) = line.strip_prefix('#') {
-            let comment = comment.trim_start();
-            let (keyword, rest) = comment.split_once(' ').unwrap_or((comment, ""));
-            // A quoted name may hold spaces: it is read whole before the rest is split.
-            let (name, rest) = match keyword {
-                "TYPE" | "HELP" | "UNIT" => {
-                    let (name, rest) = metric_name(rest.trim_start(), rules).map_err(err)?;
-                    (Some(name), Some(rest.trim_start()).filter(|r| !r.is_empty()))
-                }
-                _ => (None, None),
-            };
-            match (keyword, name, rest) {
-                ("EOF", None, None) if comment == "EOF" => eof = true,
-                ("TYPE", Some(name), Some(kind)) => {
-                    let kind = kind.trim();
-                    let known = [
-                        "counter",
-                        "gauge",
-                        "histogram",
-                        "summary",
-                        "untyped",
-                        "unknown",
-                        "info",
-                        "stateset",
-                        "gaugehistogram",
-                    ];
-                    if !known.contains(&kind) {
-                        return Err(err(format!("unknown metric type `{kind}`")));
-                    }
-                    out.families.entry(name).or_default().kind = Some(kind.to_string());
-                }
-                ("HELP" | "UNIT", Some(name), _) => {
-                    out.families.entry(name).or_default();
-                }
-                _ => {}
+            if let Some(comment) = line.strip_prefix('#') {
+                eof |= openmetrics_comment(comment, rules, &mut out).map_err(err)?;
+                continue;
             }
+            count(&mut out, sample(line, rules).map_err(err)?);
             continue;
         }
-        let name = sample(line, rules).map_err(err)?;
-        let family = SUFFIXES
-            .iter()
-            .filter_map(|s| name.strip_suffix(s))
-            .find(|base| out.families.get(*base).is_some_and(|f| f.kind.is_some()))
-            .unwrap_or(&name)
-            .to_string();
-        out.families.entry(family).or_default().samples += 1;
-        out.samples += 1;
+        // The text format: Prometheus's lexer ends a line at \r as at \n, skips spaces and tabs
+        // before a line and between its tokens, and takes any other `#` line as a comment.
+        for line in raw.split('\r') {
+            let line = line.trim_start_matches([' ', '\t']);
+            if line.is_empty() {
+                continue;
+            }
+            if let Some(comment) = line.strip_prefix('#') {
+                text_comment(comment, rules, &mut out).map_err(err)?;
+                continue;
+            }
+            count(&mut out, sample(line, rules).map_err(err)?);
+        }
     }
     if openmetrics && !eof {
         return Err(ParseError {
@@ -122,6 +96,84 @@ pub fn parse_with(text: &str, rules: Rules) -> Result<Exposition, ParseError> {
         });
     }
     Ok(out)
+}
+
+/// Adds a sample of metric `name` to its family (a typed family owns its suffixed series).
+fn count(out: &mut Exposition, name: String) {
+    let family = SUFFIXES
+        .iter()
+        .filter_map(|s| name.strip_suffix(s))
+        .find(|base| out.families.get(*base).is_some_and(|f| f.kind.is_some()))
+        .unwrap_or(&name)
+        .to_string();
+    out.families.entry(family).or_default().samples += 1;
+    out.samples += 1;
+}
+
+/// A text-format comment line (after `#`): `# HELP name text` and `# TYPE name type` with
+/// whitespace after `#` and after the keyword; anything else is a comment.
+fn text_comment(comment: &str, rules: Rules, out: &mut Exposition) -> Result<(), String> {
+    let Some(rest) = comment.strip_prefix([' ', '\t']) else { return Ok(()) };
+    let rest = rest.trim_start_matches([' ', '\t']);
+    let (keyword, after) = rest.split_at(rest.find([' ', '\t']).unwrap_or(rest.len()));
+    if !matches!(keyword, "HELP" | "TYPE") || after.is_empty() {
+        return Ok(());
+    }
+    let (name, rest) = metric_name(after.trim_start_matches([' ', '\t']), rules)?;
+    // The rest of the line after the one byte that ends the name, verbatim, as Prometheus reads
+    // it: `# TYPE x  counter` (two spaces) is the type " counter", and a name that runs into a
+    // multi-byte character leaves the rest of that character, which is not UTF-8.
+    let Some(text) = rest.get(rest.chars().next().map_or(0, |_| 1)..) else {
+        return Err(format!("the {keyword} text after `{name}` is not valid UTF-8"));
+    };
+    if keyword == "TYPE" {
+        let kind = text;
+        if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind) {
+            return Err(format!(
+                "unknown metric type `{kind}` (the text format has counter, gauge, histogram, \
+                 summary and untyped, after one space)"
+            ));
+        }
+        out.families.entry(name).or_default().kind = Some(kind.to_string());
+    } else {
+        out.families.entry(name).or_default();
+    }
+    Ok(())
+}
+
+/// An OpenMetrics comment line (after `#`); `true` for `# EOF`.
+fn openmetrics_comment(comment: &str, rules: Rules, out: &mut Exposition) -> Result<bool, String> {
+    let comment = comment.trim_start();
+    if comment == "EOF" {
+        return Ok(true);
+    }
+    let (keyword, rest) = comment.split_once(' ').unwrap_or((comment, ""));
+    if !matches!(keyword, "TYPE" | "HELP" | "UNIT") {
+        return Ok(false);
+    }
+    // A quoted name may hold spaces: it is read whole before the rest is split.
+    let (name, rest) = metric_name(rest.trim_start(), rules)?;
+    let rest = rest.trim_start();
+    if keyword == "TYPE" {
+        let kind = rest.trim();
+        let known = [
+            "counter",
+            "gauge",
+            "histogram",
+            "gaugehistogram",
+            "stateset",
+            "info",
+            "summary",
+            "unknown",
+        ];
+        if !known.contains(&kind) {
+            return Err(format!("unknown metric type `{kind}`"));
+        }
+        out.families.entry(name).or_default().kind = Some(kind.to_string());
+    } else {
+        out.families.entry(name).or_default();
+    }
+    Ok(false)
 }
 
 fn check_name(name: &str) -> Result<(), String> {
@@ -146,7 +198,13 @@ fn metric_name(s: &str, rules: Rules) -> Result<(String, &str), String> {
         }
         return Ok((name, rest));
     }
-    let end = s.find(|c: char| c.is_whitespace() || c == '{').unwrap_or(s.len());
+    // As Prometheus's lexer reads it: the longest run of name characters.
+    let end =
+        s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')).unwrap_or(s.len());
+    if end == 0 {
+        let token = s.split([' ', '\t', '{']).next().unwrap_or(s);
+        return Err(format!("`{token}` is not a metric name"));
+    }
     check_name(&s[..end])?;
     Ok((s[..end].to_string(), &s[end..]))
 }
@@ -175,7 +233,12 @@ fn quoted(s: &str) -> Result<(String, &str), String> {
                 value.push('\n');
                 escaped = false;
             }
-            (true, other) => return Err(format!("invalid escape \\{other} in a quoted string")),
+            // Prometheus unescapes \\, \" and \n and keeps any other escape as written.
+            (true, other) => {
+                value.push('\\');
+                value.push(other);
+                escaped = false;
+            }
             (false, '\\') => escaped = true,
             (false, '"') => return Ok((value, &body[i + 1..])),
             (false, '\n') => return Err("a raw newline in a quoted string".into()),
@@ -194,6 +257,10 @@ fn sample(line: &str, rules: Rules) -> Result<String, String> {
         let (name, rest) = metric_name(line, rules)?;
         (Some(name), rest)
     };
+    // The text format allows spaces between the name and its labels; OpenMetrics does not.
+    if !openmetrics {
+        rest = rest.trim_start_matches([' ', '\t']);
+    }
     if let Some(after) = rest.strip_prefix('{') {
         let (in_braces, after) = labels(after, name.is_none(), rules)?;
         if let Some(n) = in_braces {
@@ -206,7 +273,7 @@ fn sample(line: &str, rules: Rules) -> Result<String, String> {
     if rest.trim().is_empty() {
         return Err(format!("sample `{name}` has no value"));
     }
-    if !rest.starts_with([' ', '\t']) {
+    if openmetrics && !rest.starts_with(' ') {
         return Err(format!("sample `{name}`: expected a space before the value"));
     }
     // An OpenMetrics exemplar follows " # ".
@@ -214,13 +281,20 @@ fn sample(line: &str, rules: Rules) -> Result<String, String> {
         Some(i) if openmetrics => &rest[..i],
         _ => rest,
     };
-    let mut parts = rest.split_whitespace();
-    let value = parts.next().ok_or_else(|| format!("sample `{name}` has no value"))?;
+    let rest = rest.trim_start_matches([' ', '\t']);
+    // The value runs to the next space, tab or `{`.
+    let end = rest.find([' ', '\t', '{']).unwrap_or(rest.len());
+    let (value, rest) = rest.split_at(end);
     parse_value(value).ok_or_else(|| {
         format!("`{value}` is not a sample value (a float as Go writes it, +Inf, -Inf or NaN)")
     })?;
+    let mut parts = rest.split([' ', '\t']).filter(|p| !p.is_empty());
     if let Some(ts) = parts.next() {
-        let ok = if openmetrics { parse_value(ts).is_some() } else { ts.parse::<i64>().is_ok() };
+        let ok = if openmetrics {
+            parse_value(ts).is_some()
+        } else {
+            ts.bytes().all(|b| b.is_ascii_digit()) && ts.parse::<i64>().is_ok()
+        };
         if !ok {
             return Err(format!("`{ts}` is not a timestamp"));
         }
@@ -245,7 +319,8 @@ pub fn parse_value(v: &str) -> Option<f64> {
     }
     let decimal = unsigned.starts_with(|c: char| c.is_ascii_digit() || c == '.')
         && unsigned.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E'));
-    if decimal { v.parse().ok() } else { None }
+    // Go's ParseFloat fails on overflow (1e309) where Rust's parse gives infinity.
+    if decimal { v.parse().ok().filter(|f: &f64| f.is_finite()) } else { None }
 }
 
 /// Parses `name="value",...}` (trailing comma allowed); returns the metric name when
@@ -266,6 +341,9 @@ fn labels(mut s: &str, name_first: bool, rules: Rules) -> Result<(Option<String>
             let rest = rest.trim_start();
             if first && name_first && (rest.starts_with(',') || rest.starts_with('}')) {
                 // `{"my.metric", ...}`: the metric's name, not a label.
+                if name.is_empty() {
+                    return Err("the metric name is empty".into());
+                }
                 metric = Some(name);
                 s = rest.strip_prefix(',').unwrap_or(rest);
                 first = false;
@@ -300,7 +378,8 @@ fn labels(mut s: &str, name_first: bool, rules: Rules) -> Result<(Option<String>
         s = rest.trim_start();
         if let Some(rest) = s.strip_prefix(',') {
             s = rest;
-        } else if !s.starts_with('}') {
+        } else if !s.starts_with('}') && rules.openmetrics {
+            // Prometheus's text parser reads the next label without one; OpenMetrics does not.
             return Err("labels must be separated by commas".into());
         }
     }
@@ -348,7 +427,6 @@ temp{path=\"C:\\\\x\",quote=\"say \\\"hi\\\"\",nl=\"a\\nb\"} NaN 1700000000000\n
         for (body, line, needle) in [
             ("ok 1\n<html><body>", 2, "not a metric name"),
             ("ok 1\nbad{a=1} 2\n", 2, "not quoted"),
-            ("x{a=\"1\" b=\"2\"} 1\n", 1, "separated by commas"),
             ("x{a=\"1} 1\n", 1, "not closed"),
             ("x 1 2 3\n", 1, "unexpected"),
             ("x one\n", 1, "not a sample value"),
@@ -357,6 +435,41 @@ temp{path=\"C:\\\\x\",quote=\"say \\\"hi\\\"\",nl=\"a\\nb\"} NaN 1700000000000\n
             let e = parse(body, false).unwrap_err();
             assert_eq!(e.line, line, "{body}");
             assert!(e.message.contains(needle), "{body}: {}", e.message);
+        }
+        // A missing comma between labels: OpenMetrics refuses it; Prometheus's text parser reads
+        // on (verify/tests/verify/differential.rs holds the checker to what the server does).
+        let body = "x{a=\"1\" b=\"2\"} 1\n";
+        let e = parse(&format!("{body}# EOF\n"), true).unwrap_err();
+        assert!(e.message.contains("separated by commas"), "{}", e.message);
+        assert!(parse(body, false).is_ok());
+    }
+
+    #[test]
+    fn reads_the_text_format_as_prometheus_lexes_it() {
+        for ok in [
+            "  up 1\n",              // space before a line
+            "up {a=\"1\"} 1\n",      // space before the labels
+            "up{a=\"1\"}1\n",        // none before the value
+            "up+Inf\n",              // nor after the name
+            "x{path=\"a\\qb\"} 1\n", // an escape Prometheus keeps as written
+            "# EOF\nup 1\n",         // only a comment in the text format
+            "#HELP x is a comment\nup 1\n",
+            "x inf\nx -Infinity\nx nan\nx .5\nx 5.\nx 1e-3\n",
+        ] {
+            assert!(parse(ok, false).is_ok(), "{ok:?}: {:?}", parse(ok, false));
+        }
+        for (bad, says) in [
+            ("# TYPE x counter \n", "unknown metric type `counter `"),
+            ("# TYPE x  counter\n", "unknown metric type ` counter`"),
+            ("# TYPE x info\n", "unknown metric type `info`"),
+            ("x 1e309\n", "not a sample value"),
+            ("x +nan\n", "not a sample value"),
+            ("x 0x10\n", "not a sample value"),
+            ("x 1 -5\n", "not a timestamp"),
+            ("{\"\"} 1\n", "the metric name is empty"),
+        ] {
+            let e = parse(bad, false).unwrap_err();
+            assert!(e.message.contains(says), "{bad:?}: {}", e.message);
         }
     }
 }

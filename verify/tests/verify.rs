@@ -4,6 +4,7 @@
 mod verify {
     mod cli;
     mod cluster;
+    mod differential;
     mod fake_cluster;
     mod fuzz;
     mod live;

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 /// A body as the seed's app and real exporters write it: HELP and TYPE, escaped label values,
 /// a trailing comma, special values, a timestamp, a histogram.
-const TEXT: &str = r#"# HELP com_example_Endpoint_handle Request latency.
+pub(crate) const TEXT: &str = r#"# HELP com_example_Endpoint_handle Request latency.
 # TYPE com_example_Endpoint_handle summary
 com_example_Endpoint_handle{quantile="0.5",} 1.5E-4
 com_example_Endpoint_handle{quantile="0.99",path="/a\"b\\c\n"} 4.1210555000000096E-4
@@ -36,7 +36,7 @@ const TOKENS: &[&str] = &[
     "le=", "1e309", "-", "\u{0}", "é", "🦀",
 ];
 
-fn mutations(valid: &str) -> Vec<String> {
+pub(crate) fn mutations(valid: &str) -> Vec<String> {
     let mut out = Vec::new();
     let lines: Vec<&str> = valid.lines().collect();
     for i in 0..lines.len() {
