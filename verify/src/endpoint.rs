@@ -111,7 +111,7 @@ pub async fn check(url: &str, o: &Options) -> Report {
         return report;
     }
     let openmetrics = format == Format::OpenMetrics;
-    let rules = Rules { openmetrics, utf8_names: o.version == Version::V3 };
+    let rules = Rules { openmetrics, version: o.version };
     let text = match std::str::from_utf8(&fetched.body) {
         Ok(t) => t,
         Err(e) => {

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use meshscrape_common::error::printable;
 
+use crate::promql::Version;
+
 /// What a scrape body holds.
 #[derive(Debug, Default, PartialEq)]
 pub struct Exposition {
@@ -38,14 +40,16 @@ const SUFFIXES: [&str; 8] =
 pub struct Rules {
     /// OpenMetrics: `# EOF` at the end and nothing after it, no empty lines, exemplars.
     pub openmetrics: bool,
-    /// Quoted UTF-8 metric and label names, as Prometheus 3 reads them (2.x rejects them).
-    pub utf8_names: bool,
+    /// Whose parser: Prometheus 3 reads quoted UTF-8 metric and label names (2 rejects them),
+    /// and takes exemplars on any OpenMetrics series and a trailing comma in its label sets
+    /// (2 takes exemplars only on `_total` and `_bucket` series, and no trailing comma).
+    pub version: Version,
 }
 
 /// Parses a body; `openmetrics` demands the `# EOF` terminator and nothing after it. Quoted
 /// UTF-8 names are read as Prometheus 3 reads them.
 pub fn parse(text: &str, openmetrics: bool) -> Result<Exposition, ParseError> {
-    parse_with(text, Rules { openmetrics, utf8_names: true })
+    parse_with(text, Rules { openmetrics, version: Version::V3 })
 }
 
 /// Parses a body under `rules`.
@@ -72,7 +76,7 @@ pub fn parse_with(text: &str, rules: Rules) -> Result<Exposition, ParseError> {
                 eof |= openmetrics_comment(comment, rules, &mut out).map_err(err)?;
                 continue;
             }
-            count(&mut out, sample(line, rules).map_err(err)?);
+            count(&mut out, openmetrics_sample(line, rules).map_err(err)?);
             continue;
         }
         // The text format: Prometheus's lexer ends a line at \r as at \n, skips spaces and tabs
@@ -141,21 +145,22 @@ fn text_comment(comment: &str, rules: Rules, out: &mut Exposition) -> Result<(),
     Ok(())
 }
 
-/// An OpenMetrics comment line (after `#`); `true` for `# EOF`.
+/// An OpenMetrics comment line (after `#`); `true` for `# EOF`. OpenMetrics has no free
+/// comments: `# HELP`, `# TYPE` and `# UNIT`, each with single spaces, and `# EOF`.
 fn openmetrics_comment(comment: &str, rules: Rules, out: &mut Exposition) -> Result<bool, String> {
-    let comment = comment.trim_start();
-    if comment == "EOF" {
+    if comment == " EOF" {
         return Ok(true);
     }
-    let (keyword, rest) = comment.split_once(' ').unwrap_or((comment, ""));
+    let invalid = || format!("`#{comment}` is not a HELP, TYPE, UNIT or EOF line");
+    let rest = comment.strip_prefix(' ').ok_or_else(invalid)?;
+    let (keyword, rest) = rest.split_once(' ').ok_or_else(invalid)?;
     if !matches!(keyword, "TYPE" | "HELP" | "UNIT") {
-        return Ok(false);
+        return Err(invalid());
     }
-    // A quoted name may hold spaces: it is read whole before the rest is split.
-    let (name, rest) = metric_name(rest.trim_start(), rules)?;
-    let rest = rest.trim_start();
+    let (name, rest) = metric_name(rest, rules)?;
     if keyword == "TYPE" {
-        let kind = rest.trim();
+        let kind =
+            rest.strip_prefix(' ').ok_or_else(|| format!("a TYPE of `{name}` without a type"))?;
         let known = [
             "counter",
             "gauge",
@@ -171,9 +176,140 @@ fn openmetrics_comment(comment: &str, rules: Rules, out: &mut Exposition) -> Res
         }
         out.families.entry(name).or_default().kind = Some(kind.to_string());
     } else {
+        if !rest.is_empty() && !rest.starts_with(' ') {
+            return Err(format!("unexpected `{rest}` after the metric name in {keyword}"));
+        }
         out.families.entry(name).or_default();
     }
     Ok(false)
+}
+
+/// One OpenMetrics sample line: `name{labels} value[ timestamp][ # {labels} value[ timestamp]]`
+/// with single spaces and no whitespace inside a label set.
+fn openmetrics_sample(line: &str, rules: Rules) -> Result<String, String> {
+    let (name, rest) = if line.starts_with('{') {
+        (None, line)
+    } else {
+        let (name, rest) = metric_name(line, rules)?;
+        (Some(name), rest)
+    };
+    let (name, rest) = match rest.strip_prefix('{') {
+        Some(after) => {
+            let (in_braces, rest) = strict_labels(after, name.is_none(), rules)?;
+            (name.or(in_braces), rest)
+        }
+        None => (name, rest),
+    };
+    let name =
+        name.ok_or("the label set names no metric (its first item must be the quoted name)")?;
+    let rest = rest
+        .strip_prefix(' ')
+        .ok_or_else(|| format!("sample `{name}`: expected one space and a value"))?;
+    let (sample, exemplar) = match rest.split_once(" # ") {
+        Some((sample, exemplar)) => (sample, Some(exemplar)),
+        None => (rest, None),
+    };
+    let mut parts = sample.split(' ');
+    let value = parts.next().unwrap_or_default();
+    parse_value(value).ok_or_else(|| {
+        format!("`{value}` is not a sample value (a float as Go writes it, +Inf, -Inf or NaN)")
+    })?;
+    if let Some(ts) = parts.next() {
+        parse_value(ts).ok_or_else(|| format!("`{ts}` is not a timestamp"))?;
+    }
+    if let Some(extra) = parts.next() {
+        return Err(format!("unexpected `{extra}` after the value"));
+    }
+    if let Some(exemplar) = exemplar {
+        if rules.version == Version::V2 && !(name.ends_with("_total") || name.ends_with("_bucket"))
+        {
+            return Err(format!(
+                "`{name}` cannot carry an exemplar in Prometheus 2 (only _total and _bucket series)"
+            ));
+        }
+        let labels =
+            exemplar.strip_prefix('{').ok_or("an exemplar must start with its label set")?;
+        let (_, rest) = strict_labels(labels, false, rules)?;
+        let rest = rest.strip_prefix(' ').ok_or("an exemplar needs one space and a value")?;
+        let mut parts = rest.split(' ');
+        let value = parts.next().unwrap_or_default();
+        parse_value(value).ok_or_else(|| format!("`{value}` is not an exemplar value"))?;
+        if let Some(ts) = parts.next() {
+            parse_value(ts).ok_or_else(|| format!("`{ts}` is not an exemplar timestamp"))?;
+        }
+        if let Some(extra) = parts.next() {
+            return Err(format!("unexpected `{extra}` after the exemplar"));
+        }
+    }
+    Ok(name)
+}
+
+/// `name="value",...}` with no whitespace (a trailing comma allowed, as Prometheus allows it);
+/// returns the metric name when `name_first` and the first item is a quoted name alone.
+fn strict_labels(
+    mut s: &str,
+    name_first: bool,
+    rules: Rules,
+) -> Result<(Option<String>, &str), String> {
+    let mut metric = None;
+    if let Some(rest) = s.strip_prefix('}') {
+        return Ok((None, rest));
+    }
+    let mut first = true;
+    loop {
+        let label = if s.starts_with('"') {
+            if rules.version == Version::V2 {
+                return Err(quoted_in_v2("label", s));
+            }
+            let (name, rest) = quoted(s)?;
+            if first && name_first && (rest.starts_with(',') || rest.starts_with('}')) {
+                if name.is_empty() {
+                    return Err("the metric name is empty".into());
+                }
+                metric = Some(name);
+                s = rest;
+                first = false;
+                match s.strip_prefix(',') {
+                    Some(r) => {
+                        s = r;
+                        continue;
+                    }
+                    None => return Ok((metric, &s[1..])),
+                }
+            }
+            s = rest;
+            name
+        } else {
+            let end = s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(s.len());
+            let label = &s[..end];
+            if label.is_empty() || label.starts_with(|c: char| c.is_ascii_digit()) {
+                return Err(format!(
+                    "`{}` is not a label name",
+                    s.chars().take(20).collect::<String>()
+                ));
+            }
+            s = &s[end..];
+            label.to_string()
+        };
+        first = false;
+        s = s.strip_prefix('=').ok_or_else(|| format!("label `{label}` must be followed by ="))?;
+        if !s.starts_with('"') {
+            return Err(format!("the value of label `{label}` is not quoted"));
+        }
+        let (_, rest) = quoted(s).map_err(|e| format!("label `{label}`: {e}"))?;
+        s = rest;
+        if let Some(rest) = s.strip_prefix('}') {
+            return Ok((metric, rest));
+        }
+        s = s.strip_prefix(',').ok_or("labels must be separated by commas")?;
+        // A trailing comma: Prometheus 3 ends the set there; 2 wants another label.
+        if let Some(rest) = s.strip_prefix('}') {
+            if rules.version == Version::V2 {
+                return Err("a label set ends with a comma, which Prometheus 2 refuses".into());
+            }
+            return Ok((metric, rest));
+        }
+    }
 }
 
 fn check_name(name: &str) -> Result<(), String> {
@@ -189,7 +325,7 @@ fn check_name(name: &str) -> Result<(), String> {
 /// A metric name at the start of `s`, bare or (under UTF-8 rules) quoted; returns it and the rest.
 fn metric_name(s: &str, rules: Rules) -> Result<(String, &str), String> {
     if s.starts_with('"') {
-        if !rules.utf8_names {
+        if rules.version == Version::V2 {
             return Err(quoted_in_v2("metric", s));
         }
         let (name, rest) = quoted(s)?;
@@ -248,19 +384,16 @@ fn quoted(s: &str) -> Result<(String, &str), String> {
     Err(format!("the quoted string {} is not closed", printable(s)))
 }
 
-/// Parses one sample line; returns its metric name.
+/// Parses one text-format sample line (spaces and tabs allowed between its tokens, a timestamp
+/// in integer milliseconds); returns its metric name.
 fn sample(line: &str, rules: Rules) -> Result<String, String> {
-    let openmetrics = rules.openmetrics;
     let (mut name, mut rest) = if line.starts_with('{') {
         (None, line)
     } else {
         let (name, rest) = metric_name(line, rules)?;
         (Some(name), rest)
     };
-    // The text format allows spaces between the name and its labels; OpenMetrics does not.
-    if !openmetrics {
-        rest = rest.trim_start_matches([' ', '\t']);
-    }
+    rest = rest.trim_start_matches([' ', '\t']);
     if let Some(after) = rest.strip_prefix('{') {
         let (in_braces, after) = labels(after, name.is_none(), rules)?;
         if let Some(n) = in_braces {
@@ -270,18 +403,10 @@ fn sample(line: &str, rules: Rules) -> Result<String, String> {
     }
     let name =
         name.ok_or("the label set names no metric (its first item must be the quoted name)")?;
-    if rest.trim().is_empty() {
+    let rest = rest.trim_start_matches([' ', '\t']);
+    if rest.is_empty() {
         return Err(format!("sample `{name}` has no value"));
     }
-    if openmetrics && !rest.starts_with(' ') {
-        return Err(format!("sample `{name}`: expected a space before the value"));
-    }
-    // An OpenMetrics exemplar follows " # ".
-    let rest = match rest.find(" # ") {
-        Some(i) if openmetrics => &rest[..i],
-        _ => rest,
-    };
-    let rest = rest.trim_start_matches([' ', '\t']);
     // The value runs to the next space, tab or `{`.
     let end = rest.find([' ', '\t', '{']).unwrap_or(rest.len());
     let (value, rest) = rest.split_at(end);
@@ -289,15 +414,10 @@ fn sample(line: &str, rules: Rules) -> Result<String, String> {
         format!("`{value}` is not a sample value (a float as Go writes it, +Inf, -Inf or NaN)")
     })?;
     let mut parts = rest.split([' ', '\t']).filter(|p| !p.is_empty());
-    if let Some(ts) = parts.next() {
-        let ok = if openmetrics {
-            parse_value(ts).is_some()
-        } else {
-            ts.bytes().all(|b| b.is_ascii_digit()) && ts.parse::<i64>().is_ok()
-        };
-        if !ok {
-            return Err(format!("`{ts}` is not a timestamp"));
-        }
+    if let Some(ts) = parts.next()
+        && !(ts.bytes().all(|b| b.is_ascii_digit()) && ts.parse::<i64>().is_ok())
+    {
+        return Err(format!("`{ts}` is not a timestamp"));
     }
     if let Some(extra) = parts.next() {
         return Err(format!("unexpected `{extra}` after the value"));
@@ -334,7 +454,7 @@ fn labels(mut s: &str, name_first: bool, rules: Rules) -> Result<(Option<String>
             return Ok((metric, rest));
         }
         let label = if s.starts_with('"') {
-            if !rules.utf8_names {
+            if rules.version == Version::V2 {
                 return Err(quoted_in_v2("label", s));
             }
             let (name, rest) = quoted(s)?;

@@ -1,9 +1,9 @@
 //! The exposition checker against the real thing: every body of the fuzz test's mutations of a
-//! real exporter's output (about 1,600: lines dropped and doubled, bytes dropped, tokens inserted
-//! where the grammar changes state) plus a corpus of Prometheus 3's UTF-8 forms is served to
-//! Prometheus 3.5 and to Prometheus 2.42 as one target each, and the checker's verdict under
-//! that version's rules must be the health the server records: rejected exactly when the target
-//! is down.
+//! real exporter's text output and of an OpenMetrics body (about 2,000: lines dropped and
+//! doubled, bytes dropped, tokens inserted where the grammar changes state) plus a corpus of
+//! Prometheus 3's UTF-8 forms is served to Prometheus 3.5 and to Prometheus 2.42 as one target
+//! each, with its format's Content-Type, and the checker's verdict under that version's rules
+//! must be the health the server records: rejected exactly when the target is down.
 //!
 //! promtool's `check metrics` is not the oracle: it reads with client_golang's stricter parser,
 //! which refuses bodies the server stores (a second TYPE line, a quantile label that is no float,
@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 
 use meshscrape_verify::exposition::{Rules, parse_with};
 use meshscrape_verify::fetch;
+use meshscrape_verify::promql::Version;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
-use super::fuzz::{TEXT, mutations};
+use super::fuzz::{OPENMETRICS, TEXT, mutations};
 
 /// Bodies in Prometheus 3's UTF-8 forms (and a few that break them), and those where promtool
 /// is stricter than the server, beside the mutations.
@@ -65,8 +66,9 @@ fn binary(version: u8) -> Option<PathBuf> {
     None
 }
 
-/// A loopback server answering `/c/N` with body N as the text format.
-async fn serve(bodies: Vec<String>) -> SocketAddr {
+/// A loopback server answering `/c/N` with body N, as OpenMetrics when its flag says so, else
+/// as the text format.
+async fn serve(bodies: Vec<(String, bool)>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let bodies = std::sync::Arc::new(bodies);
@@ -88,14 +90,19 @@ async fn serve(bodies: Vec<String>) -> SocketAddr {
                     let head = String::from_utf8_lossy(&buf[..end]).to_string();
                     buf.drain(..end);
                     let path = head.split(' ').nth(1).unwrap_or("");
-                    let body = path
+                    let (body, openmetrics) = path
                         .strip_prefix("/c/")
                         .and_then(|n| n.parse::<usize>().ok())
                         .and_then(|n| bodies.get(n))
-                        .map_or("", String::as_str);
+                        .map_or(("", false), |(b, om)| (b.as_str(), *om));
+                    let content_type = if openmetrics {
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+                    } else {
+                        "text/plain; version=0.0.4"
+                    };
                     let answer = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n\
-                         Content-Length: {}\r\n\r\n{body}",
+                        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: \
+                         {}\r\n\r\n{body}",
                         body.len()
                     );
                     if s.write_all(answer.as_bytes()).await.is_err() {
@@ -194,8 +201,11 @@ async fn the_checker_rejects_exactly_what_each_prometheus_rejects() {
     // lexer lets a value span lines with. Real exporters write none of them.
     let modelled =
         |b: &String| b.len() < 10_000 && !b.contains(['\0', '\r']) && !raw_newline_in_quotes(b);
-    let mut bodies: Vec<String> = mutations(TEXT).into_iter().filter(modelled).collect();
-    bodies.extend(CORPUS.iter().map(|b| b.to_string()));
+    let mut bodies: Vec<(String, bool)> = Vec::new();
+    for (valid, openmetrics) in [(TEXT, false), (OPENMETRICS, true)] {
+        bodies.extend(mutations(valid).into_iter().filter(modelled).map(|b| (b, openmetrics)));
+    }
+    bodies.extend(CORPUS.iter().map(|b| (b.to_string(), false)));
     bodies.sort();
     bodies.dedup();
     let addr = serve(bodies.clone()).await;
@@ -203,13 +213,17 @@ async fn the_checker_rejects_exactly_what_each_prometheus_rejects() {
         let Some(binary) = binary(version) else { continue };
         let server = start(&binary, addr, bodies.len());
         let healths = healths(&server, bodies.len()).await;
-        let rules = Rules { openmetrics: false, utf8_names: version == 3 };
         let mut mismatches = Vec::new();
-        for (i, body) in bodies.iter().enumerate() {
+        let rules_version = if version == 3 { Version::V3 } else { Version::V2 };
+        for (i, (body, openmetrics)) in bodies.iter().enumerate() {
+            let rules = Rules { openmetrics: *openmetrics, version: rules_version };
             let ours = parse_with(body, rules).err().map(|e| e.to_string());
             let (health, error) = &healths[&i];
             if ours.is_some() != (health == "down") {
-                mismatches.push(format!("{body:?}\n    checker: {ours:?}\n    server: {error:?}"));
+                let format = if *openmetrics { "OpenMetrics" } else { "text" };
+                mismatches.push(format!(
+                    "{format} {body:?}\n    checker: {ours:?}\n    server: {error:?}"
+                ));
             }
         }
         assert!(
@@ -262,7 +276,7 @@ fn promtool_is_stricter_than_the_server_where_the_checker_follows_the_server() {
         let text = String::from_utf8_lossy(&out.stdout).to_string()
             + &String::from_utf8_lossy(&out.stderr);
         assert!(text.contains("parsing error"), "promtool accepted {body:?}: {text}");
-        let rules = Rules { openmetrics: false, utf8_names: true };
+        let rules = Rules { openmetrics: false, version: Version::V3 };
         assert!(parse_with(body, rules).is_ok(), "the checker refused {body:?}");
     }
 }

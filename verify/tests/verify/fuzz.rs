@@ -27,7 +27,7 @@ http_seconds_count 2
 up 1
 "#;
 
-const OPENMETRICS: &str = "# TYPE build info\nbuild_info{version=\"1.0\"} 1\n# TYPE req \
+pub(crate) const OPENMETRICS: &str = "# TYPE build info\nbuild_info{version=\"1.0\"} 1\n# TYPE req \
     counter\nreq_total 3 # {trace_id=\"a\"} 1 1.5\nreq_created 1.7e9\n# EOF\n";
 
 /// Pieces that exposition parsers trip on.
