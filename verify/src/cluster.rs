@@ -335,9 +335,15 @@ pub async fn check(
                 say(options, &format!("port-forwarding pod/{ns}/{pod}:{port} and scraping {path}"));
                 let target = format!("pod/{ns}/{pod}:{port}");
                 // The scrape as the monitor's Prometheus makes it, with the monitor's fallback.
+                let protocols = monitor.pointer("/spec/scrapeProtocols").and_then(Value::as_array);
                 let endpoint_options = endpoint::Options {
                     fallback_protocol: s(&monitor, "/spec/fallbackScrapeProtocol")
                         .map(str::to_string),
+                    // Protobuf first when the monitor says so (or scrapes native histograms).
+                    protobuf: protocols.and_then(|p| p.first()).and_then(Value::as_str)
+                        == Some("PrometheusProto")
+                        || monitor.pointer("/spec/scrapeNativeHistograms")
+                            == Some(&Value::Bool(true)),
                     ..options.endpoint.clone()
                 };
                 let found = through_forward(connector.clone(), ns, pod, *port, &target, |base| {

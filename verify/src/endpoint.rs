@@ -5,12 +5,14 @@
 use std::time::Duration;
 
 use crate::exposition::{self, Rules};
-use crate::fetch;
 use crate::promql::Version;
 use crate::report::{Check, Report};
+use crate::{fetch, protobuf};
 
 /// Prometheus 2.x's scrape Accept header.
 pub const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+/// Prometheus 3.x's scrape Accept header with native histograms on: protobuf first.
+pub const ACCEPT_PROTOBUF: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
 /// Prometheus 3.x's scrape Accept header (3.4 and later, without native histograms).
 pub const ACCEPT_3: &str = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
 
@@ -27,6 +29,8 @@ pub struct Options {
     pub version: Version,
     /// The monitor's `fallbackScrapeProtocol`, if it sets one.
     pub fallback_protocol: Option<String>,
+    /// Ask for protobuf first, as Prometheus does when it scrapes native histograms.
+    pub protobuf: bool,
 }
 
 impl Default for Options {
@@ -37,14 +41,24 @@ impl Default for Options {
             probes: Vec::new(),
             version: Version::V3,
             fallback_protocol: None,
+            protobuf: false,
         }
+    }
+}
+
+/// The Accept header the Prometheus of `o.version` sends.
+fn accept(o: &Options) -> &'static str {
+    match (o.version, o.protobuf) {
+        (_, true) => ACCEPT_PROTOBUF,
+        (Version::V3, false) => ACCEPT_3,
+        (Version::V2, false) => ACCEPT,
     }
 }
 
 pub async fn check(url: &str, o: &Options) -> Report {
     let mut report = Report::default();
     let headers = [
-        ("accept", if o.version == Version::V3 { ACCEPT_3 } else { ACCEPT }.to_string()),
+        ("accept", accept(o).to_string()),
         ("accept-encoding", "gzip".to_string()),
         ("x-prometheus-scrape-timeout-seconds", format!("{}", o.timeout.as_secs_f64())),
         ("user-agent", concat!("meshscrape-verify/", env!("CARGO_PKG_VERSION")).to_string()),
@@ -99,16 +113,32 @@ pub async fn check(url: &str, o: &Options) -> Report {
     report.push(verdict.check.on(url));
     let Some(format) = verdict.format else { return report };
     if format == Format::Protobuf {
-        report.push(
-            Check::warn(
-                "exposition",
-                "a protobuf body (native histograms); this version of the verifier does not \
-                 decode it",
-                "check the target's health in Prometheus: meshscrape-verify prometheus",
-            )
-            .on(url),
-        );
-        return report;
+        match protobuf::decode(&fetched.body, o.version) {
+            Ok(d) if d.exposition.samples == 0 => report.push(
+                Check::fail("exposition", "no samples", "check the app's metrics path").on(url),
+            ),
+            Ok(d) => report.push(
+                Check::pass(
+                    "exposition",
+                    format!(
+                        "protobuf: {} families, {} samples, {} native histograms",
+                        d.exposition.families.len(),
+                        d.exposition.samples,
+                        d.native_histograms
+                    ),
+                )
+                .on(url),
+            ),
+            Err(err) => report.push(
+                Check::fail(
+                    "exposition",
+                    format!("Prometheus {} would reject this protobuf body: {err}", o.version),
+                    "fix the exporter's output",
+                )
+                .on(url),
+            ),
+        }
+        return probes(url, o, report).await;
     }
     let openmetrics = format == Format::OpenMetrics;
     let rules = Rules { openmetrics, version: o.version };
@@ -145,6 +175,11 @@ pub async fn check(url: &str, o: &Options) -> Report {
             .on(url),
         ),
     }
+    probes(url, o, report).await
+}
+
+/// The `--probe` routes on the same host: each must answer 200.
+async fn probes(url: &str, o: &Options, mut report: Report) -> Report {
     for probe in &o.probes {
         let probe_url =
             match url.find("://").and_then(|i| url[i + 3..].find('/').map(|j| i + 3 + j)) {

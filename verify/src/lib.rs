@@ -11,4 +11,5 @@ pub mod fetch;
 pub mod manifests;
 pub mod prometheus;
 pub mod promql;
+pub mod protobuf;
 pub mod report;

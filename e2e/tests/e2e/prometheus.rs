@@ -298,3 +298,57 @@ async fn each_prometheus_judges_utf8_names_and_blank_content_types_as_the_verifi
         }
     }
 }
+
+/// Protobuf, as real exporters serve it: node_exporter 1.11's decodes to the families its text
+/// output has, and Prometheus 3.5's own metrics decode with their native histograms.
+#[tokio::test]
+async fn protobuf_from_node_exporter_and_prometheus_decodes_to_their_text_families() {
+    let Some((_, prometheus3)) = prometheus_servers().into_iter().find(|(v, _)| *v == Version::V3)
+    else {
+        return;
+    };
+    let node_exporter = prometheus3.with_file_name("node_exporter");
+    let port = free_port();
+    let mut exporter = Command::new(&node_exporter)
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", node_exporter.display()));
+    let prom = start_prometheus(&prometheus3, &[]);
+    for url in [format!("http://127.0.0.1:{port}/metrics"), format!("{}/metrics", prom.url)] {
+        let text = until_answered(&url, false).await;
+        let proto = until_answered(&url, true).await;
+        let says = |r: &meshscrape_verify::report::Report| {
+            r.checks.iter().find(|c| c.name == "exposition").map(|c| c.message.clone())
+        };
+        let (text, proto) = (says(&text).unwrap(), says(&proto).unwrap());
+        // "N families, M samples" and "protobuf: N families, M samples, K native histograms".
+        let families =
+            |m: &str| m.split(" families").next().unwrap().rsplit(' ').next().unwrap().to_string();
+        assert!(proto.starts_with("protobuf: "), "{url}: {proto}");
+        if url.starts_with(&prom.url) {
+            // A young Prometheus registers metrics as it serves (its own /metrics among them), so
+            // two scrapes need not list the same families; its native histograms must be there.
+            let native = proto.rsplit(", ").next().unwrap();
+            assert!(!native.starts_with("0 "), "Prometheus 3.5 exposes native histograms: {proto}");
+        } else {
+            assert_eq!(families(&text), families(&proto), "{url}: {text} / {proto}");
+        }
+    }
+    let _ = exporter.kill();
+    let _ = exporter.wait();
+}
+
+/// The endpoint check once the server answers (it may still be starting).
+async fn until_answered(url: &str, protobuf: bool) -> meshscrape_verify::report::Report {
+    let options = endpoint::Options { protobuf, ..Default::default() };
+    for _ in 0..100 {
+        let report = endpoint::check(url, &options).await;
+        if !report.failed() {
+            return report;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} never answered a clean scrape");
+}

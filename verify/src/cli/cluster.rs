@@ -74,8 +74,9 @@ pub fn run(args: &Args) -> Result<Report, Error> {
             max_bytes: 64 << 20,
             probes: args.probe.clone(),
             version: args.prometheus_version,
-            // Taken from the selecting monitor when the scrape is made.
+            // These two are taken from the selecting monitor when the scrape is made.
             fallback_protocol: None,
+            protobuf: false,
         },
         expect_metric: args.expect_metric.clone(),
         prometheus_version: args.prometheus_version,

@@ -27,6 +27,10 @@ pub struct Args {
     /// with a blank or unsupported Content-Type as this protocol instead of failing the scrape
     #[arg(long, value_name = "PROTOCOL", value_parser = clap::builder::PossibleValuesParser::new(meshscrape_common::operator::SCRAPE_PROTOCOLS))]
     pub fallback_scrape_protocol: Option<String>,
+    /// Ask for protobuf first, as Prometheus 3 does when the monitor scrapes native histograms;
+    /// a protobuf answer is decoded and its native histograms counted
+    #[arg(long)]
+    pub protobuf: bool,
 }
 
 pub fn run(args: &Args) -> Result<Report, Error> {
@@ -38,6 +42,7 @@ pub fn run(args: &Args) -> Result<Report, Error> {
         probes: args.probe.clone(),
         version: args.prometheus_version,
         fallback_protocol: args.fallback_scrape_protocol.clone(),
+        protobuf: args.protobuf,
     };
     Ok(runtime()?.block_on(endpoint::check(&args.url, &options)))
 }
