@@ -31,6 +31,8 @@ pub struct AppConfig {
     pub sidecar: Sidecar,
     pub monitor: Monitor,
     pub istio: IstioMode,
+    /// The Istio data plane the namespaces run, when the config says (`istio.dataplane`).
+    pub dataplane: Option<Dataplane>,
     pub network_policy: NetworkPolicy,
 }
 
@@ -142,6 +144,33 @@ impl IstioMode {
     }
 }
 
+/// The Istio data plane that enforces mTLS for the pods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dataplane {
+    /// An Envoy sidecar in each pod; it reads the pod's traffic annotations.
+    Sidecar,
+    /// Ambient mode: the node's ztunnel, which ignores those annotations and honours a
+    /// workload-selected PeerAuthentication's portLevelMtls (Istio 1.25 and later).
+    Ambient,
+}
+
+impl Dataplane {
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "sidecar" => Some(Dataplane::Sidecar),
+            "ambient" => Some(Dataplane::Ambient),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dataplane::Sidecar => "sidecar",
+            Dataplane::Ambient => "ambient",
+        }
+    }
+}
+
 /// A NetworkPolicy that admits the plaintext metrics port only from Prometheus.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetworkPolicy {
@@ -176,7 +205,7 @@ impl AppConfig {
         let sidecar = sections::sidecar(&mut c, &file.sidecar, &container)?;
         let proxy = sidecar.as_ref().map(|s| &s.proxy);
         let monitor = sections::monitor(&mut c, &file.monitor, name.as_ref(), proxy, &service);
-        let istio = sections::istio(&mut c, &file.istio);
+        let (istio, dataplane) = sections::istio(&mut c, &file.istio);
         let network_policy =
             sections::network_policy(&mut c, &file.network_policy, &monitor.namespace);
 
@@ -190,6 +219,7 @@ impl AppConfig {
                 sidecar,
                 monitor,
                 istio,
+                dataplane,
                 network_policy,
             }),
             _ => Err(ConfigError::Invalid { problems: c.problems.0 }),

@@ -109,6 +109,7 @@ pub(super) struct MonitorFile {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct IstioFile {
     pub(super) mode: Option<S<String>>,
+    pub(super) dataplane: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -12,8 +12,8 @@ use super::file::{
     ContainerFile, IstioFile, Labels, MonitorFile, NetworkPolicyFile, S, ServiceFile, SidecarFile,
 };
 use super::{
-    Container, DEFAULT_SIDECAR_IMAGE, IstioMode, Monitor, MonitorKind, NetworkPolicy, Resources,
-    Service, Sidecar,
+    Container, DEFAULT_SIDECAR_IMAGE, Dataplane, IstioMode, Monitor, MonitorKind, NetworkPolicy,
+    Resources, Service, Sidecar,
 };
 use crate::error::{ConfigError, Origin, Problem, Problems, Sourced};
 use crate::proxy::{self, ProxyConfig, ProxyFile, ProxyOverrides};
@@ -351,17 +351,48 @@ fn scrape_protocol(p: &str) -> Result<String, String> {
     }
 }
 
-/// `istio`: how the mesh is told to leave the metrics port alone.
-pub(super) fn istio(c: &mut Check<'_>, f: &IstioFile) -> IstioMode {
-    c.value("istio.mode", &or_default(&f.mode, "exclude-annotation".into()), |m| {
-        IstioMode::from_name(m).ok_or_else(|| {
-            format!(
-                "`{m}` is not an Istio mode; use exclude-annotation, peer-authentication, both or \
-                 none"
-            )
+/// `istio`: how the mesh is told to leave the metrics port alone, on the data plane it runs.
+/// Without `mode`, the exclusion that works there: the PeerAuthentication alone under ambient
+/// (ztunnel ignores the pod annotation), the annotation under sidecar mode, and both when the
+/// data plane is not said. `exclude-annotation` under ambient is refused, naming both keys.
+pub(super) fn istio(c: &mut Check<'_>, f: &IstioFile) -> (IstioMode, Option<Dataplane>) {
+    let dataplane = f.dataplane.as_ref().and_then(|d| {
+        c.value("istio.dataplane", d, |d| {
+            Dataplane::from_name(d).ok_or_else(|| {
+                format!(
+                    "`{d}` is not an Istio data plane; use sidecar or ambient (or leave it out when \
+                     it is not known: both exclusions are rendered)"
+                )
+            })
         })
-    })
-    .unwrap_or(IstioMode::None)
+    });
+    let default = match dataplane {
+        Some(Dataplane::Ambient) => "peer-authentication",
+        Some(Dataplane::Sidecar) => "exclude-annotation",
+        None => "both",
+    };
+    let mode_s = or_default(&f.mode, default.into());
+    let mode = c
+        .value("istio.mode", &mode_s, |m| {
+            IstioMode::from_name(m).ok_or_else(|| {
+                format!(
+                    "`{m}` is not an Istio mode; use exclude-annotation, peer-authentication, both \
+                     or none"
+                )
+            })
+        })
+        .unwrap_or(IstioMode::None);
+    if mode == IstioMode::ExcludeAnnotation && dataplane == Some(Dataplane::Ambient) {
+        c.fail(
+            "istio.mode",
+            &mode_s.referenced,
+            "`exclude-annotation` does nothing under istio.dataplane: ambient (ztunnel ignores the \
+             pod annotation, so the metrics port stays behind STRICT mTLS); set istio.mode to \
+             peer-authentication or both"
+                .into(),
+        );
+    }
+    (mode, dataplane)
 }
 
 /// `networkPolicy`: on by default, admitting the metrics port from the monitor's namespace.

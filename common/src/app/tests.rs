@@ -37,7 +37,8 @@ fn minimal_config_takes_the_seed_defaults() {
     assert_eq!(c.monitor.interval, "30s");
     assert_eq!(c.service.name, "shop");
     assert_eq!(c.service.labels, c.pod_labels);
-    assert_eq!(c.istio, IstioMode::ExcludeAnnotation);
+    // The data plane is not said, so the exclusion that works on both: annotation and policy.
+    assert_eq!((c.istio, c.dataplane), (IstioMode::Both, None));
     assert!(c.network_policy.enabled);
     assert_eq!(c.network_policy.namespace_labels["kubernetes.io/metadata.name"], "monitoring");
 }
@@ -183,4 +184,29 @@ fn scrape_protocols_are_the_operators_each_named_with_its_line() {
     );
     assert!(ps[1].message.contains("listed twice"));
     assert!(ps.iter().all(|p| line(p) == 5), "{ps:?}");
+}
+
+#[test]
+fn the_default_exclusion_follows_the_data_plane() {
+    for (dataplane, mode) in
+        [("ambient", IstioMode::PeerAuthentication), ("sidecar", IstioMode::ExcludeAnnotation)]
+    {
+        let c = parse(&format!("{MINIMAL}istio: {{dataplane: {dataplane}}}\n")).unwrap();
+        assert_eq!(c.istio, mode, "{dataplane}");
+        assert_eq!(c.dataplane.map(Dataplane::as_str), Some(dataplane));
+    }
+}
+
+#[test]
+fn the_annotation_alone_under_ambient_is_refused_naming_both_keys() {
+    let ps =
+        problems(&format!("{MINIMAL}istio:\n  dataplane: ambient\n  mode: exclude-annotation\n"));
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert_eq!(ps[0].field, "istio.mode");
+    assert_eq!(line(&ps[0]), 8);
+    for needle in ["istio.dataplane: ambient", "ztunnel ignores", "peer-authentication or both"] {
+        assert!(ps[0].message.contains(needle), "{needle}: {}", ps[0].message);
+    }
+    let ps = problems(&format!("{MINIMAL}istio: {{dataplane: waypoint}}\n"));
+    assert!(ps[0].message.contains("use sidecar or ambient"), "{ps:?}");
 }

@@ -220,3 +220,57 @@ fn templates_folder_overrides_one_template_and_strict_undefined_fails_naming_it(
     assert!(err.contains("service.yaml.j2") && err.contains("spec.prots"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Every Istio mode on every data plane: the pod annotation and the PeerAuthentication rendered,
+/// or the error, in one snapshot (`generator__generator__options__istio_modes.snap`).
+#[test]
+fn istio_modes_by_data_plane_snapshot() {
+    let mut out = String::new();
+    for dataplane in ["(unset)", "sidecar", "ambient"] {
+        for mode in ["(unset)", "exclude-annotation", "peer-authentication", "both", "none"] {
+            let mut istio = String::from("istio:\n");
+            if dataplane != "(unset)" {
+                istio += &format!("  dataplane: {dataplane}\n");
+            }
+            if mode != "(unset)" {
+                istio += &format!("  mode: {mode}\n");
+            }
+            if istio == "istio:\n" {
+                istio.clear();
+            }
+            // The example with its istio section replaced.
+            let example = std::fs::read_to_string(super::support::example()).unwrap();
+            let (start, end) = (
+                example.find("\nistio:\n").unwrap() + 1,
+                example.find("\nnetworkPolicy:").unwrap() + 1,
+            );
+            let text = format!("{}{istio}{}", &example[..start], &example[end..]);
+            out += &format!("## dataplane {dataplane}, mode {mode}\n");
+            let config = meshscrape_common::AppConfig::from_yaml("app.yaml".as_ref(), &text);
+            let config = match config {
+                Ok(c) => c,
+                Err(e) => {
+                    out += &format!("error: {e}\n\n");
+                    continue;
+                }
+            };
+            let rendered = render_config(&config);
+            let annotation = annotations(&rendered)
+                .get("traffic.sidecar.istio.io/excludeInboundPorts")
+                .cloned()
+                .unwrap_or_else(|| "(none)".into());
+            out += &format!("excludeInboundPorts: {annotation}\n");
+            match rendered.iter().find(|r| r.kind == "PeerAuthentication") {
+                Some(pa) => {
+                    let v = value(pa);
+                    out += &format!(
+                        "PeerAuthentication: {}\n\n",
+                        serde_json::to_string(&v["spec"]).unwrap()
+                    );
+                }
+                None => out += "PeerAuthentication: (none)\n\n",
+            }
+        }
+    }
+    insta::assert_snapshot!("istio_modes", out);
+}
