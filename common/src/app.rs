@@ -68,6 +68,9 @@ pub struct Sidecar {
     pub resources: Resources,
     /// What the sidecar is started with, via the ConfigMap.
     pub proxy: ProxyConfig,
+    /// A Kubernetes native sidecar (an init container with `restartPolicy: Always`, GA in
+    /// 1.33): started before the app once its startup probe passes, stopped after it.
+    pub native: bool,
 }
 
 /// CPU and memory requests and limits, as Kubernetes quantities.

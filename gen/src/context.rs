@@ -60,6 +60,7 @@ pub(crate) fn context(c: &AppConfig, namespace: &str) -> Value {
             "config_name": format!("{}-meshscrape", c.name),
             "config_yaml": config_yaml,
             "config_hash": fnv1a(&config_yaml),
+            "native": c.sidecar.native,
             "resources": {
                 "requests_cpu": c.sidecar.resources.requests_cpu,
                 "requests_memory": c.sidecar.resources.requests_memory,

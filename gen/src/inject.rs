@@ -164,6 +164,8 @@ pub fn inject(
 /// The pieces of the rendered Deployment that make up the sidecar.
 struct Parts {
     container: Value,
+    /// Whether the container is a native sidecar (it goes in `initContainers`).
+    native: bool,
     volume: Value,
     annotations: Map<String, Value>,
     config_map: Value,
@@ -195,8 +197,11 @@ fn sidecar_parts(
         path: deployment.source.clone(),
         message: format!("the deployment template has no {what}"),
     };
+    let native = find("/spec/template/spec/initContainers", SIDECAR);
     Ok(Parts {
-        container: find("/spec/template/spec/containers", SIDECAR)
+        native: native.is_some(),
+        container: native
+            .or_else(|| find("/spec/template/spec/containers", SIDECAR))
             .ok_or_else(|| missing("meshscrape-proxy container"))?,
         volume: find("/spec/template/spec/volumes", VOLUME)
             .ok_or_else(|| missing("meshscrape-config volume"))?,
@@ -230,8 +235,27 @@ fn apply(doc: &mut Value, parts: &Parts) {
         annotations.as_object_mut().map(|a| a.insert(k.clone(), merged));
     }
     let spec = object_at(template, "spec");
-    upsert_named(spec, "/containers", parts.container.clone());
+    // A native sidecar lives in initContainers, a classic one in containers; a change of the
+    // setting moves it, so the pod never holds two.
+    let (into, out_of) = if parts.native {
+        ("initContainers", "containers")
+    } else {
+        ("containers", "initContainers")
+    };
+    remove_named(spec, out_of, SIDECAR);
+    upsert_named(spec, &format!("/{into}"), parts.container.clone());
     upsert_named(spec, "/volumes", parts.volume.clone());
+}
+
+/// Removes the item called `name` from the list `key` of `v`, and the list if that empties it.
+fn remove_named(v: &mut Value, key: &str, name: &str) {
+    let Some(obj) = v.as_object_mut() else { return };
+    if let Some(list) = obj.get_mut(key).and_then(Value::as_array_mut) {
+        list.retain(|item| item.get("name").and_then(Value::as_str) != Some(name));
+        if list.is_empty() {
+            obj.remove(key);
+        }
+    }
 }
 
 /// `v[key]`, made an object if it was absent or null.

@@ -201,6 +201,7 @@ pub(super) fn sidecar(
             port_name,
             resources,
             proxy,
+            native: f.native.unwrap_or(false),
         })),
         Err(ConfigError::Invalid { problems }) => {
             let prefixed = problems

@@ -45,6 +45,7 @@ sidecar:
   image: meshscrape-proxy:0.1.0
   port: 9090
   portName: prometheus
+  native: true
   resources:
     requests: {cpu: 50m, memory: 10Mi}
     limits: {cpu: 100m, memory: 15Mi}

@@ -108,3 +108,38 @@ fn binary_reads_stdin_notes_pass_through_and_rejects_non_yaml() {
     assert!(String::from_utf8_lossy(&out.stderr).contains(&bad.display().to_string()));
     std::fs::remove_file(bad).unwrap();
 }
+
+fn names(doc: &Value, list: &str) -> Vec<String> {
+    doc.pointer(&format!("/spec/template/spec/{list}"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|c| c["name"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_native_sidecar_goes_in_init_containers_and_moves_when_the_setting_changes() {
+    let native = config_with(|t| {
+        t.replace("  portName: prometheus\n", "  portName: prometheus\n  native: true\n")
+    });
+    assert!(native.sidecar.native);
+    let templates = Templates::load(None).unwrap();
+    let injected = inject(&native, &templates, input(), Extras::default()).unwrap().documents;
+    let deployment = &injected[0];
+    assert_eq!(names(deployment, "initContainers"), ["meshscrape-proxy"]);
+    assert_eq!(names(deployment, "containers"), ["identity-app"]);
+    let proxy = &deployment["spec"]["template"]["spec"]["initContainers"][0];
+    assert_eq!(proxy["restartPolicy"], "Always");
+    assert_eq!(proxy["startupProbe"]["httpGet"]["path"], "/-/ready");
+    let _: Deployment = serde_json::from_value(deployment.clone()).expect("a valid Deployment");
+
+    // Injecting again changes nothing; turning the setting off moves it back, and on again.
+    let again = inject(&native, &templates, injected.clone(), Extras::default()).unwrap().documents;
+    assert_eq!(again, injected);
+    let classic = run(injected.clone(), Extras::default());
+    assert_eq!(names(&classic[0], "containers"), ["identity-app", "meshscrape-proxy"]);
+    assert!(classic[0]["spec"]["template"]["spec"].get("initContainers").is_none());
+    assert_eq!(
+        inject(&native, &templates, classic, Extras::default()).unwrap().documents,
+        injected
+    );
+}

@@ -274,3 +274,26 @@ fn istio_modes_by_data_plane_snapshot() {
     }
     insta::assert_snapshot!("istio_modes", out);
 }
+
+#[test]
+fn a_native_sidecar_renders_in_init_containers_with_a_startup_probe() {
+    let rendered = render_config(&config_with(|t| {
+        t.replace("  portName: prometheus\n", "  portName: prometheus\n  native: true\n")
+    }));
+    let Some(Object::Deployment(d)) =
+        rendered.iter().find(|r| r.kind == "Deployment").map(|r| &r.object)
+    else {
+        panic!("a Deployment")
+    };
+    let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let names = |cs: &[k8s_openapi::api::core::v1::Container]| {
+        cs.iter().map(|c| c.name.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&pod.containers), ["identity-app"]);
+    let init = pod.init_containers.as_deref().unwrap();
+    assert_eq!(names(init), ["meshscrape-proxy"]);
+    assert_eq!(init[0].restart_policy.as_deref(), Some("Always"));
+    let startup = init[0].startup_probe.as_ref().unwrap();
+    assert_eq!(startup.http_get.as_ref().unwrap().path.as_deref(), Some("/-/ready"));
+    assert_eq!(init[0].ports.as_ref().unwrap()[0].container_port, 9090);
+}
