@@ -20,7 +20,7 @@ use serde_json::Value;
 
 pub use load::load;
 pub use objects::Objects;
-pub(crate) use objects::s;
+pub(crate) use objects::{s, serving_containers};
 pub use selectors::{selector_matches, selects};
 
 use crate::report::{Check, Report};

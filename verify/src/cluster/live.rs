@@ -10,7 +10,7 @@ use super::forward::{Connector, through_forward};
 use super::read::{Reader, label_selector, resource};
 use super::{Options, name_of};
 use crate::error::Error;
-use crate::manifests::s;
+use crate::manifests::{s, serving_containers};
 use crate::prometheus;
 use crate::report::{Check, Report};
 
@@ -107,9 +107,8 @@ pub(super) fn check_pods(
     let mut chosen = None;
     for pod in pods {
         let pid = format!("Pod/{}/{}", s(pod, "/metadata/namespace").unwrap_or(""), name_of(pod));
-        let containers =
-            pod.pointer("/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
-        let found = containers.iter().find_map(|c| {
+        let pod_spec = pod.pointer("/spec").unwrap_or(&Value::Null);
+        let found = serving_containers(pod_spec).into_iter().find_map(|(c, _)| {
             let p = c.get("ports")?.as_array()?.iter().find(|p| match target {
                 Value::Number(n) => p.get("containerPort").and_then(Value::as_i64) == n.as_i64(),
                 Value::String(name) => s(p, "/name") == Some(name),
@@ -132,11 +131,11 @@ pub(super) fn check_pods(
             );
             continue;
         };
-        let statuses = pod
-            .pointer("/status/containerStatuses")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        // A native sidecar's status is among the init containers'.
+        let statuses: Vec<Value> = ["/status/containerStatuses", "/status/initContainerStatuses"]
+            .iter()
+            .flat_map(|p| pod.pointer(p).and_then(Value::as_array).cloned().unwrap_or_default())
+            .collect();
         let status = statuses.iter().find(|st| s(st, "/name") == Some(cname.as_str()));
         let ready = status.and_then(|st| st.get("ready")).and_then(Value::as_bool) == Some(true);
         let restarts =

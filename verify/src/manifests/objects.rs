@@ -77,3 +77,16 @@ pub(crate) fn labels(v: &Value, pointer: &str) -> Labels {
 pub(crate) fn list<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
     v.pointer(pointer).and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
+
+/// The containers of a pod spec that serve ports: its containers and its native sidecars (init
+/// containers with `restartPolicy: Always`), in that order; `true` marks a native sidecar.
+pub(crate) fn serving_containers(pod_spec: &Value) -> Vec<(&Value, bool)> {
+    let native = list(pod_spec, "/initContainers")
+        .iter()
+        .filter(|c| c.get("restartPolicy").and_then(Value::as_str) == Some("Always"));
+    list(pod_spec, "/containers")
+        .iter()
+        .map(|c| (c, false))
+        .chain(native.map(|c| (c, true)))
+        .collect()
+}

@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::objects::{Objects, WORKLOADS, id, labels, list, ns_of};
+use super::objects::{Objects, WORKLOADS, id, labels, list, ns_of, serving_containers};
 use crate::report::{Check, Report};
 
 /// A monitor endpoint's target (a Service or a workload) and where the scrape lands in it.
@@ -44,11 +44,12 @@ pub(super) fn resolve<'a>(
     let mut found = Vec::new();
     for w in workloads {
         let wid = id(w);
-        let declared = list(w, "/spec/template/spec/containers").iter().find_map(|c| {
+        let pod_spec = w.pointer("/spec/template/spec").unwrap_or(&Value::Null);
+        let declared = serving_containers(pod_spec).into_iter().find_map(|(c, native)| {
             let p = list(c, "/ports").iter().find(|p| want.matches(p))?;
-            Some((c, p["containerPort"].as_i64().unwrap_or(0)))
+            Some((c, p["containerPort"].as_i64().unwrap_or(0), native))
         });
-        let Some((container, port)) = declared else {
+        let Some((container, port, native)) = declared else {
             report.push(
                 Check::fail(
                     "container port",
@@ -68,6 +69,22 @@ pub(super) fn resolve<'a>(
             Check::pass("container port", format!("container {cname} declares port {port}"))
                 .on(&wid),
         );
+        if native {
+            report.push(
+                Check::info(
+                    "container port",
+                    format!(
+                        "port {port} is on {cname}, a native sidecar (an init container): \
+                         Prometheus attaches the container's metadata to such a target only from \
+                         3.0; 2.x scrapes it without container labels"
+                    ),
+                    "nothing to do on Prometheus 3; on 2.x, relabelings that use container \
+                     labels will not see it",
+                )
+                .on(&wid)
+                .at("spec.template.spec.initContainers"),
+            );
+        }
         found.push(Landing { workload: w, container, port });
     }
     found

@@ -416,3 +416,49 @@ async fn a_real_cluster_with_the_example_applied() {
             .unwrap();
     assert!(!report.failed(), "{}", text(&report));
 }
+
+/// The sidecar as a native sidecar: in the Deployment's and the pod's initContainers with
+/// restartPolicy Always, its status among the init containers'. Every link holds, and the port's
+/// home is noted for Prometheus 2.
+#[tokio::test]
+async fn a_native_sidecar_is_found_in_init_containers_and_checked_the_same_way() {
+    let mut world = healthy();
+    let make_native = |spec: &mut Value| {
+        let containers = spec["containers"].as_array_mut().unwrap();
+        let i = containers.iter().position(|c| c["name"] == "meshscrape-proxy").unwrap();
+        let mut proxy = containers.remove(i);
+        proxy["restartPolicy"] = json!("Always");
+        spec["initContainers"] = json!([proxy]);
+    };
+    world.edit("Deployment", "identity-service", |d| {
+        make_native(&mut d["spec"]["template"]["spec"])
+    });
+    world.edit("Pod", "identity-service-7d9f8-abcde", |p| {
+        make_native(&mut p["spec"]);
+        let statuses = p["status"]["containerStatuses"].as_array_mut().unwrap();
+        let i = statuses.iter().position(|s| s["name"] == "meshscrape-proxy").unwrap();
+        let status = statuses.remove(i);
+        p["status"]["initContainerStatuses"] = json!([status]);
+    });
+    let report = cluster::check(&world.client(), &options(), stubs(true, JOB).await).await.unwrap();
+    assert!(!report.failed(), "{}", text(&report));
+    let container = find(&report, "metrics container");
+    assert!(
+        container[0].message.contains("meshscrape-proxy is ready on port 9090"),
+        "{}",
+        text(&report)
+    );
+    let notes: Vec<_> = report.checks.iter().filter(|c| c.status == Status::Info).collect();
+    assert!(
+        notes.iter().any(|c| c.message.contains("native sidecar") && c.message.contains("3.0")),
+        "{}",
+        text(&report)
+    );
+    for name in ["sidecar route", "Istio", "status", "exposition"] {
+        assert!(
+            find(&report, name).iter().any(|c| c.status == Status::Pass),
+            "{name}: {}",
+            text(&report)
+        );
+    }
+}
