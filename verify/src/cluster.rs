@@ -45,6 +45,8 @@ pub struct Options {
     pub expect_metric: Option<String>,
     /// Whose rules apply to the scrape and the query.
     pub prometheus_version: crate::promql::Version,
+    /// Istio's root namespace, whose policies apply mesh-wide.
+    pub istio_root_namespace: String,
     /// Say what is happening on stderr.
     pub progress: bool,
 }
@@ -241,22 +243,23 @@ pub async fn check(
                 .await?
                 .unwrap_or_default(),
         );
-        docs.extend(
-            reader
-                .list(
-                    &resource(
-                        "security.istio.io",
-                        "v1",
-                        "PeerAuthentication",
-                        "peerauthentications",
-                    ),
-                    Some(ns),
-                    None,
-                    &mut report,
-                )
-                .await?
-                .unwrap_or_default(),
-        );
+        // Istio's policies: the app's namespace's, and the root namespace's (mesh-wide).
+        let root = options.istio_root_namespace.as_str();
+        for (kind, plural) in [
+            ("PeerAuthentication", "peerauthentications"),
+            ("AuthorizationPolicy", "authorizationpolicies"),
+        ] {
+            let ar = resource("security.istio.io", "v1", kind, plural);
+            for scope in [ns, root]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<std::collections::BTreeSet<_>>()
+            {
+                docs.extend(
+                    reader.list(&ar, Some(scope), None, &mut report).await?.unwrap_or_default(),
+                );
+            }
+        }
         docs.extend(
             reader
                 .list(
@@ -271,7 +274,10 @@ pub async fn check(
         report.checks.extend(
             manifests::check(
                 &manifests::Objects::from_values(docs),
-                &manifests::Options::default(),
+                &manifests::Options {
+                    istio_root_namespace: options.istio_root_namespace.clone(),
+                    ..Default::default()
+                },
             )
             .checks,
         );

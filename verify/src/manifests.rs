@@ -5,6 +5,7 @@
 //! container port), `route` (the sidecar's ConfigMap), `istio` (the mTLS exclusion) and
 //! `network_policy`. Loading is in `load`, label selectors in `selectors`.
 
+mod authz;
 mod istio;
 mod load;
 mod network_policy;
@@ -28,10 +29,18 @@ use objects::{WORKLOADS, id, labels, list, ns_of};
 use selectors::{admits, monitor_selector, namespace_scope, show};
 
 /// Options for `manifests`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Options {
     /// `K=V` labels a Prometheus object's monitor selector requires, when no Prometheus is given.
     pub prometheus_selector: Vec<(String, String)>,
+    /// Istio's root namespace (`meshConfig.rootNamespace`), whose policies apply mesh-wide.
+    pub istio_root_namespace: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { prometheus_selector: Vec::new(), istio_root_namespace: "istio-system".into() }
+    }
 }
 
 /// One monitor endpoint landed on a container port: what the links after the port read.
@@ -45,8 +54,12 @@ struct Scrape<'a> {
     workload_id: String,
     container: &'a Value,
     port: i64,
+    /// The Service port in front of it, for a ServiceMonitor.
+    service_port: Option<i64>,
     /// Where Prometheus runs: the selecting Prometheus object's namespace, else the monitor's.
     prometheus_namespace: &'a str,
+    /// Istio's root namespace, whose policies apply mesh-wide.
+    istio_root_namespace: &'a str,
 }
 
 /// Runs every check over the input.
@@ -140,10 +153,13 @@ fn check_monitor(objects: &Objects, options: &Options, m: &Value, report: &mut R
                     workload_id: id(landing.workload),
                     container: landing.container,
                     port: landing.port,
+                    service_port: landing.service_port,
                     prometheus_namespace,
+                    istio_root_namespace: &options.istio_root_namespace,
                 };
                 route::check(&x, report);
                 istio::check(&x, report);
+                authz::check(&x, report);
                 network_policy::check(&x, report);
             }
         }

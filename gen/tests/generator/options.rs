@@ -27,9 +27,8 @@ fn annotations(
 
 #[test]
 fn peer_authentication_mode_emits_a_valid_port_level_policy_and_no_annotation() {
-    let rendered = render_config(&config_with(|t| {
-        t.replace("mode: exclude-annotation", "mode: peer-authentication")
-    }));
+    let rendered =
+        render_config(&config_with(|t| t.replace("  mode: both", "  mode: peer-authentication")));
     assert_eq!(
         kinds(&rendered),
         [
@@ -54,11 +53,15 @@ fn peer_authentication_mode_emits_a_valid_port_level_policy_and_no_annotation() 
 }
 
 #[test]
-fn both_mode_emits_annotation_and_policy_none_emits_neither() {
-    let both = render_config(&config_with(|t| t.replace("mode: exclude-annotation", "mode: both")));
+fn both_mode_emits_annotation_and_policy_annotation_only_the_one_none_neither() {
+    let both = render_config(&config_with(|t| t));
     assert!(kinds(&both).contains(&"PeerAuthentication"));
     assert!(annotations(&both).contains_key("traffic.sidecar.istio.io/excludeInboundPorts"));
-    let none = render_config(&config_with(|t| t.replace("mode: exclude-annotation", "mode: none")));
+    let annotation =
+        render_config(&config_with(|t| t.replace("  mode: both", "  mode: exclude-annotation")));
+    assert!(!kinds(&annotation).contains(&"PeerAuthentication"));
+    assert!(annotations(&annotation).contains_key("traffic.sidecar.istio.io/excludeInboundPorts"));
+    let none = render_config(&config_with(|t| t.replace("  mode: both", "  mode: none")));
     assert!(!kinds(&none).contains(&"PeerAuthentication"));
     assert!(!annotations(&none).contains_key("traffic.sidecar.istio.io/excludeInboundPorts"));
     let np = none.iter().find(|r| r.kind == "NetworkPolicy").unwrap();

@@ -39,6 +39,10 @@ pub struct Args {
     /// Also require these sidecar paths to answer 200, e.g. --probe /readiness
     #[arg(long, value_name = "PATH")]
     pub probe: Vec<String>,
+    /// Istio's root namespace (meshConfig.rootNamespace): its selector-less policies apply
+    /// mesh-wide, and ambient ignores its portLevelMtls
+    #[arg(long, default_value = "istio-system", value_name = "NAMESPACE")]
+    pub istio_root_namespace: String,
     /// The Prometheus major version whose rules judge the scrape and build the query
     #[arg(long, value_name = "2|3", default_value = "3")]
     pub prometheus_version: Version,
@@ -80,6 +84,7 @@ pub fn run(args: &Args) -> Result<Report, Error> {
         },
         expect_metric: args.expect_metric.clone(),
         prometheus_version: args.prometheus_version,
+        istio_root_namespace: args.istio_root_namespace.clone(),
         progress: true,
     };
     let request_timeout = duration("--request-timeout", &args.request_timeout)?;

@@ -15,11 +15,16 @@ pub struct Args {
     /// Labels the Prometheus object's monitor selector requires, when its YAML is not given
     #[arg(long, value_name = "K=V")]
     pub prometheus_selector: Vec<String>,
+    /// Istio's root namespace (meshConfig.rootNamespace): its selector-less policies apply
+    /// mesh-wide, and ambient ignores its portLevelMtls
+    #[arg(long, default_value = "istio-system", value_name = "NAMESPACE")]
+    pub istio_root_namespace: String,
 }
 
 pub fn run(args: &Args) -> Result<Report, Error> {
     let options = manifests::Options {
         prometheus_selector: pairs(&args.prometheus_selector, "--prometheus-selector")?,
+        istio_root_namespace: args.istio_root_namespace.clone(),
     };
     let objects = manifests::load(&args.paths, || {
         let mut s = String::new();

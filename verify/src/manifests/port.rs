@@ -25,6 +25,8 @@ pub(super) struct Landing<'a> {
     pub(super) workload: &'a Value,
     pub(super) container: &'a Value,
     pub(super) port: i64,
+    /// The Service port in front of it (ServiceMonitor), a number people mistake for it.
+    pub(super) service_port: Option<i64>,
 }
 
 /// Resolves `e` to the containers that serve it, reporting each link on the way.
@@ -34,12 +36,12 @@ pub(super) fn resolve<'a>(
     report: &mut Report,
 ) -> Vec<Landing<'a>> {
     let port_name = e.endpoint.get("port").and_then(Value::as_str);
-    let (workloads, want): (Vec<&'a Value>, PortRef) = if e.pod_monitor {
-        (vec![e.target], PortRef::Name(port_name.unwrap_or_default().to_string()))
+    let (workloads, want, service_port): (Vec<&'a Value>, PortRef, Option<i64>) = if e.pod_monitor {
+        (vec![e.target], PortRef::Name(port_name.unwrap_or_default().to_string()), None)
     } else {
-        let Some(want) = service_port(e, port_name, report) else { return Vec::new() };
+        let Some((want, number)) = service_port(e, port_name, report) else { return Vec::new() };
         let Some(w) = selected_workloads(objects, e.target, report) else { return Vec::new() };
-        (w, want)
+        (w, want, Some(number))
     };
     let mut found = Vec::new();
     for w in workloads {
@@ -85,13 +87,17 @@ pub(super) fn resolve<'a>(
                 .at("spec.template.spec.initContainers"),
             );
         }
-        found.push(Landing { workload: w, container, port });
+        found.push(Landing { workload: w, container, port, service_port });
     }
     found
 }
 
-/// The Service port the endpoint names, and the container port it targets.
-fn service_port(e: &Endpoint<'_>, port_name: Option<&str>, report: &mut Report) -> Option<PortRef> {
+/// The container port the Service port the endpoint names targets, and that port's number.
+fn service_port(
+    e: &Endpoint<'_>,
+    port_name: Option<&str>,
+    report: &mut Report,
+) -> Option<(PortRef, i64)> {
     let tid = id(e.target);
     let ports = list(e.target, "/spec/ports");
     let Some(sp) = ports.iter().find(|p| p.get("name").and_then(Value::as_str) == port_name) else {
@@ -123,11 +129,13 @@ fn service_port(e: &Endpoint<'_>, port_name: Option<&str>, report: &mut Report) 
         )
         .on(&tid),
     );
-    Some(match sp.get("targetPort") {
+    let number = sp["port"].as_i64().unwrap_or(0);
+    let target = match sp.get("targetPort") {
         Some(Value::Number(n)) => PortRef::Number(n.as_i64().unwrap_or(0)),
         Some(Value::String(name)) => PortRef::Name(name.clone()),
-        _ => PortRef::Number(sp["port"].as_i64().unwrap_or(0)),
-    })
+        _ => PortRef::Number(number),
+    };
+    Some((target, number))
 }
 
 /// The workloads in the Service's namespace whose pod template its selector matches; `None`

@@ -50,7 +50,10 @@ fn missing_prometheus_is_a_warning_and_the_selector_flag_decides() {
     );
     let report = run(
         GENERATED,
-        &Options { prometheus_selector: vec![("release".into(), "kube-prometheus-stack".into())] },
+        &Options {
+            prometheus_selector: vec![("release".into(), "kube-prometheus-stack".into())],
+            ..Default::default()
+        },
     );
     let f = failures(&report);
     assert!(
@@ -140,10 +143,21 @@ fn target_port_that_no_container_declares() {
     );
 }
 
+/// `GENERATED` without its documents of `kind`.
+fn without_kind(kind: &str) -> String {
+    GENERATED
+        .split("---\n")
+        .filter(|d| !d.contains(&format!("\nkind: {kind}\n")))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
 #[test]
 fn metrics_port_still_captured_by_istio() {
+    // Neither exclusion: no annotation, no PeerAuthentication.
     let text = with_prometheus(
-        &GENERATED.replace("        traffic.sidecar.istio.io/excludeInboundPorts: \"9090\"\n", ""),
+        &without_kind("PeerAuthentication")
+            .replace("        traffic.sidecar.istio.io/excludeInboundPorts: \"9090\"\n", ""),
     );
     let f = failures(&run(&text, &Options::default()));
     assert!(f.iter().any(|(n, m)| n == "Istio" && m.contains("STRICT mTLS")), "{f:?}");
@@ -239,5 +253,179 @@ fn a_second_prometheus_that_does_not_select_the_monitor_is_a_note_not_a_failure(
     assert!(
         f.iter().any(|(name, m)| name == "Prometheus selection" && m.contains("apps")),
         "{f:?}"
+    );
+}
+
+/// The example with Namespace `tools` labelled `labels` (YAML flow map) and `extra` documents.
+fn in_namespace(labels: &str, text: &str, extra: &str) -> Report {
+    let ns = format!(
+        "---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: tools, labels: {labels}}}\n"
+    );
+    run(&format!("{}{ns}{extra}", with_prometheus(text)), &Options::default())
+}
+
+fn named<'a>(report: &'a Report, name: &str) -> &'a crate::report::Check {
+    report.checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no {name} check"))
+}
+
+const ANNOTATION: &str = "        traffic.sidecar.istio.io/excludeInboundPorts: \"9090\"\n";
+
+#[test]
+fn the_data_plane_comes_from_the_namespace_and_the_pod_label_wins() {
+    let ambient = in_namespace("{istio.io/dataplane-mode: ambient}", GENERATED, "");
+    assert!(named(&ambient, "Istio data plane").message.starts_with("ambient (namespace tools"));
+    assert!(!ambient.failed(), "{}", ambient.render(crate::report::Format::Human, false));
+    let sidecar = in_namespace("{istio-injection: enabled}", GENERATED, "");
+    assert!(named(&sidecar, "Istio data plane").message.starts_with("sidecar ("));
+    let rev = in_namespace("{istio.io/rev: 1-25}", GENERATED, "");
+    assert!(named(&rev, "Istio data plane").message.contains("istio.io/rev=1-25"));
+    let outside = in_namespace("{team: a}", GENERATED, "");
+    assert!(named(&outside, "Istio data plane").message.starts_with("none"));
+    // The pod's label wins over the namespace's.
+    let opted_out = GENERATED.replace(
+        "        \"run\": \"identity-app\"\n      annotations:",
+        "        \"run\": \"identity-app\"\n        istio.io/dataplane-mode: none\n      annotations:",
+    );
+    let r = in_namespace("{istio.io/dataplane-mode: ambient}", &opted_out, "");
+    assert!(
+        named(&r, "Istio data plane").message.contains("the pod's istio.io/dataplane-mode is none")
+    );
+    // Without a Namespace object: unknown, judged for both.
+    let r = run(&with_prometheus(GENERATED), &Options::default());
+    assert!(named(&r, "Istio data plane").message.starts_with("unknown"));
+    assert!(named(&r, "Istio").message.contains("under sidecar mode port 9090 is excluded"));
+}
+
+#[test]
+fn under_ambient_the_annotation_alone_fails_and_the_workload_policy_passes() {
+    let annotation_only = without_kind("PeerAuthentication");
+    let r = in_namespace("{istio.io/dataplane-mode: ambient}", &annotation_only, "");
+    let istio = named(&r, "Istio");
+    assert_eq!(istio.status, Status::Fail);
+    assert!(
+        istio.message.contains("ztunnel ignores the excludeInboundPorts annotation"),
+        "{}",
+        istio.message
+    );
+    assert!(istio.fix.as_deref().unwrap().contains("Istio 1.25+ under ambient"));
+    // The same under sidecar mode passes.
+    let r = in_namespace("{istio-injection: enabled}", &annotation_only, "");
+    assert_eq!(named(&r, "Istio").status, Status::Pass);
+    // Unknown: fails, because of ambient.
+    let r = run(&with_prometheus(&annotation_only), &Options::default());
+    assert!(
+        named(&r, "Istio").message.starts_with("under ambient"),
+        "{}",
+        named(&r, "Istio").message
+    );
+    // The PeerAuthentication alone passes under ambient and under sidecar mode.
+    let policy_only = GENERATED.replace(ANNOTATION, "");
+    for labels in ["{istio.io/dataplane-mode: ambient}", "{istio-injection: enabled}"] {
+        let r = in_namespace(labels, &policy_only, "");
+        assert_eq!(named(&r, "Istio").status, Status::Pass, "{labels}");
+    }
+}
+
+#[test]
+fn ambient_ignores_root_and_selector_less_policies_and_names_a_service_port_key() {
+    let neither = without_kind("PeerAuthentication").replace(ANNOTATION, "");
+    let root = "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: \
+                mesh, namespace: istio-system}\nspec:\n  portLevelMtls:\n    \"9090\": {mode: \
+                PERMISSIVE}\n";
+    let r = in_namespace("{istio.io/dataplane-mode: ambient}", &neither, root);
+    let istio = named(&r, "Istio");
+    assert_eq!(istio.status, Status::Fail);
+    assert!(
+        istio.message.contains("PeerAuthentication/istio-system/mesh")
+            && istio.message.contains("root namespace")
+    );
+    // Keyed by the Service port where it differs from the container port.
+    let service_port = neither.replace(
+        "      port: 9090\n      targetPort: 9090",
+        "      port: 19090\n      targetPort: 9090",
+    );
+    let keyed = "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: \
+                 m, namespace: tools}\nspec:\n  selector: {matchLabels: {run: identity-app}}\n  \
+                 portLevelMtls:\n    \"19090\": {mode: PERMISSIVE}\n";
+    let r = in_namespace("{istio.io/dataplane-mode: ambient}", &service_port, keyed);
+    let istio = named(&r, "Istio");
+    assert!(
+        istio.message.contains("keys portLevelMtls by 19090, the Service port")
+            && istio.message.contains("container port 9090"),
+        "{}",
+        istio.message
+    );
+}
+
+#[test]
+fn the_workload_mode_resolves_workload_then_namespace_then_root() {
+    let neither = without_kind("PeerAuthentication").replace(ANNOTATION, "");
+    let pa = |name: &str, ns: &str, selector: bool, mode: &str| {
+        format!(
+            "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: \
+             {name}, namespace: {ns}}}\nspec:\n{}  mtls: {{mode: {mode}}}\n",
+            if selector { "  selector: {matchLabels: {run: identity-app}}\n" } else { "" }
+        )
+    };
+    let ambient = "{istio.io/dataplane-mode: ambient}";
+    // Mesh-wide PERMISSIVE: plaintext is admitted.
+    let r = in_namespace(ambient, &neither, &pa("mesh", "istio-system", false, "PERMISSIVE"));
+    assert!(named(&r, "Istio").message.contains("mTLS is PERMISSIVE for the workload"));
+    // The namespace's STRICT overrides the root's PERMISSIVE.
+    let both =
+        pa("mesh", "istio-system", false, "PERMISSIVE") + &pa("ns", "tools", false, "STRICT");
+    assert_eq!(named(&in_namespace(ambient, &neither, &both), "Istio").status, Status::Fail);
+    // And the workload's PERMISSIVE overrides the namespace's STRICT.
+    let all = both + &pa("w", "tools", true, "PERMISSIVE");
+    let r = in_namespace(ambient, &neither, &all);
+    assert!(
+        named(&r, "Istio").message.contains("PeerAuthentication/tools/w"),
+        "{}",
+        named(&r, "Istio").message
+    );
+}
+
+#[test]
+fn authorization_policies_that_deny_the_plaintext_scrape_are_named() {
+    let policy = |name: &str, spec: &str| {
+        format!(
+            "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: \
+             {name}, namespace: tools}}\nspec:\n  selector: {{matchLabels: {{run: identity-app}}}}\n{spec}"
+        )
+    };
+    let ambient = "{istio.io/dataplane-mode: ambient}";
+    let principals = policy(
+        "frontend-only",
+        "  action: ALLOW\n  rules:\n    - from: [{source: {principals: [cluster.local/ns/web/sa/web]}}]\n",
+    );
+    let r = in_namespace(ambient, GENERATED, &principals);
+    let authz = named(&r, "AuthorizationPolicy");
+    assert_eq!(authz.status, Status::Fail);
+    assert!(authz.message.contains("AuthorizationPolicy/tools/frontend-only"), "{}", authz.message);
+    assert!(authz.fix.as_deref().unwrap().contains("ports: [\"9090\"]"));
+    // A rule for the metrics port from anyone admits it.
+    let admitted = principals + "    - to: [{operation: {ports: [\"9090\"]}}]\n";
+    assert_eq!(
+        named(&in_namespace(ambient, GENERATED, &admitted), "AuthorizationPolicy").status,
+        Status::Pass
+    );
+    // Allow-nothing denies it; so does a DENY of requests without a principal.
+    let nothing = policy("allow-nothing", "");
+    assert_eq!(
+        named(&in_namespace(ambient, GENERATED, &nothing), "AuthorizationPolicy").status,
+        Status::Fail
+    );
+    let deny = policy(
+        "deny-anonymous",
+        "  action: DENY\n  rules:\n    - from: [{source: {notPrincipals: [\"*\"]}}]\n",
+    );
+    let r = in_namespace(ambient, GENERATED, &deny);
+    assert!(named(&r, "AuthorizationPolicy").message.contains("DENY policy"), "{r:?}");
+    // ... unless the metrics port is left out of it.
+    let spared =
+        deny.replace("[\"*\"]}}]", "[\"*\"]}}]\n      to: [{operation: {notPorts: [\"9090\"]}}]");
+    assert_eq!(
+        named(&in_namespace(ambient, GENERATED, &spared), "AuthorizationPolicy").status,
+        Status::Pass
     );
 }

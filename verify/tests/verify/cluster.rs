@@ -31,6 +31,7 @@ fn options() -> cluster::Options {
     cluster::Options {
         namespace: "tools".into(),
         service: "identity-service".into(),
+        istio_root_namespace: "istio-system".into(),
         port_forward: true,
         endpoint: endpoint::Options {
             timeout: Duration::from_secs(2),
@@ -461,4 +462,40 @@ async fn a_native_sidecar_is_found_in_init_containers_and_checked_the_same_way()
             text(&report)
         );
     }
+}
+
+/// The data plane read from the Namespace the API server holds: under ambient, the annotation
+/// alone leaves the port behind ztunnel, the generated PeerAuthentication mends it, and an
+/// AuthorizationPolicy that admits only a principal denies the scrape.
+#[tokio::test]
+async fn under_ambient_the_cluster_is_judged_by_ztunnel_rules() {
+    let mut world = healthy();
+    world.edit("Namespace", "tools", |n| {
+        n["metadata"]["labels"]["istio.io/dataplane-mode"] = json!("ambient")
+    });
+    let report = cluster::check(&world.client(), &options(), stubs(true, JOB).await).await.unwrap();
+    assert!(!report.failed(), "{}", text(&report));
+    assert!(find(&report, "Istio data plane")[0].message.starts_with("ambient (namespace tools"));
+
+    let mut annotation_only = world.clone();
+    annotation_only.objects.retain(|o| o["kind"] != "PeerAuthentication");
+    let report = cluster::check(&annotation_only.client(), &options(), stubs(true, JOB).await)
+        .await
+        .unwrap();
+    let istio = find(&report, "Istio");
+    assert_eq!(istio[0].status, Status::Fail, "{}", text(&report));
+    assert!(istio[0].message.contains("ztunnel"), "{}", text(&report));
+
+    world.objects.push(json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+        "metadata": {"name": "frontend-only", "namespace": "tools"},
+        "spec": {"selector": {"matchLabels": {"run": "identity-app"}}, "action": "ALLOW",
+                 "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/web/sa/web"]}}]}]}}));
+    let report = cluster::check(&world.client(), &options(), stubs(true, JOB).await).await.unwrap();
+    let authz = find(&report, "AuthorizationPolicy");
+    assert_eq!(authz[0].status, Status::Fail, "{}", text(&report));
+    assert!(
+        authz[0].message.contains("AuthorizationPolicy/tools/frontend-only"),
+        "{}",
+        text(&report)
+    );
 }

@@ -30,6 +30,7 @@ pub(crate) fn plural(kind: &str) -> String {
     match kind {
         "Prometheus" => "prometheuses".into(),
         "NetworkPolicy" => "networkpolicies".into(),
+        "AuthorizationPolicy" => "authorizationpolicies".into(),
         k => format!("{}s", k.to_ascii_lowercase()),
     }
 }
