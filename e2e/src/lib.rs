@@ -65,6 +65,27 @@ impl Example {
         })
     }
 
+    /// `render_fast`, with the sidecar rendered as a native sidecar (an init container with
+    /// `restartPolicy: Always`).
+    pub fn render_native() -> Example {
+        Example::render_with(|c| {
+            c.monitor.interval = "2s".into();
+            c.monitor.scrape_timeout = Some("1s".into());
+            c.sidecar.native = true;
+        })
+    }
+
+    /// The sidecar's container spec, in containers or, native, in initContainers.
+    pub fn sidecar_container(&self) -> &k8s_openapi::api::core::v1::Container {
+        let spec = self.deployment.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+        let spec = spec.expect("a pod spec");
+        spec.containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .find(|c| c.name == "meshscrape-proxy")
+            .expect("a meshscrape-proxy container")
+    }
+
     fn render_with(change: impl FnOnce(&mut AppConfig)) -> Example {
         let mut config = AppConfig::load(&root().join("examples/identity-service.yaml"))
             .expect("the example loads");

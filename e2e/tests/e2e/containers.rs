@@ -133,17 +133,7 @@ async fn start_sidecar(
     scratch: &Scratch,
     netns: &str,
 ) -> ContainerAsync<GenericImage> {
-    let spec = example
-        .deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .expect("a pod spec");
-    let c = spec
-        .containers
-        .iter()
-        .find(|c| c.name == "meshscrape-proxy")
-        .expect("a meshscrape-proxy container");
+    let c = example.sidecar_container();
     let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref()).expect("resource limits");
     let memory = docker::memory_bytes(&limits["memory"].0).unwrap();
     let cpus = docker::nano_cpus(&limits["cpu"].0).unwrap();
@@ -451,4 +441,63 @@ async fn repeated_twenty_megabyte_scrapes_fit_the_generated_limits() {
             && pod.app.is_running().await.unwrap()
             && pod.pause.is_running().await.unwrap()
     );
+}
+
+/// The forwarder run as the kubelet runs a native sidecar: started before the app (once its
+/// startup probe, its own /-/ready, passes) and stopped after it. In between it answers for
+/// itself while the app is absent (502 on the metrics route), serves the app once it is up, and
+/// drains cleanly (exit 0) after the app has gone.
+#[tokio::test]
+async fn a_native_sidecar_starts_before_the_app_and_stops_after_it() {
+    let Some(images) = docker::images_or_skip(env!("CARGO_BIN_EXE_demo-app")) else { return };
+    let example = Example::render_native();
+    let c = example.sidecar_container();
+    assert_eq!(c.restart_policy.as_deref(), Some("Always"), "rendered as a native sidecar");
+    let probe = c.startup_probe.as_ref().and_then(|p| p.http_get.as_ref()).expect("a startupProbe");
+    assert_eq!(probe.path.as_deref(), Some("/-/ready"));
+
+    let scratch = Scratch::new("native");
+    let network = network_name("native");
+    let pause = image(&images.base)
+        .with_cmd(["sleep", "infinity"])
+        .with_network(&network)
+        .start()
+        .await
+        .expect("start the pod's pause container");
+    let ip = pause.get_bridge_ip_address().await.expect("the pod's IP");
+    let netns = format!("container:{}", pause.id());
+    let base = format!("http://{ip}:9090");
+    let metrics = format!("{base}/prometheus");
+
+    // 1. The sidecar first; the app starts only once the startup probe passes.
+    let sidecar = start_sidecar(images, &example, &scratch, &netns).await;
+    wait_ready(&format!("{base}/-/ready"), Duration::from_secs(30)).await;
+    let before = fetch::get(&metrics, &[], Duration::from_secs(5), 1 << 20).await.unwrap();
+    assert_eq!(before.status, 502, "no app yet: {}", String::from_utf8_lossy(&before.body));
+
+    // 2. The app: scraped through the sidecar.
+    let app = image(&images.app).with_network(&netns).start().await.expect("start the app");
+    let mut served = None;
+    for _ in 0..100 {
+        let f = fetch::get(&metrics, &[], Duration::from_secs(5), 16 << 20).await.unwrap();
+        if f.status == 200 {
+            served = Some(f);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let served = served.expect("the app was never served through the sidecar");
+    assert!(String::from_utf8_lossy(&served.body).contains(METRIC));
+
+    // 3. The app stops first; the sidecar is still there, answering for itself.
+    app.stop().await.expect("stop the app");
+    let ready = fetch::get(&format!("{base}/-/ready"), &[], Duration::from_secs(5), 1 << 20).await;
+    assert_eq!(ready.unwrap().status, 200, "the sidecar outlives the app");
+    let after = fetch::get(&metrics, &[], Duration::from_secs(5), 1 << 20).await.unwrap();
+    assert_eq!(after.status, 502);
+
+    // 4. Then the sidecar: SIGTERM, a clean drain.
+    sidecar.stop().await.expect("stop the sidecar");
+    assert_eq!(docker::inspect(sidecar.id(), "{{.State.ExitCode}}"), "0");
+    drop(pause);
 }
