@@ -465,7 +465,7 @@ async fn a_native_sidecar_is_found_in_init_containers_and_checked_the_same_way()
 }
 
 /// The data plane read from the Namespace the API server holds: under ambient, the annotation
-/// alone leaves the port behind ztunnel, the generated PeerAuthentication mends it, and an
+/// alone leaves the port behind ztunnel (and is enough in a sidecar-injected namespace), the generated PeerAuthentication mends it, and an
 /// AuthorizationPolicy that admits only a principal denies the scrape.
 #[tokio::test]
 async fn under_ambient_the_cluster_is_judged_by_ztunnel_rules() {
@@ -485,6 +485,20 @@ async fn under_ambient_the_cluster_is_judged_by_ztunnel_rules() {
     let istio = find(&report, "Istio");
     assert_eq!(istio[0].status, Status::Fail, "{}", text(&report));
     assert!(istio[0].message.contains("ztunnel"), "{}", text(&report));
+    // The same objects in a sidecar-injected namespace: the annotation is what Envoy reads.
+    annotation_only.edit("Namespace", "tools", |n| {
+        n["metadata"]["labels"] =
+            json!({"kubernetes.io/metadata.name": "tools", "istio-injection": "enabled"})
+    });
+    let report = cluster::check(&annotation_only.client(), &options(), stubs(true, JOB).await)
+        .await
+        .unwrap();
+    assert!(
+        find(&report, "Istio data plane")[0].message.starts_with("sidecar ("),
+        "{}",
+        text(&report)
+    );
+    assert_eq!(find(&report, "Istio")[0].status, Status::Pass, "{}", text(&report));
 
     world.objects.push(json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
         "metadata": {"name": "frontend-only", "namespace": "tools"},
