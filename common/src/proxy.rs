@@ -50,6 +50,10 @@ pub struct ProxyConfig {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub log_format: LogFormat,
+    /// Request headers forwarded to the app beyond the scrape's own (Accept, Accept-Encoding,
+    /// User-Agent and the scrape-timeout header), lower-case; everything else a client sends is
+    /// dropped, since the app may trust a header on loopback as if the mesh had set it.
+    pub forward_headers: Vec<String>,
 }
 
 /// One exact public path and its loopback target.
@@ -122,6 +126,8 @@ pub struct ProxyOverrides {
     pub max_connections: Option<u64>,
     pub max_request_head_bytes: Option<u64>,
     pub log_format: Option<String>,
+    /// When any is given, they replace the file's `forwardHeaders` entirely.
+    pub forward_headers: Vec<String>,
 }
 
 /// The YAML file's shape. Unknown keys are errors, so a misspelt key is never silently ignored.
@@ -140,6 +146,8 @@ pub(crate) struct ProxyFile {
     pub(crate) limits: Option<LimitsFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) log_format: Option<Spanned<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) forward_headers: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -318,6 +326,8 @@ impl ProxyConfig {
         });
 
         let routes = resolve_routes(&mut c, path, file.routes, &o.routes, upstream);
+        let forward_headers =
+            resolve_forward_headers(&mut c, path, file.forward_headers, &o.forward_headers);
 
         match (listen, upstream, timeouts, limits, log_format, routes) {
             (
@@ -339,6 +349,7 @@ impl ProxyConfig {
                 },
                 limits: Limits { max_in_flight, max_connections, max_request_head_bytes },
                 log_format,
+                forward_headers,
             }),
             _ => Err(ConfigError::Invalid { problems: c.0 }),
         }
@@ -371,6 +382,14 @@ impl ProxyConfig {
                 max_request_head_bytes: n(self.limits.max_request_head_bytes),
             }),
             log_format: s(self.log_format.as_str().to_string()),
+            forward_headers: (!self.forward_headers.is_empty()).then(|| {
+                let names = self
+                    .forward_headers
+                    .iter()
+                    .map(|h| Spanned::new(h.clone(), Location::UNKNOWN, Location::UNKNOWN))
+                    .collect();
+                Spanned::new(names, Location::UNKNOWN, Location::UNKNOWN)
+            }),
         };
         // Serializing plain strings, numbers and sequences cannot fail.
         serde_saphyr::to_string(&file).unwrap_or_default()
@@ -394,6 +413,80 @@ impl Route {
             format!("{}=http://{}{}", self.public, self.target.addr, self.target.path)
         }
     }
+}
+
+/// The request headers always forwarded: what a scrape needs and nothing that claims identity.
+pub const SCRAPE_HEADERS: [&str; 4] =
+    ["accept", "accept-encoding", "user-agent", "x-prometheus-scrape-timeout-seconds"];
+
+/// Fields a config may not add: the sidecar frames and addresses each hop itself.
+const NOT_FORWARDABLE: [&str; 12] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+];
+
+/// `forwardHeaders` from the flags (which replace the file's) or the file: HTTP field names,
+/// lower-cased, none of the sidecar's own framing fields, none twice.
+fn resolve_forward_headers(
+    c: &mut Problems,
+    path: Option<&Path>,
+    file: Option<Spanned<Vec<Spanned<String>>>>,
+    flags: &[String],
+) -> Vec<String> {
+    let entries: Vec<(String, Sourced<String>)> = if flags.is_empty() {
+        file.map(|l| l.value)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let origin = Origin::at(path, &h.referenced);
+                (format!("forwardHeaders[{i}]"), Sourced { value: h.value, origin })
+            })
+            .collect()
+    } else {
+        flags
+            .iter()
+            .map(|f| {
+                (
+                    "forwardHeaders".to_string(),
+                    Sourced { value: f.clone(), origin: Origin::Flag("--forward-header") },
+                )
+            })
+            .collect()
+    };
+    let mut out: Vec<String> = Vec::new();
+    for (field, value) in entries {
+        let name = value.value.to_ascii_lowercase();
+        let checked = c.check(&field, value, |raw| {
+            let token = !raw.is_empty()
+                && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token {
+                Err(format!("`{raw}` is not an HTTP header name"))
+            } else if NOT_FORWARDABLE.contains(&name.as_str()) {
+                Err(format!("`{raw}` describes the connection, which the sidecar sets itself; it cannot be forwarded"))
+            } else if SCRAPE_HEADERS.contains(&name.as_str()) {
+                Err(format!("`{raw}` is always forwarded; leave it out"))
+            } else {
+                Ok(name.clone())
+            }
+        });
+        if let Some(name) = checked
+            && !out.contains(&name)
+        {
+            out.push(name);
+        }
+    }
+    out
 }
 
 fn parse_file(path: &Path, text: &str) -> Result<ProxyFile, ConfigError> {

@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Empty};
 use meshscrape_common::ProxyConfig;
 use meshscrape_common::error::chain;
+use meshscrape_common::proxy::SCRAPE_HEADERS;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -54,6 +55,9 @@ pub struct App {
     /// Held by the listener, one permit per open client connection.
     pub(crate) connections: Limit,
     upstream_timeout: Duration,
+    /// Request headers that reach the app (besides Host and the scrape-timeout header, which
+    /// the sidecar sets): the scrape's own and those the config adds.
+    forwarded: Vec<HeaderName>,
     draining: AtomicBool,
     metrics: Arc<Metrics>,
 }
@@ -95,6 +99,14 @@ impl App {
             in_flight: Limit::new(config.limits.max_in_flight),
             connections: Limit::new(config.limits.max_connections),
             upstream_timeout: config.timeouts.upstream,
+            // Validated as header names in meshscrape-common, so none is skipped here.
+            forwarded: SCRAPE_HEADERS
+                .iter()
+                .copied()
+                .filter(|h| *h != SCRAPE_TIMEOUT_HEADER)
+                .chain(config.forward_headers.iter().map(String::as_str))
+                .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+                .collect(),
             draining: AtomicBool::new(false),
             metrics: Arc::new(Metrics::new(labels)),
         }
@@ -232,12 +244,22 @@ impl App {
                 "the query string is not valid in a request target",
             );
         };
-        let mut headers = parts.headers;
-        strip_hop_by_hop(&mut headers);
-        // No request body is ever forwarded, so no header may promise one: a stray
-        // Content-Length would leave the app waiting for bytes that never come.
-        headers.remove(header::CONTENT_LENGTH);
-        headers.remove(header::EXPECT);
+        // An allowlist, not a blocklist: the app sits beside Envoy or ztunnel on loopback and
+        // may trust any header that arrives there as set by the mesh (X-Forwarded-Client-Cert,
+        // X-Forwarded-For, X-Envoy-*), so only what a scrape needs, and what the config adds,
+        // goes through. No body is forwarded, so nothing that frames one either.
+        let mut client = parts.headers;
+        strip_hop_by_hop(&mut client);
+        let mut headers = HeaderMap::new();
+        for name in &self.forwarded {
+            for value in client.get_all(name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        // The app is told the budget it really has, not the one Prometheus gave the sidecar.
+        if let Ok(budget) = HeaderValue::from_str(&format!("{}", budget.as_secs_f64())) {
+            headers.insert(SCRAPE_TIMEOUT_HEADER, budget);
+        }
         if let Ok(host) = HeaderValue::from_str(entry.authority.as_str()) {
             headers.insert(header::HOST, host);
         }

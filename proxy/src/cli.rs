@@ -63,6 +63,12 @@ pub struct Args {
     /// Log format on stderr: text or json [key: logFormat] [default: text]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// Also forward this request header to the app; repeat for more. Only Accept,
+    /// Accept-Encoding, User-Agent and X-Prometheus-Scrape-Timeout-Seconds are forwarded
+    /// otherwise, so no client can hand the app an identity header (X-Forwarded-For,
+    /// X-Forwarded-Client-Cert, ...) it would trust on loopback [key: forwardHeaders]
+    #[arg(long = "forward-header", value_name = "NAME")]
+    pub forward_headers: Vec<String>,
 }
 
 impl Args {
@@ -79,6 +85,7 @@ impl Args {
             max_connections: self.max_connections,
             max_request_head_bytes: self.max_request_head_bytes,
             log_format: self.log_format.clone(),
+            forward_headers: self.forward_headers.clone(),
         }
     }
 }

@@ -69,6 +69,7 @@ pub(super) struct SidecarFile {
     pub(super) timeouts: Option<TimeoutsFile>,
     pub(super) limits: Option<LimitsFile>,
     pub(super) log_format: Option<S<String>>,
+    pub(super) forward_headers: Option<S<Vec<S<String>>>>,
     pub(super) native: Option<bool>,
 }
 

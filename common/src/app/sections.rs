@@ -193,6 +193,7 @@ pub(super) fn sidecar(
         timeouts: f.timeouts.clone(),
         limits: f.limits.clone(),
         log_format: f.log_format.clone(),
+        forward_headers: f.forward_headers.clone(),
     };
     match ProxyConfig::resolve(Some(c.path), proxy_file, &ProxyOverrides::default()) {
         Ok(proxy) => Ok(Some(Sidecar {

@@ -252,3 +252,28 @@ impl Origin {
         }
     }
 }
+
+#[test]
+fn forward_headers_are_header_names_the_sidecar_does_not_set_itself() {
+    let text = "forwardHeaders: [X-Tenant, x-tenant, Host, \"bad name\", Accept]\n";
+    let err =
+        ProxyConfig::from_yaml(Path::new("s.yaml"), text, &ProxyOverrides::default()).unwrap_err();
+    let ConfigError::Invalid { problems } = err else { panic!("{err}") };
+    let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(fields, ["forwardHeaders[2]", "forwardHeaders[3]", "forwardHeaders[4]"]);
+    assert!(problems[0].message.contains("the sidecar sets itself"));
+    assert!(problems[1].message.contains("not an HTTP header name"));
+    assert!(problems[2].message.contains("always forwarded"));
+    let ok = ProxyConfig::from_yaml(
+        Path::new("s.yaml"),
+        "forwardHeaders: [X-Tenant, x-tenant]\n",
+        &ProxyOverrides::default(),
+    )
+    .unwrap();
+    assert_eq!(ok.forward_headers, ["x-tenant"]);
+    // And it reads back from the YAML the generator writes.
+    let back =
+        ProxyConfig::from_yaml(Path::new("s.yaml"), &ok.to_yaml(), &ProxyOverrides::default())
+            .unwrap();
+    assert_eq!(back, ok);
+}

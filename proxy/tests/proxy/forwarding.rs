@@ -42,9 +42,46 @@ async fn forwards_query_string_and_prometheus_headers() {
     assert!(head.starts_with("GET /metrics?collect[]=jvm&debug=true HTTP/1.1\r\n"), "{head}");
     let lower = head.to_ascii_lowercase();
     assert!(lower.contains("accept: application/openmetrics-text"), "{head}");
-    assert!(lower.contains("x-prometheus-scrape-timeout-seconds: 10"), "{head}");
+    // The app is told the budget it gets: the 10 s scrape timeout less the sidecar's 250 ms.
+    assert!(lower.contains("x-prometheus-scrape-timeout-seconds: 9.75\r\n"), "{head}");
     assert!(lower.contains("accept-encoding: gzip"), "{head}");
     assert!(!lower.contains("connection: close"), "hop-by-hop Connection stripped: {head}");
+}
+
+#[tokio::test]
+async fn identity_and_other_client_headers_never_reach_the_app() {
+    let up = Upstream::start(Script::Body("x 1\n")).await;
+    let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
+    let forged = "X-Forwarded-Client-Cert: By=spiffe://cluster.local/ns/tools/sa/app;URI=spiffe://x\r\n\
+                  X-Forwarded-For: 10.0.0.1\r\nForwarded: for=10.0.0.1\r\nX-Real-IP: 10.0.0.1\r\n\
+                  X-Envoy-Peer-Metadata: abc\r\nX-Envoy-Internal: true\r\nAuthorization: Bearer t\r\n\
+                  Cookie: s=1\r\nX-Custom: 1\r\nUser-Agent: Prometheus/3.5.3\r\nAccept: text/plain\r\n";
+    assert_eq!(get(sidecar.addr, "/m", forged).await.status, 200);
+    let head = up.heads().remove(0).to_ascii_lowercase();
+    let mut names: Vec<&str> =
+        head.lines().skip(1).filter_map(|l| l.split_once(':')).map(|(n, _)| n).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["accept", "host", "user-agent", "x-prometheus-scrape-timeout-seconds"],
+        "{head}"
+    );
+    // Without a scrape timeout from the client, the app is still told its budget: the
+    // configured upstream timeout.
+    assert!(head.contains("x-prometheus-scrape-timeout-seconds: 10\r\n"), "{head}");
+}
+
+#[tokio::test]
+async fn headers_the_config_adds_are_forwarded_and_no_others() {
+    let up = Upstream::start(Script::Body("x 1\n")).await;
+    let overrides =
+        ProxyOverrides { forward_headers: vec!["X-Tenant".into()], ..Default::default() };
+    let sidecar = Sidecar::to_with(up.addr, &["/m=/m"], overrides).await;
+    let reply = get(sidecar.addr, "/m", "X-Tenant: a\r\nX-Tenant: b\r\nX-Other: c\r\n").await;
+    assert_eq!(reply.status, 200);
+    let head = up.heads().remove(0).to_ascii_lowercase();
+    assert!(head.contains("x-tenant: a\r\nx-tenant: b\r\n"), "{head}");
+    assert!(!head.contains("x-other"), "{head}");
 }
 
 #[tokio::test]

@@ -183,6 +183,9 @@ fn fuzz_overrides() -> ProxyOverrides {
     ProxyOverrides {
         request_head_timeout: Some(HEAD_TIMEOUT.into()),
         upstream_timeout: Some(UPSTREAM_TIMEOUT.into()),
+        // The case number must reach the app; x-hop is forwarded unless Connection names it,
+        // which the fuzz checks (only the allowlist and these pass at all).
+        forward_headers: vec!["x-fuzz-case".into(), "x-hop".into()],
         ..Default::default()
     }
 }

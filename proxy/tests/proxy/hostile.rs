@@ -166,7 +166,11 @@ async fn a_raised_head_limit_admits_heads_larger_than_the_write_queue() {
     let sidecar = Sidecar::to_with(
         up.addr,
         &["/m=/m"],
-        ProxyOverrides { max_request_head_bytes: Some(128 * 1024), ..Default::default() },
+        ProxyOverrides {
+            max_request_head_bytes: Some(128 * 1024),
+            forward_headers: vec!["x-big".into()],
+            ..Default::default()
+        },
     )
     .await;
     let value = "a".repeat(100 * 1024);
