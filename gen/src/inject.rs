@@ -98,7 +98,19 @@ pub fn inject(
     for mut doc in docs {
         let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
         let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
-        if !WORKLOADS.contains(&kind.as_str()) || doc.pointer("/spec/template").is_none() {
+        if WORKLOADS.contains(&kind.as_str())
+            && let Err(why) = injectable(&doc)
+        {
+            // A workload the user asked to inject but whose shape Kubernetes would refuse too:
+            // say where, rather than guess, overwrite or skip it.
+            return Err(GenError::Input {
+                path: describe(&kind, &name),
+                message: format!("cannot inject: {why}"),
+            });
+        }
+        if !WORKLOADS.contains(&kind.as_str())
+            || !doc.pointer("/spec/template").is_some_and(Value::is_object)
+        {
             if !is_ours(&doc) && kind != "Service" {
                 out.notes.push(format!(
                     "passing {} through untouched: not a Deployment, StatefulSet or DaemonSet",
@@ -256,6 +268,45 @@ fn remove_named(v: &mut Value, key: &str, name: &str) {
             obj.remove(key);
         }
     }
+}
+
+/// Whether a workload has the shape injection writes into: every field it touches absent, null
+/// or of the kind Kubernetes defines. `Err` names the first field that is not, and what it is.
+fn injectable(doc: &Value) -> Result<(), String> {
+    let shape = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    };
+    let want = |pointer: &str, mapping: bool| -> Result<(), String> {
+        match doc.pointer(pointer) {
+            None | Some(Value::Null) => Ok(()),
+            Some(Value::Object(_)) if mapping => Ok(()),
+            Some(Value::Array(_)) if !mapping => Ok(()),
+            Some(other) => Err(format!(
+                "{} is {}, not {}",
+                pointer.trim_start_matches('/').replace('/', "."),
+                shape(other),
+                if mapping { "a mapping" } else { "a list" }
+            )),
+        }
+    };
+    want("/spec", true)?;
+    match doc.pointer("/spec/template") {
+        None | Some(Value::Null) => return Ok(()), // not a pod template: passed through
+        Some(Value::Object(_)) => {}
+        Some(other) => return Err(format!("spec.template is {}, not a mapping", shape(other))),
+    }
+    want("/spec/template/metadata", true)?;
+    want("/spec/template/metadata/annotations", true)?;
+    want("/spec/template/metadata/labels", true)?;
+    want("/spec/template/spec", true)?;
+    want("/spec/template/spec/containers", false)?;
+    want("/spec/template/spec/initContainers", false)?;
+    want("/spec/template/spec/volumes", false)
 }
 
 /// `v[key]`, made an object if it was absent or null.

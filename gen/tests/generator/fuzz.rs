@@ -343,7 +343,8 @@ fn mangled_workloads_inject_idempotently_or_fail_in_one_line() {
     let config = config_with(|t| t);
     let templates = Templates::load(None).unwrap();
     let extras = Extras { service_port: true, monitor: true };
-    let cases = cases(&valid);
+    let mut cases = cases(&valid);
+    cases.extend(subtree_cases(&valid));
     let mut failures = Vec::new();
     let (mut injected, mut refused, mut not_yaml) = (0, 0, 0);
     for case in &cases {
@@ -380,4 +381,58 @@ fn mangled_workloads_inject_idempotently_or_fail_in_one_line() {
     report(&failures, cases.len());
     eprintln!("{} cases: {injected} injected, {refused} refused, {not_yaml} not YAML", cases.len());
     assert!(injected > cases.len() / 4, "injected {injected} of {}", cases.len());
+}
+
+/// Every subtree of the parsed workloads (each mapping, list and scalar, the documents
+/// themselves included) replaced in turn by a value of every other shape.
+fn subtree_cases(valid: &str) -> Vec<Case> {
+    fn paths(v: &Value, at: String, out: &mut Vec<String>) {
+        out.push(at.clone());
+        match v {
+            Value::Object(m) => {
+                for (k, child) in m {
+                    paths(child, format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")), out);
+                }
+            }
+            Value::Array(a) => {
+                for (i, child) in a.iter().enumerate() {
+                    paths(child, format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let docs: Vec<Value> = serde_saphyr::from_multiple(valid).unwrap();
+    let shapes = [
+        Value::Null,
+        serde_json::json!(5),
+        serde_json::json!("x"),
+        serde_json::json!([1, "a"]),
+        serde_json::json!({"k": [null]}),
+        serde_json::json!(true),
+    ];
+    let mut out = Vec::new();
+    for (d, doc) in docs.iter().enumerate() {
+        let mut at = Vec::new();
+        paths(doc, String::new(), &mut at);
+        for path in at {
+            for shape in &shapes {
+                let mut changed = docs.clone();
+                match changed[d].pointer_mut(&path) {
+                    Some(slot) => *slot = shape.clone(),
+                    None => continue,
+                }
+                let text = changed
+                    .iter()
+                    .map(|v| serde_saphyr::to_string(v).unwrap())
+                    .collect::<Vec<_>>()
+                    .join("---\n");
+                out.push(Case {
+                    what: format!("document {d} at `{path}` replaced by {shape}"),
+                    text,
+                });
+            }
+        }
+    }
+    out
 }
