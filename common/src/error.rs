@@ -148,28 +148,139 @@ fn render(problems: &[Problem]) -> String {
 }
 
 impl ConfigError {
-    /// Turns a serde-saphyr error into one that names the file, the line and, where the parser
-    /// does not, the key on that line of `source`.
+    /// Turns a serde-saphyr error into one in the user's words: the file, line and column, the
+    /// key's full path (`container.port`), what was found there and what would be valid, never
+    /// the parser's or Rust's names for types.
     pub fn from_yaml(path: PathBuf, source: &str, err: &serde_saphyr::Error) -> Self {
         let (line, column) = err.location().map_or((0, 0), |l| (l.line(), l.column()));
         let message = err.without_snippet().to_string();
         // serde-saphyr appends its own " at line X column Y"; we print the location in front.
-        let mut message = match message.rfind(" at line ") {
+        let message = match message.rfind(" at line ") {
             Some(i) => message[..i].to_string(),
             None => message,
         };
-        // Type errors ("invalid i64") do not say which key; the line does.
-        let key = usize::try_from(line)
-            .ok()
-            .and_then(|l| source.lines().nth(l.checked_sub(1)?))
-            .and_then(|text| text.split_once(':'))
-            .map(|(k, _)| k.trim().trim_start_matches("- ").trim_matches(['"', '\'']))
-            .filter(|k| !k.is_empty() && !k.contains(' ') && !message.contains(&format!("`{k}`")));
-        if let Some(k) = key {
+        let found = found_at(source, line, column);
+        let mut message = in_users_words(&message, found.as_deref());
+        if let Some(k) = key_path(source, line).filter(|k| !message.contains(&format!("`{k}`"))) {
             message = format!("{k}: {message}");
         }
         ConfigError::Syntax { path, line, column, message }
     }
+}
+
+/// What the parser's type words mean to someone writing YAML.
+const TYPE_WORDS: [(&str, &str); 16] = [
+    ("i64", "a whole number"),
+    ("i32", "a whole number"),
+    ("u64", "a whole number of 0 or more"),
+    ("u32", "a whole number of 0 or more"),
+    ("u16", "a whole number of 0 or more"),
+    ("u8", "a whole number of 0 or more"),
+    ("integer", "a whole number"),
+    ("f64", "a number"),
+    ("boolean", "true or false"),
+    ("bool", "true or false"),
+    ("string scalar", "a single value (not a list or a mapping)"),
+    ("a string", "a single value (not a list or a mapping)"),
+    ("sequence start", "a list (`[a, b]` or one `- item` per line)"),
+    ("a sequence", "a list (`[a, b]` or one `- item` per line)"),
+    ("mapping start", "a mapping (keys under it)"),
+    ("a map", "a mapping (keys under it)"),
+];
+
+/// The parser's message, said without its type names: `invalid i64` becomes "`eighty` is not a
+/// whole number", `expected sequence start` "`tools` is not a list ...".
+fn in_users_words(message: &str, found: Option<&str>) -> String {
+    let found = match found {
+        Some(f) if !f.is_empty() => format!("`{f}`"),
+        _ => "the value here".to_string(),
+    };
+    let lower = message.to_ascii_lowercase();
+    let wanted =
+        |rest: &str| TYPE_WORDS.iter().find(|(word, _)| rest.contains(word)).map(|(_, said)| *said);
+    if let Some(rest) = lower.strip_prefix("invalid ").filter(|r| !r.starts_with("type")) {
+        if let Some(said) = wanted(rest) {
+            return format!("{found} is not {said}");
+        }
+    }
+    if let Some(rest) = lower.strip_prefix("expected ") {
+        if let Some(said) = wanted(rest) {
+            let short = said.split(" (").next().unwrap_or(said);
+            return format!("{found} is not {short}; write {said}");
+        }
+    }
+    // serde's "invalid type: string \"x\", expected u16" and the like.
+    if let Some((_, expected)) = lower.split_once(", expected ")
+        && lower.starts_with("invalid type")
+    {
+        if let Some(said) = wanted(expected) {
+            return format!("{found} is not {said}");
+        }
+    }
+    // Anything else keeps its words, less the generic types it may name.
+    let mut out = message.to_string();
+    for (from, to) in [("Option<String>", "a value"), ("Option<", ""), ("Vec<", "a list of ")] {
+        out = out.replace(from, to);
+    }
+    out
+}
+
+/// The value written at `line`:`column` (1-based) of `source`, up to the end of its token.
+fn found_at(source: &str, line: u64, column: u64) -> Option<String> {
+    let text = source.lines().nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+    let start = usize::try_from(column).ok()?.checked_sub(1)?;
+    let rest = text.get(start..)?.trim_start();
+    let end = rest.find(|c: char| c == ',' || c == '}' || c == '#').unwrap_or(rest.len());
+    let token = rest[..end].trim().trim_matches(['"', '\'']);
+    let token: String = token.chars().take(40).collect();
+    (!token.is_empty()).then_some(token)
+}
+
+/// The full path of the key on `line` (1-based) of `source`, by block indentation:
+/// `container.port`, `sidecar.routes[2]`. `None` when the line holds no key.
+fn key_path(source: &str, line: u64) -> Option<String> {
+    let lines: Vec<&str> = source.lines().collect();
+    let at = usize::try_from(line).ok()?.checked_sub(1)?;
+    let key_of = |text: &str| -> Option<(usize, String)> {
+        let indent = text.len() - text.trim_start().len();
+        let body = text.trim_start().trim_start_matches("- ");
+        let (key, _) = body.split_once(':')?;
+        let key = key.trim().trim_matches(['"', '\'']);
+        (!key.is_empty() && !key.contains([' ', '{', '[', '#'])).then(|| (indent, key.to_string()))
+    };
+    // A list item without a key of its own belongs to the key above it.
+    let (mut indent, key) = match key_of(lines.get(at)?) {
+        Some(k) => k,
+        None => {
+            let item = lines[at].len() - lines[at].trim_start().len();
+            lines[..at].iter().rev().find_map(|t| {
+                let this = t.len() - t.trim_start().len();
+                (this < item || (this == item && !t.trim_start().starts_with('-')))
+                    .then(|| key_of(t))
+                    .flatten()
+            })?
+        }
+    };
+    let mut path = vec![key];
+    for text in lines[..at].iter().rev() {
+        if text.trim().is_empty() || text.trim_start().starts_with('#') {
+            continue;
+        }
+        let this = text.len() - text.trim_start().len();
+        if this < indent {
+            if let Some((i, parent)) = key_of(text) {
+                path.push(parent);
+                indent = i;
+            } else {
+                indent = this;
+            }
+            if indent == 0 {
+                break;
+            }
+        }
+    }
+    path.reverse();
+    Some(path.join("."))
 }
 
 /// An error followed by its causes, outermost first.
@@ -223,6 +334,28 @@ mod tests {
         let odd =
             format!("`a`b` is not a label: {}", "use at most 63 lowercase letters ".repeat(4));
         assert_eq!(super::printable(&odd), odd);
+    }
+
+    fn syntax(source: &str) -> String {
+        let err = serde_saphyr::from_str::<crate::proxy::ProxyFileProbe>(source).unwrap_err();
+        super::ConfigError::from_yaml("f.yaml".into(), source, &err).to_string()
+    }
+
+    #[test]
+    fn shape_errors_name_the_key_path_the_value_and_what_would_be_valid_in_plain_words() {
+        let e = syntax("limits:\n  maxInFlight: lots\n");
+        assert_eq!(e, "f.yaml:2:16: limits.maxInFlight: `lots` is not a whole number of 0 or more");
+        let e = syntax("limits:\n  maxInFlight: [1]\n");
+        assert!(e.starts_with("f.yaml:2:16: limits.maxInFlight: "), "{e}");
+        let e = syntax("routes: /a=/b\n");
+        assert!(e.contains("routes: `/a=/b` is not a list"), "{e}");
+        let e = syntax("timeouts: 5\n");
+        assert!(e.contains("timeouts: `5` is not a mapping"), "{e}");
+        for e in [e, syntax("logFormat: [json]\n")] {
+            for rust in ["i64", "u64", "Option<", "scalar", "sequence start", "mapping start"] {
+                assert!(!e.contains(rust), "{rust} in {e}");
+            }
+        }
     }
 
     #[test]

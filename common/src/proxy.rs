@@ -489,6 +489,10 @@ fn resolve_forward_headers(
     out
 }
 
+/// The sidecar file's shape, for the error module's tests.
+#[cfg(test)]
+pub(crate) type ProxyFileProbe = ProxyFile;
+
 fn parse_file(path: &Path, text: &str) -> Result<ProxyFile, ConfigError> {
     if text.trim().is_empty() {
         return Ok(ProxyFile::default());
