@@ -198,24 +198,23 @@ fn in_users_words(message: &str, found: Option<&str>) -> String {
     let lower = message.to_ascii_lowercase();
     let wanted =
         |rest: &str| TYPE_WORDS.iter().find(|(word, _)| rest.contains(word)).map(|(_, said)| *said);
-    if let Some(rest) = lower.strip_prefix("invalid ").filter(|r| !r.starts_with("type")) {
-        if let Some(said) = wanted(rest) {
-            return format!("{found} is not {said}");
-        }
+    if let Some(rest) = lower.strip_prefix("invalid ").filter(|r| !r.starts_with("type"))
+        && let Some(said) = wanted(rest)
+    {
+        return format!("{found} is not {said}");
     }
-    if let Some(rest) = lower.strip_prefix("expected ") {
-        if let Some(said) = wanted(rest) {
-            let short = said.split(" (").next().unwrap_or(said);
-            return format!("{found} is not {short}; write {said}");
-        }
+    if let Some(rest) = lower.strip_prefix("expected ")
+        && let Some(said) = wanted(rest)
+    {
+        let short = said.split(" (").next().unwrap_or(said);
+        return format!("{found} is not {short}; write {said}");
     }
     // serde's "invalid type: string \"x\", expected u16" and the like.
     if let Some((_, expected)) = lower.split_once(", expected ")
         && lower.starts_with("invalid type")
+        && let Some(said) = wanted(expected)
     {
-        if let Some(said) = wanted(expected) {
-            return format!("{found} is not {said}");
-        }
+        return format!("{found} is not {said}");
     }
     // Anything else keeps its words, less the generic types it may name.
     let mut out = message.to_string();

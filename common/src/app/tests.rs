@@ -89,8 +89,12 @@ fn wrong_types_are_said_with_the_key_path_the_value_and_what_would_be_valid() {
     let block = "name: shop\nnamespaces: tools\nlabels: {app: shop}\ncontainer:\n  image: shop:1\n  \
                  port: eighty\nmonitor: {namespace: monitoring, labels: {release: x}}\n";
     let err = parse(block).unwrap_err().to_string();
-    assert!(err.contains("app.yaml:2:13: namespaces: `tools` is not a list; write a list"), "{err}");
-    let err = parse(&block.replace("namespaces: tools", "namespaces: [tools]")).unwrap_err().to_string();
+    assert!(
+        err.contains("app.yaml:2:13: namespaces: `tools` is not a list; write a list"),
+        "{err}"
+    );
+    let err =
+        parse(&block.replace("namespaces: tools", "namespaces: [tools]")).unwrap_err().to_string();
     assert_eq!(err, "app.yaml:6:9: container.port: `eighty` is not a whole number");
 }
 
