@@ -229,7 +229,7 @@ fn found_at(source: &str, line: u64, column: u64) -> Option<String> {
     let text = source.lines().nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
     let start = usize::try_from(column).ok()?.checked_sub(1)?;
     let rest = text.get(start..)?.trim_start();
-    let end = rest.find(|c: char| c == ',' || c == '}' || c == '#').unwrap_or(rest.len());
+    let end = rest.find([',', '}', '#']).unwrap_or(rest.len());
     let token = rest[..end].trim().trim_matches(['"', '\'']);
     let token: String = token.chars().take(40).collect();
     (!token.is_empty()).then_some(token)
