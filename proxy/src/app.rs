@@ -21,7 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::body::{ProxyBody, Stream};
-use crate::headers::strip_hop_by_hop;
+use crate::headers::{connection_named, strip_hop_by_hop};
 use crate::metrics::{Metrics, UNMATCHED, UpstreamError};
 use crate::upstream::{self, Pool};
 
@@ -40,8 +40,10 @@ const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD");
 struct Entry {
     label: usize,
     addr: SocketAddr,
-    /// The same address, for the Host header and messages.
+    /// The same address, for messages.
     authority: Authority,
+    /// And as the Host header's value, made once.
+    host: HeaderValue,
     path: String,
 }
 
@@ -55,6 +57,8 @@ pub struct App {
     /// Held by the listener, one permit per open client connection.
     pub(crate) connections: Limit,
     upstream_timeout: Duration,
+    /// The scrape-timeout header's value when the budget is the whole upstream timeout.
+    upstream_timeout_value: HeaderValue,
     /// Request headers that reach the app (besides Host and the scrape-timeout header, which
     /// the sidecar sets): the scrape's own and those the config adds.
     forwarded: Vec<HeaderName>,
@@ -76,6 +80,8 @@ impl App {
                 Entry {
                     label: labels.len() - 1,
                     addr: route.target.addr,
+                    host: HeaderValue::from_str(authority.as_str())
+                        .unwrap_or(HeaderValue::from_static("127.0.0.1")),
                     authority,
                     path: route.target.path.clone(),
                 },
@@ -99,6 +105,11 @@ impl App {
             in_flight: Limit::new(config.limits.max_in_flight),
             connections: Limit::new(config.limits.max_connections),
             upstream_timeout: config.timeouts.upstream,
+            upstream_timeout_value: HeaderValue::from_str(&format!(
+                "{}",
+                config.timeouts.upstream.as_secs_f64()
+            ))
+            .unwrap_or(HeaderValue::from_static("10")),
             // Validated as header names in meshscrape-common, so none is skipped here.
             forwarded: SCRAPE_HEADERS
                 .iter()
@@ -248,21 +259,28 @@ impl App {
         // may trust any header that arrives there as set by the mesh (X-Forwarded-Client-Cert,
         // X-Forwarded-For, X-Envoy-*), so only what a scrape needs, and what the config adds,
         // goes through. No body is forwarded, so nothing that frames one either.
-        let mut client = parts.headers;
-        strip_hop_by_hop(&mut client);
-        let mut headers = HeaderMap::new();
-        for name in &self.forwarded {
-            for value in client.get_all(name) {
-                headers.append(name.clone(), value.clone());
-            }
+        // In place: the request's own map loses every field not allowed, and those that
+        // Connection names (hop-by-hop for this request, even an allowed one).
+        let mut headers = parts.headers;
+        let hop = connection_named(&headers);
+        let dropped: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| !self.forwarded.contains(k) || hop.contains(k))
+            .cloned()
+            .collect();
+        for name in dropped {
+            headers.remove(name);
         }
         // The app is told the budget it really has, not the one Prometheus gave the sidecar.
-        if let Ok(budget) = HeaderValue::from_str(&format!("{}", budget.as_secs_f64())) {
-            headers.insert(SCRAPE_TIMEOUT_HEADER, budget);
+        let told = if budget == self.upstream_timeout {
+            Ok(self.upstream_timeout_value.clone())
+        } else {
+            HeaderValue::from_str(&format!("{}", budget.as_secs_f64()))
+        };
+        if let Ok(told) = told {
+            headers.insert(SCRAPE_TIMEOUT_HEADER, told);
         }
-        if let Ok(host) = HeaderValue::from_str(entry.authority.as_str()) {
-            headers.insert(header::HOST, host);
-        }
+        headers.insert(header::HOST, entry.host.clone());
         let mut upstream_req = Request::new(Empty::new());
         *upstream_req.method_mut() = parts.method;
         *upstream_req.uri_mut() = uri;

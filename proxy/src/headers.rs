@@ -21,16 +21,20 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
-/// Removes hop-by-hop fields, including those that `Connection` names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Collect names listed in Connection first; they are removed along with the fixed set.
-    let named: Vec<HeaderName> = headers
+/// The fields `Connection` names: hop-by-hop for this message, whatever they are.
+pub fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         // Split the raw bytes: a value with obs-text elsewhere in it still names its fields.
         .flat_map(|v| v.as_bytes().split(|b| *b == b','))
         .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
-        .collect();
+        .collect()
+}
+
+/// Removes hop-by-hop fields, including those that `Connection` names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named = connection_named(headers);
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
     }
