@@ -116,9 +116,26 @@ impl Report {
     pub fn render(&self, format: Format, colour: bool) -> String {
         match format {
             Format::Human => self.human(colour),
-            Format::Json => serde_json::to_string_pretty(self).unwrap_or_default() + "\n",
+            Format::Json => serde_json::to_string_pretty(&self.json()).unwrap_or_default() + "\n",
             Format::Junit => self.junit(),
         }
+    }
+
+    /// The JSON report: `{"schema": "meshscrape-verify/report/v1", "summary": {...}, "checks":
+    /// [...]}`, documented in docs/verify.md. Fields are only ever added.
+    fn json(&self) -> serde_json::Value {
+        let count = |s| self.checks.iter().filter(|c| c.status == s).count();
+        serde_json::json!({
+            "schema": "meshscrape-verify/report/v1",
+            "summary": {
+                "passed": count(Status::Pass),
+                "failed": count(Status::Fail),
+                "warnings": count(Status::Warn),
+                "notes": count(Status::Info),
+                "exit_code": self.exit_code(),
+            },
+            "checks": self.checks,
+        })
     }
 
     fn human(&self, colour: bool) -> String {
@@ -214,6 +231,23 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_json_report_carries_its_schema_and_a_summary() {
+        let mut r = Report::default();
+        r.push(Check::pass("a", "fine"));
+        r.push(Check::fail("b", "broken", "mend it"));
+        r.push(Check::warn("c", "odd", "look"));
+        r.push(Check::info("d", "fyi", "nothing"));
+        let v: serde_json::Value = serde_json::from_str(&r.render(Format::Json, false)).unwrap();
+        assert_eq!(v["schema"], "meshscrape-verify/report/v1");
+        assert_eq!(
+            v["summary"],
+            serde_json::json!({"passed": 1, "failed": 1, "warnings": 1, "notes": 1, "exit_code": 1})
+        );
+        assert_eq!(v["checks"][1]["status"], "fail");
+        assert_eq!(v["checks"][3]["status"], "info");
+    }
 
     fn sample() -> Report {
         Report {

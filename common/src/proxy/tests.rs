@@ -277,3 +277,11 @@ fn forward_headers_are_header_names_the_sidecar_does_not_set_itself() {
             .unwrap();
     assert_eq!(back, ok);
 }
+
+#[test]
+fn an_ipv6_host_must_be_followed_by_a_colon_and_the_port_or_nothing() {
+    let e = problems(from_yaml("upstream: http://[::1]8080\n").unwrap_err());
+    assert!(e[0].message.contains("write the port after a colon"), "{e:?}");
+    let ok = from_yaml("upstream: http://[::1]:8080\n").unwrap();
+    assert_eq!(ok.upstream.to_string(), "[::1]:8080");
+}

@@ -78,6 +78,13 @@ fn parse_loopback_url(text: &str) -> Result<(SocketAddr, &str), String> {
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (host, after) =
             v6.split_once(']').ok_or_else(|| format!("`{text}` has an unclosed [ in its host"))?;
+        // After `]` comes `:port` or nothing: `[::1]8080` is not port 80 with junk ignored.
+        if !after.is_empty() && !after.starts_with(':') {
+            return Err(format!(
+                "`{text}` has `{after}` after its [host]; write the port after a colon, as in \
+                 http://[::1]:8080"
+            ));
+        }
         (host, after.strip_prefix(':'))
     } else {
         match authority.rsplit_once(':') {

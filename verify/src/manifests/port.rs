@@ -156,7 +156,11 @@ fn selected_workloads<'a>(
         .collect();
     if w.is_empty() {
         let tid = id(service);
-        report.push(
+        let given: Vec<String> =
+            objects.of_kind(&WORKLOADS).filter(|w| ns_of(w) == ns).map(id).collect();
+        // Workloads were given and none is this Service's: its endpoints will be empty. With
+        // none given at all, the links after the Service cannot be checked, which is a warning.
+        let check = if given.is_empty() {
             Check::warn(
                 "workload",
                 format!(
@@ -165,9 +169,18 @@ fn selected_workloads<'a>(
                 ),
                 "include the workload's YAML to check the container port, sidecar and Istio links",
             )
-            .on(&tid)
-            .at("spec.selector"),
-        );
+        } else {
+            Check::fail(
+                "workload",
+                format!(
+                    "the selector of {tid} matches none of the workloads in namespace {ns} ({}), \
+                     so the Service has no endpoints and Prometheus no target",
+                    given.join(", ")
+                ),
+                "make spec.selector match the pod template's labels",
+            )
+        };
+        report.push(check.on(&tid).at("spec.selector"));
         return None;
     }
     Some(w)

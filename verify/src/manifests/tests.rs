@@ -429,3 +429,19 @@ fn authorization_policies_that_deny_the_plaintext_scrape_are_named() {
         Status::Pass
     );
 }
+
+#[test]
+fn a_service_selecting_none_of_the_given_workloads_fails_and_with_none_given_warns() {
+    let text = with_prometheus(&GENERATED.replace(
+        "spec:\n  type: ClusterIP\n  selector:\n    \"run\": \"identity-app\"",
+        "spec:\n  type: ClusterIP\n  selector:\n    \"run\": \"identity-api\"",
+    ));
+    let f = failures(&run(&text, &Options::default()));
+    assert!(
+        f.iter().any(|(n, m)| n == "workload"
+            && m.contains("matches none of the workloads in namespace tools (Deployment/tools/identity-service)")),
+        "{f:?}"
+    );
+    let r = run(&with_prometheus(&without_kind("Deployment")), &Options::default());
+    assert_eq!(named(&r, "workload").status, Status::Warn);
+}
