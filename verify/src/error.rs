@@ -15,6 +15,12 @@ pub enum Error {
     /// `-` was given more than once.
     #[error("stdin (-) can be given once")]
     StdinTwice,
+    /// An input is past the bounds the parser keeps against hostile input.
+    #[error(
+        "{path}: larger than meshscrape-verify reads (over 200,000 documents, 50 million YAML \
+         nodes or 512 MiB of text); split it, or give only the namespaces that matter"
+    )]
+    TooLarge { path: String },
     /// An input is not YAML.
     #[error("{path}: not YAML: {message}")]
     NotYaml { path: String, message: String },

@@ -27,8 +27,13 @@ pub fn load(
     }
     let mut docs = Vec::new();
     for (name, text) in texts {
-        let parsed: Vec<Value> = serde_saphyr::from_multiple(&text)
-            .map_err(|e| Error::NotYaml { path: name, message: e.without_snippet().to_string() })?;
+        let parsed: Vec<Value> = serde_saphyr::from_multiple_with_options(&text, options())
+            .map_err(|e| match e {
+                serde_saphyr::Error::Budget { .. } => Error::TooLarge { path: name.clone() },
+                e => {
+                    Error::NotYaml { path: name.clone(), message: e.without_snippet().to_string() }
+                }
+            })?;
         for doc in parsed {
             // `kind: List` (kubectl get -o yaml) holds its objects in items.
             match doc.get("kind").and_then(Value::as_str) {
@@ -39,6 +44,22 @@ pub fn load(
         }
     }
     Ok(Objects { docs })
+}
+
+/// The parser's bounds, set far above what a real cluster dump reaches (serde-saphyr's default
+/// of 1,024 documents refused gen's own output for 300 namespaces and most `kubectl get -A -o
+/// yaml`), and still a bound against hostile input: 200,000 documents, 50 million nodes,
+/// 512 MiB of scalar text.
+fn options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: 200_000,
+            max_nodes: 50_000_000,
+            max_events: 200_000_000,
+            max_total_scalar_bytes: 512 << 20,
+            max_reader_input_bytes: Some(1 << 30),
+        },
+    }
 }
 
 /// Reads `path`, or every YAML file under it. Symbolic links are followed, but each folder and file

@@ -445,3 +445,19 @@ fn a_service_selecting_none_of_the_given_workloads_fails_and_with_none_given_war
     let r = run(&with_prometheus(&without_kind("Deployment")), &Options::default());
     assert_eq!(named(&r, "workload").status, Status::Warn);
 }
+
+#[test]
+fn a_dump_of_thousands_of_documents_is_read_whole() {
+    // serde-saphyr's default budget stopped at 1,024 documents, fewer than gen writes for 300
+    // namespaces and than a typical `kubectl get -A -o yaml`.
+    let many: String = (0..5_000)
+        .map(|i| {
+            format!(
+                "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}, namespace: n{i}}}\n"
+            )
+        })
+        .collect();
+    let objects = load(&["-".to_string()], || Ok(format!("{many}---\n{GENERATED}"))).unwrap();
+    assert!(objects.docs.len() > 5_000);
+    assert!(!check(&objects, &Options::default()).checks.is_empty());
+}
