@@ -1,10 +1,11 @@
 //! The NetworkPolicy link: when policies select the pod for ingress, one must admit the scraped
-//! port from Prometheus's namespace.
+//! port from Prometheus's namespace: by number, by the container port's name, or in a range up
+//! to `endPort`.
 
 use serde_json::Value;
 
 use super::Scrape;
-use super::objects::{id, labels, ns_of};
+use super::objects::{id, labels, list, ns_of, s};
 use super::selectors::selector_matches;
 use crate::report::{Check, Report};
 
@@ -28,12 +29,26 @@ pub(super) fn check(x: &Scrape<'_>, report: &mut Report) {
         return;
     }
     let prom_ns_labels = x.objects.ns_labels_or_name(prom_ns);
+    // The container port's name: a policy may name the port instead of numbering it.
+    let port_name = list(x.container, "/ports")
+        .iter()
+        .find(|p| p.get("containerPort").and_then(Value::as_i64) == Some(port))
+        .and_then(|p| s(p, "/name"));
+    let covers = |entry: &Value| match entry.get("port") {
+        None | Some(Value::Null) => true,
+        Some(Value::String(name)) => Some(name.as_str()) == port_name,
+        Some(v) => match (v.as_i64(), entry.get("endPort").and_then(Value::as_i64)) {
+            (Some(first), Some(last)) => (first..=last).contains(&port),
+            (Some(only), None) => only == port,
+            _ => false,
+        },
+    };
     let admits = |p: &&Value| {
         p.pointer("/spec/ingress").and_then(Value::as_array).into_iter().flatten().any(|rule| {
-            let port_ok = rule.get("ports").and_then(Value::as_array).is_none_or(|ps| {
-                ps.is_empty()
-                    || ps.iter().any(|x| x.get("port").is_none_or(|v| v.as_i64() == Some(port)))
-            });
+            let port_ok = rule
+                .get("ports")
+                .and_then(Value::as_array)
+                .is_none_or(|ps| ps.is_empty() || ps.iter().any(covers));
             let from_ok = rule.get("from").and_then(Value::as_array).is_none_or(|fs| {
                 fs.is_empty()
                     || fs.iter().any(|f| {

@@ -18,18 +18,14 @@ pub(super) fn check(x: &Scrape<'_>, report: &mut Report) {
     }
     let path = x.endpoint.get("path").and_then(Value::as_str).unwrap_or("/metrics");
     let ns = ns_of(x.workload);
-    // The ConfigMap mounted by the sidecar and named in its --config.
-    let volumes = list(x.workload, "/spec/template/spec/volumes");
-    let cm_name = list(x.container, "/volumeMounts").iter().find_map(|mnt| {
-        volumes.iter().find(|v| v["name"] == mnt["name"]).and_then(|v| s(v, "/configMap/name"))
-    });
-    let Some(cm_name) = cm_name else {
+    // The file the sidecar's --config names, and the ConfigMap key mounted there.
+    let Some((cm_name, key)) = config_source(x) else {
         report.push(
             Check::warn(
                 "sidecar route",
-                "the sidecar mounts no ConfigMap, so it runs with flags or defaults; cannot check \
-                 its routes offline",
-                "mount the ConfigMap meshscrape-gen renders",
+                "the sidecar reads no ConfigMap through --config, so it runs with flags or \
+                 defaults; cannot check its routes offline",
+                "mount the ConfigMap meshscrape-gen renders and pass its file with --config",
             )
             .on(&x.workload_id),
         );
@@ -38,7 +34,7 @@ pub(super) fn check(x: &Scrape<'_>, report: &mut Report) {
     let Some(cm) = x
         .objects
         .of_kind(&["ConfigMap"])
-        .find(|c| ns_of(c) == ns && s(c, "/metadata/name") == Some(cm_name))
+        .find(|c| ns_of(c) == ns && s(c, "/metadata/name") == Some(cm_name.as_str()))
     else {
         report.push(
             Check::warn(
@@ -51,22 +47,23 @@ pub(super) fn check(x: &Scrape<'_>, report: &mut Report) {
         return;
     };
     let cmid = id(cm);
-    let Some((key, yaml)) = cm
-        .get("data")
-        .and_then(Value::as_object)
-        .and_then(|d| d.iter().next())
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+    let Some(yaml) = cm.pointer(&format!("/data/{}", key.replace('~', "~0").replace('/', "~1")))
     else {
         report.push(
             Check::fail(
-                "sidecar route",
-                "the ConfigMap has no data",
-                "render it with meshscrape-gen",
+                "sidecar config",
+                format!(
+                    "the ConfigMap has no key {key}, the file the sidecar's --config reads; it would \
+                     exit 64 at start"
+                ),
+                "render it with meshscrape-gen, or point --config at one of its keys",
             )
-            .on(&cmid),
+            .on(&cmid)
+            .at("data"),
         );
         return;
     };
+    let yaml = yaml.as_str().unwrap_or("").to_string();
     let proxy = match ProxyConfig::from_yaml(Path::new(&key), &yaml, &ProxyOverrides::default()) {
         Ok(p) => p,
         Err(err) => {
@@ -117,4 +114,36 @@ pub(super) fn check(x: &Scrape<'_>, report: &mut Report) {
             .at(format!("{}.path", x.field)),
         );
     }
+}
+
+/// The ConfigMap and key behind the file the container's `--config` names: the volume mounted
+/// at the longest prefix of that path, its `items` mapping when it has one.
+fn config_source(x: &Scrape<'_>) -> Option<(String, String)> {
+    let args: Vec<&str> = ["/command", "/args"]
+        .iter()
+        .flat_map(|p| list(x.container, p).iter().filter_map(Value::as_str))
+        .collect();
+    let file = args.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix("--config=")
+            .or_else(|| (*a == "--config").then(|| args.get(i + 1).copied()).flatten())
+    })?;
+    let volumes = list(x.workload, "/spec/template/spec/volumes");
+    let (mount, rest) = list(x.container, "/volumeMounts")
+        .iter()
+        .filter_map(|m| {
+            let dir = s(m, "/mountPath")?.trim_end_matches('/');
+            let rest = file.strip_prefix(dir)?.strip_prefix('/')?;
+            Some((m, rest))
+        })
+        .max_by_key(|(m, _)| s(m, "/mountPath").map_or(0, str::len))?;
+    let volume = volumes.iter().find(|v| v["name"] == mount["name"])?;
+    let name = s(volume, "/configMap/name")?.to_string();
+    // `items` maps keys to paths; without it every key is a file of its own name.
+    let items = list(volume, "/configMap/items");
+    let key = if items.is_empty() {
+        rest.to_string()
+    } else {
+        items.iter().find(|i| s(i, "/path") == Some(rest)).and_then(|i| s(i, "/key"))?.to_string()
+    };
+    Some((name, key))
 }

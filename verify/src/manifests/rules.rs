@@ -16,7 +16,9 @@ const CRDS: [&str; 2] = [
     include_str!("../../../schemas/monitoring.coreos.com_servicemonitors.yaml"),
     include_str!("../../../schemas/monitoring.coreos.com_podmonitors.yaml"),
 ];
-/// The CRDs above, parsed once per process rather than once per `check`.
+/// The CRDs above, parsed once per process rather than once per `check`. They are part of the
+/// binary; `the_embedded_crds_parse_and_hold_both_kinds` fails the build's tests if they stop
+/// parsing, rather than every schema check being skipped.
 static CRD_VALUES: LazyLock<Vec<Value>> = LazyLock::new(|| {
     CRDS.iter().flat_map(|t| serde_saphyr::from_multiple::<Value>(t).unwrap_or_default()).collect()
 });
@@ -26,7 +28,21 @@ pub(super) fn check(m: &Value, mid: &str, kind: MonitorKind, report: &mut Report
     let kind_name = kind.as_str();
     let version =
         s(m, "/apiVersion").and_then(|a| a.strip_prefix("monitoring.coreos.com/")).unwrap_or("v1");
-    if let Some(schema) = crd_schema(&CRD_VALUES, kind_name, version) {
+    let Some(schema) = crd_schema(&CRD_VALUES, kind_name, version) else {
+        // The embedded CRDs hold v1 of both kinds (a test guards that they parse), so this is
+        // an apiVersion prometheus-operator 0.93 does not serve.
+        report.push(
+            Check::fail(
+                "schema",
+                format!("prometheus-operator 0.93.0 serves no {kind_name} {version}"),
+                "use apiVersion: monitoring.coreos.com/v1",
+            )
+            .on(mid)
+            .at("apiVersion"),
+        );
+        return;
+    };
+    {
         let errors = validate(schema, m);
         if errors.is_empty() {
             report.push(
@@ -94,4 +110,16 @@ fn check_durations(e: &Value, mid: &str, field: &str, report: &mut Report) {
         _ => Check::pass("scrapeTimeout", "no longer than the interval").at(field),
     };
     report.push(check.on(mid));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_crds_parse_and_hold_both_kinds() {
+        for kind in ["ServiceMonitor", "PodMonitor"] {
+            assert!(crd_schema(&CRD_VALUES, kind, "v1").is_some(), "{kind}");
+        }
+    }
 }

@@ -461,3 +461,52 @@ fn a_dump_of_thousands_of_documents_is_read_whole() {
     assert!(objects.docs.len() > 5_000);
     assert!(!check(&objects, &Options::default()).checks.is_empty());
 }
+
+#[test]
+fn a_network_policy_may_name_the_port_or_cover_it_with_end_port() {
+    let np_port = "        - protocol: TCP\n          port: 9090\n    # Once a policy";
+    assert!(GENERATED.contains(np_port));
+    for (written, admitted) in [
+        ("\"prometheus\"", true),
+        ("\"http\"", false),
+        ("9000\n          endPort: 9100", true),
+        ("9000\n          endPort: 9089", false),
+    ] {
+        let text = with_prometheus(&GENERATED.replace(
+            np_port,
+            &format!("        - protocol: TCP\n          port: {written}\n    # Once a policy"),
+        ));
+        let r = run(&text, &Options::default());
+        assert_eq!(named(&r, "NetworkPolicy").status == Status::Pass, admitted, "{written}");
+    }
+}
+
+#[test]
+fn the_route_check_reads_the_key_the_sidecars_config_flag_names() {
+    // A second key that sorts first, with a config that would fail the route check.
+    let decoy = "data:\n  a-notes.yaml: |\n    routes: [/other=/other]\n";
+    let text = with_prometheus(&GENERATED.replacen("data:\n", decoy, 1));
+    assert_eq!(named(&run(&text, &Options::default()), "sidecar route").status, Status::Pass);
+    // --config naming a key the ConfigMap lacks: the sidecar would exit 64.
+    let text = with_prometheus(
+        &GENERATED.replace("/etc/meshscrape/sidecar.yaml", "/etc/meshscrape/other.yaml"),
+    );
+    let f = failures(&run(&text, &Options::default()));
+    assert!(
+        f.iter().any(|(n, m)| n == "sidecar config" && m.contains("no key other.yaml")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn a_monitor_version_the_operator_does_not_serve_fails_its_schema_check() {
+    let text = with_prometheus(&GENERATED.replace(
+        "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor",
+        "apiVersion: monitoring.coreos.com/v2\nkind: ServiceMonitor",
+    ));
+    let f = failures(&run(&text, &Options::default()));
+    assert!(
+        f.iter().any(|(n, m)| n == "schema" && m.contains("serves no ServiceMonitor v2")),
+        "{f:?}"
+    );
+}
