@@ -194,7 +194,12 @@ pub async fn until(
 ) -> Report {
     let started = Instant::now();
     loop {
-        let report = prometheus::check(url, options).await;
+        // Not answering yet counts as unsettled.
+        let report = prometheus::check(url, options).await.unwrap_or_else(|e| {
+            let mut r = Report::default();
+            r.push(meshscrape_verify::report::Check::fail("Prometheus API", e.to_string(), "wait"));
+            r
+        });
         let settled = report.checks.iter().any(|c| c.name == "health" && c.status != Status::Warn);
         if (report.failed() == want_failed && settled) || started.elapsed() > limit {
             return report;

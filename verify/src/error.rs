@@ -34,6 +34,9 @@ pub enum Error {
     /// a refusal of one kind, which is a warning in the report instead).
     #[error("{action}: {message}")]
     Api { action: String, message: String },
+    /// Prometheus's targets API could not be read (exit 2: nothing was checked).
+    #[error("cannot ask Prometheus: {0}")]
+    Prometheus(#[from] crate::prometheus::ApiError),
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),

@@ -109,16 +109,12 @@ fn seconds(d: &str) -> Option<f64> {
     meshscrape_common::duration::parse(d).ok().map(|d| d.as_secs_f64())
 }
 
-pub async fn check(url: &str, o: &Options) -> Report {
+/// Asks Prometheus at `url` about the targets. `Err` when its targets API cannot be read at
+/// all (nothing answers, or not Prometheus's JSON): then nothing was checked.
+pub async fn check(url: &str, o: &Options) -> Result<Report, ApiError> {
     let mut report = Report::default();
     let who = o.who();
-    let data = match api(url, "/api/v1/targets?state=any", o.timeout).await {
-        Ok(d) => d,
-        Err(e) => {
-            report.push(Check::fail("Prometheus API", e.to_string(), "check --url").on(url));
-            return report;
-        }
-    };
+    let data = api(url, "/api/v1/targets?state=any", o.timeout).await?;
     let active: Vec<&Value> = data["activeTargets"]
         .as_array()
         .into_iter()
@@ -155,7 +151,7 @@ pub async fn check(url: &str, o: &Options) -> Report {
             )
             .on(&who),
         );
-        return report;
+        return Ok(report);
     }
     report.push(Check::pass("targets", format!("{} active target(s)", active.len())).on(&who));
     if dropped > 0 {
@@ -221,7 +217,7 @@ pub async fn check(url: &str, o: &Options) -> Report {
             Err(e) => {
                 let fix = "pass the name the app exports";
                 report.push(Check::fail("metric", e.to_string(), fix).on(&who));
-                return report;
+                return Ok(report);
             }
         };
         match api(url, &format!("/api/v1/query?query={}", encode(&query)), o.timeout).await {
@@ -240,7 +236,7 @@ pub async fn check(url: &str, o: &Options) -> Report {
             Err(e) => report.push(Check::fail("metric", e.to_string(), "check --url").on(&who)),
         }
     }
-    report
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -285,7 +285,7 @@ async fn each_prometheus_judges_utf8_names_and_blank_content_types_as_the_verifi
             version,
             ..Default::default()
         };
-        let report = prometheus::check(&prom.url, &options).await;
+        let report = prometheus::check(&prom.url, &options).await.expect("Prometheus answers");
         let metric = report.checks.iter().find(|c| c.name == "metric").expect("a metric check");
         match version {
             Version::V3 => {

@@ -45,5 +45,5 @@ pub fn run(args: &Args) -> Result<Report, Error> {
         timeout: Duration::from_secs(15),
     };
     eprintln!("asking {} about its targets…", args.url);
-    Ok(runtime()?.block_on(prometheus::check(&args.url, &options)))
+    Ok(runtime()?.block_on(prometheus::check(&args.url, &options))?)
 }

@@ -126,3 +126,16 @@ fn cluster_exits_2_with_one_line_when_the_api_server_refuses_or_hangs() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("kubeconfig context prod"));
 }
+
+#[test]
+fn a_prometheus_that_cannot_be_reached_is_exit_2_not_a_failed_check() {
+    // Port 1 on loopback: nothing listens there (binding a free port and releasing it would race).
+    let out = Command::new(BIN)
+        .args(["prometheus", "--url", "http://127.0.0.1:1", "--job", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot ask Prometheus: cannot connect"), "{err}");
+    assert!(out.stdout.is_empty());
+}

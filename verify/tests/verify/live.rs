@@ -144,9 +144,6 @@ async fn a_prometheus_that_answers_html_is_a_clear_failure() {
         timeout: Duration::from_secs(2),
         ..Default::default()
     };
-    let r = prometheus::check(&url, &o).await;
-    assert!(
-        fail_message(&r).contains("not JSON; is --url the Prometheus server's base URL"),
-        "{r:?}"
-    );
+    let err = prometheus::check(&url, &o).await.unwrap_err().to_string();
+    assert!(err.contains("not JSON; is --url the Prometheus server's base URL"), "{err}");
 }
