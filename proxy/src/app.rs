@@ -313,6 +313,20 @@ impl App {
             }
         };
         self.metrics.upstream_latency(entry.label, started.elapsed());
+        // A plain GET asks for no interim answer and no protocol switch; passing a 101 on would
+        // hand the client the app's connection. Every such answer is a 502, whatever follows it.
+        if resp.status().is_informational() {
+            self.metrics.upstream_error(UpstreamError::Protocol);
+            tracing::warn!(route = %entry.path, upstream = %entry.authority, status = %resp.status(), "the app answered a plain GET with an informational status");
+            return text(
+                StatusCode::BAD_GATEWAY,
+                &format!(
+                    "the app answered {} to a plain GET; only a final answer is forwarded ({})",
+                    resp.status(),
+                    entry.authority
+                ),
+            );
+        }
         let (mut parts, mut body) = resp.into_parts();
         // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and an intermediary must drop
         // the Content-Length before forwarding; hyper re-frames the body for the client.

@@ -497,3 +497,21 @@ async fn over_the_in_flight_limit_is_503() {
     assert_eq!(first.await.unwrap().status, 200);
     assert_eq!(get(addr, "/m", "").await.status, 200, "the slot is released when the body ends");
 }
+
+#[tokio::test]
+async fn an_app_answering_a_plain_get_with_1xx_or_101_gets_the_client_a_502_every_time() {
+    for answer in [
+        &b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"[..],
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\nup 1\n",
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+    ] {
+        let up = Upstream::start(Script::Raw(answer)).await;
+        let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;
+        for _ in 0..20 {
+            let reply = get(sidecar.addr, "/m", "").await;
+            assert_eq!(reply.status, 502, "{}: {reply:?}", String::from_utf8_lossy(answer));
+            assert!(one_line(&reply.text()), "{reply:?}");
+        }
+    }
+}
