@@ -9,31 +9,47 @@ use super::support::{Script, Upstream, get};
 
 const BIN: &str = env!("CARGO_BIN_EXE_meshscrape-proxy");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// The sidecar's stderr: the lines read while it started, and the rest.
+struct Logs {
+    seen: Vec<String>,
+    rest: BufReader<std::process::ChildStderr>,
 }
 
-/// Starts the binary and waits (bounded) until `/-/ready` answers.
-async fn spawn(args: &[&str]) -> (Child, SocketAddr) {
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+impl Logs {
+    /// Every line it wrote, once it has exited (or closed stderr).
+    fn all(self) -> Vec<String> {
+        self.seen.into_iter().chain(self.rest.lines().map_while(Result::ok)).collect()
+    }
+}
+
+/// Starts the binary on port 0 (JSON logs: `args` must say `--log-format json`) and reads the
+/// address it took from its `serving` line, so no port is bound, released and raced for.
+fn spawn(args: &[&str]) -> (Child, SocketAddr, Logs) {
+    assert!(args.windows(2).any(|w| w == ["--log-format", "json"]), "spawn reads JSON logs");
     let mut child = Command::new(BIN)
-        .arg("--listen")
-        .arg(addr.to_string())
+        .args(["--listen", "127.0.0.1:0"])
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return (child, addr);
+    let mut rest = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    let mut line = String::new();
+    while rest.read_line(&mut line).unwrap_or(0) > 0 {
+        let this = std::mem::take(&mut line);
+        let listen = this
+            .contains("\"message\":\"serving\"")
+            .then(|| this.split("\"listen\":\"").nth(1)?.split('"').next()?.parse().ok())
+            .flatten();
+        seen.push(this.trim_end().to_string());
+        if let Some(addr) = listen {
+            return (child, addr, Logs { seen, rest });
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let _ = child.kill();
     let _ = child.wait();
-    panic!("the sidecar did not listen on {addr}");
+    panic!("the sidecar never logged where it serves: {seen:?}");
 }
 
 fn terminate(child: &Child) {
@@ -87,8 +103,8 @@ fn help_explains_routes_and_defaults() {
 async fn sigterm_finishes_in_flight_scrapes_then_exits_0() {
     let up = Upstream::start(Script::Slow(Duration::from_millis(700), "slow 1\n")).await;
     let upstream = format!("http://{}", up.addr);
-    let (mut child, addr) =
-        spawn(&["--upstream", &upstream, "--route", "/m=/m", "--log-format", "json"]).await;
+    let (mut child, addr, _logs) =
+        spawn(&["--upstream", &upstream, "--route", "/m=/m", "--log-format", "json"]);
     assert_eq!(get(addr, "/-/ready", "").await.status, 200);
 
     let scrape = tokio::spawn(async move { get(addr, "/m", "").await });
@@ -112,9 +128,8 @@ fn help_matches_its_snapshot() {
 
 #[tokio::test]
 async fn rust_log_filters_by_target_and_level() {
-    let port = free_port();
     let mut child = Command::new(BIN)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--route", "/m=/m"])
+        .args(["--listen", "127.0.0.1:0", "--route", "/m=/m"])
         .env("RUST_LOG", "info,meshscrape_proxy::server=warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -133,11 +148,10 @@ async fn rust_log_filters_by_target_and_level() {
 
 #[tokio::test]
 async fn json_logs_are_one_object_per_line_on_stderr() {
-    let (mut child, addr) = spawn(&["--log-format", "json", "--route", "/m=/m"]).await;
+    let (mut child, addr, logs) = spawn(&["--log-format", "json", "--route", "/m=/m"]);
     assert_eq!(get(addr, "/-/healthy", "").await.status, 200);
     terminate(&child);
-    let stderr = child.stderr.take().unwrap();
-    let lines: Vec<String> = BufReader::new(stderr).lines().map_while(Result::ok).collect();
+    let lines = logs.all();
     assert_eq!(child.wait().unwrap().code(), Some(0));
     assert!(!lines.is_empty());
     for line in &lines {
@@ -148,7 +162,7 @@ async fn json_logs_are_one_object_per_line_on_stderr() {
 
 #[tokio::test]
 async fn a_head_hyper_rejects_is_logged_with_its_reason() {
-    let (mut child, addr) = spawn(&["--log-format", "json", "--route", "/m=/m"]).await;
+    let (mut child, addr, logs) = spawn(&["--log-format", "json", "--route", "/m=/m"]);
     // Not HTTP at all: hyper answers 400 itself; our body names the class of fault, and the log
     // has hyper's precise reason.
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -162,8 +176,7 @@ async fn a_head_hyper_rejects_is_logged_with_its_reason() {
     let _ = tokio::io::AsyncReadExt::read_to_end(&mut s, &mut reply).await;
     assert!(reply.starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&reply));
     terminate(&child);
-    let stderr = child.stderr.take().unwrap();
-    let lines: Vec<String> = BufReader::new(stderr).lines().map_while(Result::ok).collect();
+    let lines = logs.all();
     assert_eq!(child.wait().unwrap().code(), Some(0));
     let logged = lines
         .iter()
