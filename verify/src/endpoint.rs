@@ -112,69 +112,51 @@ pub async fn check(url: &str, o: &Options) -> Report {
     let verdict = judge_content_type(&content_type, o.version, o.fallback_protocol.as_deref());
     report.push(verdict.check.on(url));
     let Some(format) = verdict.format else { return report };
-    if format == Format::Protobuf {
-        match protobuf::decode(&fetched.body, o.version) {
-            Ok(d) if d.exposition.samples == 0 => report.push(
-                Check::fail("exposition", "no samples", "check the app's metrics path").on(url),
-            ),
-            Ok(d) => report.push(
-                Check::pass(
-                    "exposition",
-                    format!(
-                        "protobuf: {} families, {} samples, {} native histograms",
-                        d.exposition.families.len(),
-                        d.exposition.samples,
-                        d.native_histograms
-                    ),
-                )
-                .on(url),
-            ),
-            Err(err) => report.push(
-                Check::fail(
-                    "exposition",
-                    format!("Prometheus {} would reject this protobuf body: {err}", o.version),
-                    "fix the exporter's output",
-                )
-                .on(url),
-            ),
-        }
-        return probes(url, o, report).await;
-    }
-    let openmetrics = format == Format::OpenMetrics;
-    let rules = Rules { openmetrics, version: o.version };
-    let text = match std::str::from_utf8(&fetched.body) {
-        Ok(t) => t,
-        Err(e) => {
-            report.push(
-                Check::fail(
-                    "exposition",
-                    format!("the body is not UTF-8: {e}"),
-                    "serve the Prometheus text format",
-                )
-                .on(url),
-            );
-            return report;
-        }
+    // What the parser the media type selects makes of the body: (samples, summary) or why
+    // Prometheus would refuse it.
+    let parsed = if format == Format::Protobuf {
+        protobuf::decode(&fetched.body, o.version)
+            .map(|d| {
+                let e = &d.exposition;
+                let summary = format!(
+                    "protobuf: {} families, {} samples, {} native histograms",
+                    e.families.len(),
+                    e.samples,
+                    d.native_histograms
+                );
+                (e.samples, summary)
+            })
+            .map_err(|err| {
+                format!("Prometheus {} would reject this protobuf body: {err}", o.version)
+            })
+    } else {
+        let text = match std::str::from_utf8(&fetched.body) {
+            Ok(t) => t,
+            Err(e) => {
+                report.push(
+                    Check::fail(
+                        "exposition",
+                        format!("the body is not UTF-8: {e}"),
+                        "serve the Prometheus text format",
+                    )
+                    .on(url),
+                );
+                return report;
+            }
+        };
+        let rules = Rules { openmetrics: format == Format::OpenMetrics, version: o.version };
+        exposition::parse_with(text, rules)
+            .map(|e| (e.samples, format!("{} families, {} samples", e.families.len(), e.samples)))
+            .map_err(|err| format!("Prometheus {} would reject this body: {err}", o.version))
     };
-    match exposition::parse_with(text, rules) {
-        Ok(e) if e.samples == 0 => report
-            .push(Check::fail("exposition", "no samples", "check the app's metrics path").on(url)),
-        Ok(e) => report.push(
-            Check::pass(
-                "exposition",
-                format!("{} families, {} samples", e.families.len(), e.samples),
-            )
-            .on(url),
-        ),
-        Err(err) => report.push(
-            Check::fail(
-                "exposition",
-                format!("Prometheus {} would reject this body: {err}", o.version),
-                "fix the exporter's output",
-            )
-            .on(url),
-        ),
-    }
+    report.push(
+        match parsed {
+            Ok((0, _)) => Check::fail("exposition", "no samples", "check the app's metrics path"),
+            Ok((_, summary)) => Check::pass("exposition", summary),
+            Err(reason) => Check::fail("exposition", reason, "fix the exporter's output"),
+        }
+        .on(url),
+    );
     probes(url, o, report).await
 }
 

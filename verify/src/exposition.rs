@@ -443,8 +443,9 @@ pub fn parse_value(v: &str) -> Option<f64> {
     if decimal { v.parse().ok().filter(|f: &f64| f.is_finite()) } else { None }
 }
 
-/// Parses `name="value",...}` (trailing comma allowed); returns the metric name when
-/// `name_first` and the set's first item is a quoted name alone, and what follows the `}`.
+/// Parses a text-format label set `name="value",...}` (spaces between tokens, trailing and
+/// missing commas allowed); returns the metric name when `name_first` and the set's first item
+/// is a quoted name alone, and what follows the `}`.
 fn labels(mut s: &str, name_first: bool, rules: Rules) -> Result<(Option<String>, &str), String> {
     let mut metric = None;
     let mut first = true;
@@ -496,11 +497,10 @@ fn labels(mut s: &str, name_first: bool, rules: Rules) -> Result<(Option<String>
             }
         })?;
         s = rest.trim_start();
+        // A comma between labels is optional: Prometheus's text parser reads the next label
+        // without one (OpenMetrics, which wants it, is read by `strict_labels`).
         if let Some(rest) = s.strip_prefix(',') {
             s = rest;
-        } else if !s.starts_with('}') && rules.openmetrics {
-            // Prometheus's text parser reads the next label without one; OpenMetrics does not.
-            return Err("labels must be separated by commas".into());
         }
     }
 }
