@@ -21,6 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::body::{ProxyBody, Stream};
+use crate::connections::Connections;
 use crate::headers::{connection_named, strip_hop_by_hop};
 use crate::metrics::{Metrics, UNMATCHED, UpstreamError};
 use crate::upstream::{self, Pool};
@@ -54,8 +55,8 @@ pub struct App {
     reserved: [usize; 3],
     pool: Pool,
     in_flight: Limit,
-    /// Held by the listener, one permit per open client connection.
-    pub(crate) connections: Limit,
+    /// One slot per open client connection, taken by the listener.
+    pub(crate) connections: Arc<Connections>,
     upstream_timeout: Duration,
     /// The scrape-timeout header's value when the budget is the whole upstream timeout.
     upstream_timeout_value: HeaderValue,
@@ -103,7 +104,7 @@ impl App {
             reserved,
             pool,
             in_flight: Limit::new(config.limits.max_in_flight),
-            connections: Limit::new(config.limits.max_connections),
+            connections: Connections::new(config.limits.max_connections),
             upstream_timeout: config.timeouts.upstream,
             upstream_timeout_value: HeaderValue::from_str(&format!(
                 "{}",
@@ -375,8 +376,8 @@ impl App {
     }
 }
 
-/// A bound on something held at once (requests in flight, open connections) that also says
-/// how much of it is taken, so the gauges need no counters of their own.
+/// A bound on requests in flight that also says how much of it is taken, so the gauge needs no
+/// counter of its own. (Connections have their own, see `connections`.)
 pub(crate) struct Limit {
     permits: Arc<Semaphore>,
     max: usize,
@@ -392,16 +393,6 @@ impl Limit {
     /// A slot now, or `None` at the limit.
     pub(crate) fn try_take(&self) -> Option<OwnedSemaphorePermit> {
         self.permits.clone().try_acquire_owned().ok()
-    }
-
-    /// A slot, waiting for one at the limit.
-    pub(crate) async fn take(&self) -> OwnedSemaphorePermit {
-        // The semaphore is never closed, so acquiring cannot fail.
-        self.permits
-            .clone()
-            .acquire_owned()
-            .await
-            .unwrap_or_else(|_| unreachable!("the semaphore is never closed"))
     }
 
     pub(crate) fn in_use(&self) -> usize {

@@ -6,6 +6,7 @@
 pub mod app;
 pub mod body;
 pub mod cli;
+pub mod connections;
 pub mod headers;
 pub mod metrics;
 pub mod rejections;

@@ -39,6 +39,30 @@ impl UpstreamError {
     }
 }
 
+/// Why the sidecar closed a client connection it had accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shed {
+    /// At `maxConnections`, a newer client took the slot of this one, which had waited longest
+    /// for a request head (see `connections`).
+    Crowded,
+    /// It did not send a whole request head within `timeouts.requestHead`.
+    HeadTimeout,
+    /// It stopped reading a response before the response's deadline (see `stall`).
+    StalledReader,
+}
+
+impl Shed {
+    const ALL: [Shed; 3] = [Self::Crowded, Self::HeadTimeout, Self::StalledReader];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Crowded => "crowded",
+            Self::HeadTimeout => "head_timeout",
+            Self::StalledReader => "stalled_reader",
+        }
+    }
+}
+
 /// A label value per route index; index 0 is requests that matched no route.
 #[derive(Debug)]
 pub struct Metrics {
@@ -47,6 +71,7 @@ pub struct Metrics {
     latency: Vec<Histogram>,
     bytes: Vec<AtomicU64>,
     errors: [AtomicU64; 4],
+    shed: [AtomicU64; 3],
 }
 
 #[derive(Debug, Default)]
@@ -69,6 +94,7 @@ impl Metrics {
             latency: (0..n).map(|_| Histogram::default()).collect(),
             bytes: (0..n).map(|_| AtomicU64::new(0)).collect(),
             errors: Default::default(),
+            shed: Default::default(),
         }
     }
 
@@ -96,6 +122,10 @@ impl Metrics {
 
     pub fn upstream_error(&self, kind: UpstreamError) {
         self.errors[kind as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn shed(&self, why: Shed) {
+        self.shed[why as usize].fetch_add(1, Relaxed);
     }
 
     /// Renders every metric in the Prometheus text exposition format 0.0.4. The two gauges come
@@ -172,6 +202,21 @@ impl Metrics {
                 "meshscrape_proxy_response_bytes_total{{route=\"{}\"}} {}",
                 label(i),
                 b.load(Relaxed)
+            );
+        }
+
+        head(
+            &mut out,
+            "meshscrape_proxy_connections_shed_total",
+            "counter",
+            "Client connections the sidecar closed to protect its capacity, by reason.",
+        );
+        for why in Shed::ALL {
+            let _ = writeln!(
+                out,
+                "meshscrape_proxy_connections_shed_total{{reason=\"{}\"}} {}",
+                why.as_str(),
+                self.shed[why as usize].load(Relaxed)
             );
         }
 

@@ -70,21 +70,23 @@ impl Responding {
 pub struct BodyGuard(Responding);
 
 pin_project_lite::pin_project! {
-    /// A response body carrying its [`BodyGuard`]; otherwise the body itself, frame for frame.
-    pub struct Guarded<B> {
+    /// A response body carrying guards that mark its end when dropped (a [`BodyGuard`], and
+    /// whatever else the server ties to the response); otherwise the body itself, frame for
+    /// frame.
+    pub struct Guarded<B, G> {
         #[pin]
         body: B,
-        guard: BodyGuard,
+        guard: G,
     }
 }
 
-impl<B> Guarded<B> {
-    pub fn new(body: B, guard: BodyGuard) -> Self {
+impl<B, G> Guarded<B, G> {
+    pub fn new(body: B, guard: G) -> Self {
         Guarded { body, guard }
     }
 }
 
-impl<B: http_body::Body> http_body::Body for Guarded<B> {
+impl<B: http_body::Body, G> http_body::Body for Guarded<B, G> {
     type Data = B::Data;
     type Error = B::Error;
 

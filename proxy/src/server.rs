@@ -14,8 +14,9 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use crate::app::App;
+use crate::metrics::Shed;
 use crate::rejections::{ClientIo, Guarded, Responding};
-use crate::stall::{Deadline, WriteDeadline};
+use crate::stall::{self, Deadline, WriteDeadline};
 
 /// How the drain ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -55,12 +56,6 @@ pub async fn serve(
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
 
     loop {
-        // Past the connection limit, stop accepting: new clients wait in the kernel's backlog
-        // instead of costing the sidecar memory.
-        let slot = tokio::select! {
-            () = &mut shutdown => break,
-            slot = app.connections.take() => slot,
-        };
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -73,10 +68,21 @@ pub async fn serve(
                 }
             },
         };
+        // At the connection limit the client takes the slot of the connection that has waited
+        // longest for a request head (see `connections`); only while every slot is answering a
+        // request does it wait, and the clients after it wait in the kernel's backlog.
+        let (slot, evicted) = tokio::select! {
+            () = &mut shutdown => break,
+            admitted = app.connections.admit() => admitted,
+        };
+        if evicted {
+            app.metrics().shed(Shed::Crowded);
+        }
         let _ = stream.set_nodelay(true);
         let service_app = app.clone();
         let responding = Responding::default();
         let deadline = Deadline::default();
+        let activity = slot.activity();
         // Two layers under hyper, outermost first: `rejections::ClientIo` gives hyper's own bare
         // 400/414/431 answers their one-line reason (it never touches a response of the service:
         // `Responding` guards each from hand-off until its body is gone and flushed), and
@@ -86,6 +92,9 @@ pub async fn serve(
         let conn = http.serve_connection(
             io,
             service_fn(move |req| {
+                // Busy from the moment the head is in until the response's body is gone: a
+                // connection answering a request never gives up its slot.
+                let busy = activity.busy();
                 let app = service_app.clone();
                 let responding = responding.clone();
                 let deadline = deadline.clone();
@@ -97,19 +106,35 @@ pub async fn serve(
                         resp.body().deadline().unwrap_or_else(|| Instant::now() + head_timeout),
                     );
                     let guard = responding.start();
-                    Ok::<_, std::convert::Infallible>(resp.map(|body| Guarded::new(body, guard)))
+                    Ok::<_, std::convert::Infallible>(
+                        resp.map(|body| Guarded::new(body, (guard, busy))),
+                    )
                 }
             }),
         );
         let conn = graceful.watch(conn);
+        let app = app.clone();
         tokio::spawn(async move {
-            match conn.await {
+            let ended = tokio::select! {
+                ended = conn => ended,
+                () = slot.evicted() => {
+                    tracing::debug!(%peer, "closed: a newer client took its slot at the \
+                        connection limit");
+                    return;
+                }
+            };
+            match ended {
                 // hyper has answered 400 or 431 (with our one-line body, see `rejections`); its
                 // precise reason goes to the log.
                 Err(e) if e.is_parse() || e.is_parse_too_large() => {
                     tracing::info!(%peer, error = %e, "rejected an unparseable or oversized \
                         request head");
                 }
+                Err(e) if e.is_timeout() => {
+                    app.metrics().shed(Shed::HeadTimeout);
+                    tracing::debug!(%peer, "closed: no whole request head in time");
+                }
+                Err(e) if stall::is_stall(&e) => app.metrics().shed(Shed::StalledReader),
                 Err(e) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
                 Ok(()) => {}
             }

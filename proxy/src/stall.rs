@@ -33,6 +33,31 @@ impl Deadline {
     }
 }
 
+/// The error a stalled write fails with.
+#[derive(Debug)]
+struct Stalled;
+
+impl std::fmt::Display for Stalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the client stopped reading before the response deadline")
+    }
+}
+
+impl std::error::Error for Stalled {}
+
+/// Whether a connection ended because its client stopped reading (this module cut it).
+pub(crate) fn is_stall(e: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        let io = err.downcast_ref::<io::Error>().and_then(io::Error::get_ref);
+        if io.is_some_and(|inner| inner.is::<Stalled>()) {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
 /// A client connection's IO whose writes fail once they have waited past the response deadline.
 pub struct WriteDeadline<T> {
     inner: T,
@@ -59,10 +84,7 @@ impl<T> WriteDeadline<T> {
             Poll::Ready(()) => {
                 tracing::info!(peer = %self.peer, "the client stopped reading the response; cut \
                     at its deadline");
-                Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the client stopped reading before the response deadline",
-                )))
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, Stalled)))
             }
         }
     }

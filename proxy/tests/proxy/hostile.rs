@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::support::{Script, Sidecar, Upstream, get, raw, raw_in_pieces};
+use super::support::{Script, Sidecar, Upstream, get, metric, raw, raw_in_pieces};
 
 fn one_line(body: &str) -> bool {
     body.ends_with('\n') && body.trim_end().lines().count() == 1
@@ -244,40 +244,101 @@ async fn a_bad_head_after_good_requests_on_one_connection_gets_its_reason() {
     );
 }
 
+/// `n` clients that connect and trickle a request head a byte every 100 ms, never finishing it.
+async fn trickling_crowd(addr: std::net::SocketAddr, n: usize) -> tokio::task::JoinHandle<()> {
+    let mut crowd = Vec::new();
+    for _ in 0..n {
+        crowd.push(TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::spawn(async move {
+        let head = b"GET /m HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+        for i in 0.. {
+            for s in &mut crowd {
+                // Evicted or timed-out clients get an error here; the rest keep trickling.
+                let _ = s.write_all(&[head[i % head.len()]]).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
 #[tokio::test]
-async fn slow_clients_are_dropped_and_do_not_starve_a_scrape() {
+async fn a_crowd_of_slow_clients_beyond_the_connection_limit_does_not_delay_a_scrape() {
+    // The head deadline is long on purpose: a scrape that had to wait for slow clients' slots
+    // to time out would wait 60 s, so the bound below can only hold if crowding clients give up
+    // their slots to it.
     let up = Upstream::start(Script::Body("x 1\n")).await;
     let sidecar = Sidecar::to_with(
         up.addr,
         &["/m=/m"],
         ProxyOverrides {
-            request_head_timeout: Some("300ms".into()),
+            request_head_timeout: Some("60s".into()),
             max_connections: Some(50),
             ..Default::default()
         },
     )
     .await;
-    // 300 clients: each sends half a head and then nothing.
-    let mut slow = Vec::new();
-    for _ in 0..300 {
-        let mut s = TcpStream::connect(sidecar.addr).await.unwrap();
-        let _ = s.write_all(b"GET /m HTTP/1.1\r\nHo").await;
-        slow.push(s);
+    // Six times the limit, connected and trickling before the scrape arrives.
+    let crowd = trickling_crowd(sidecar.addr, 300).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for round in 0..5 {
+        let reply = tokio::time::timeout(Duration::from_secs(10), get(sidecar.addr, "/m", ""))
+            .await
+            .unwrap_or_else(|_| panic!("scrape {round} waited behind the crowd"));
+        assert_eq!(reply.status, 200);
     }
+    assert_eq!(up.heads().len(), 5, "no trickled head reached the app");
+    let metrics = get(sidecar.addr, "/-/metrics", "").await.text();
+    let shed = metric(&metrics, "meshscrape_proxy_connections_shed_total{reason=\"crowded\"}");
+    // 300 crowding clients for 50 slots, plus a slot for each scrape and the metrics request.
+    assert!(shed >= 250.0, "{metrics}");
+    assert!(metric(&metrics, "meshscrape_proxy_open_connections") <= 50.0, "{metrics}");
+
+    // The crowd leaves: the sidecar recovers fully (every slot free but the one asking).
+    crowd.abort();
+    let _ = crowd.await;
     let started = Instant::now();
-    let reply = tokio::time::timeout(Duration::from_secs(20), get(sidecar.addr, "/m", ""))
-        .await
-        .expect("the scrape was starved");
-    assert_eq!(reply.status, 200);
-    // The first slow client was cut once its head deadline passed.
+    loop {
+        let metrics = get(sidecar.addr, "/-/metrics", "").await.text();
+        if metric(&metrics, "meshscrape_proxy_open_connections") == 1.0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "slots still held:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(get(sidecar.addr, "/m", "").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_client_slower_than_the_head_deadline_is_closed_and_counted() {
+    let up = Upstream::start(Script::Body("x 1\n")).await;
+    let sidecar = Sidecar::to_with(
+        up.addr,
+        &["/m=/m"],
+        ProxyOverrides { request_head_timeout: Some("300ms".into()), ..Default::default() },
+    )
+    .await;
+    let mut slow = TcpStream::connect(sidecar.addr).await.unwrap();
+    slow.write_all(b"GET /m HTTP/1.1\r\nHo").await.unwrap();
+    // Closed cleanly at the deadline: end of file, no answer, no reset.
     let mut buf = [0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(5), slow[0].read(&mut buf))
+    let n = tokio::time::timeout(Duration::from_secs(10), slow.read(&mut buf))
         .await
-        .expect("slow client still held")
-        .unwrap_or(0);
-    let _ = n;
-    assert_eq!(up.heads().len(), 1);
-    eprintln!("scrape behind 300 slow clients answered after {:?}", started.elapsed());
+        .expect("the slow client was not closed at its head deadline")
+        .expect("a clean close, not a reset");
+    assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&buf[..n]));
+    let started = Instant::now();
+    loop {
+        let metrics = get(sidecar.addr, "/-/metrics", "").await.text();
+        let shed =
+            metric(&metrics, "meshscrape_proxy_connections_shed_total{reason=\"head_timeout\"}");
+        if shed == 1.0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "not counted:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(up.heads().is_empty());
 }
 
 #[tokio::test]
