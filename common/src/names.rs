@@ -122,9 +122,51 @@ pub fn quantity(s: &str) -> Result<(), String> {
     }
 }
 
+/// A Kubernetes memory quantity (`15Mi`, `64M`, `1Gi`, `16777216`, `1e6`) in bytes; `None`
+/// when it is not a quantity or is negative. Fractions of a byte round up, as Kubernetes does.
+pub fn quantity_bytes(s: &str) -> Option<u64> {
+    quantity(s).ok()?;
+    let binary = [("Ki", 10), ("Mi", 20), ("Gi", 30), ("Ti", 40), ("Pi", 50), ("Ei", 60)];
+    let decimal = [("k", 3), ("M", 6), ("G", 9), ("T", 12), ("P", 15), ("E", 18)];
+    let (number, factor) = if let Some((n, shift)) =
+        binary.iter().find_map(|(suffix, shift)| Some((s.strip_suffix(suffix)?, *shift)))
+    {
+        (n, 2f64.powi(shift))
+    } else if let Some((n, exp)) =
+        decimal.iter().find_map(|(suffix, exp)| Some((s.strip_suffix(suffix)?, *exp)))
+    {
+        (n, 10f64.powi(exp))
+    } else if let Some(m) = s.strip_suffix('m') {
+        (m, 1e-3)
+    } else {
+        (s, 1.0)
+    };
+    // An exponent form (`1e6`) parses as a float by itself.
+    let bytes = number.parse::<f64>().ok()? * factor;
+    (bytes >= 0.0 && bytes.is_finite()).then(|| bytes.ceil().min(u64::MAX as f64) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_quantities_in_bytes() {
+        for (q, bytes) in [
+            ("15Mi", 15 << 20),
+            ("1Gi", 1 << 30),
+            ("64M", 64_000_000),
+            ("16777216", 16 << 20),
+            ("1e6", 1_000_000),
+            ("0.5Ki", 512),
+            ("1500m", 2),
+        ] {
+            assert_eq!(quantity_bytes(q), Some(bytes), "{q}");
+        }
+        for bad in ["", "15MB", "-1Mi", "Mi", "15 Mi"] {
+            assert_eq!(quantity_bytes(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn dns_labels() {

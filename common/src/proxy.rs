@@ -33,9 +33,53 @@ pub mod defaults {
     /// Prometheus's own default scrape timeout.
     pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-    pub const MAX_IN_FLIGHT: u64 = 32;
-    pub const MAX_CONNECTIONS: u64 = 256;
+    /// With [`MAX_CONNECTIONS`], sized to fit the 15Mi memory limit gen writes (see [`sizing`](super::sizing)):
+    /// one or two Prometheus replicas scrape a pod's routes a few at a time, so 16 leaves room
+    /// for retries and a person's curl.
+    pub const MAX_IN_FLIGHT: u64 = 16;
+    pub const MAX_CONNECTIONS: u64 = 128;
     pub const MAX_REQUEST_HEAD_BYTES: u64 = 8192;
+    /// The memory limit gen writes for the sidecar container.
+    pub const MEMORY_LIMIT: &str = "15Mi";
+}
+
+/// How much memory the sidecar needs for its limits, from measurements of the static build that
+/// ships in the image (bench/sidecar.py and the e2e limits test; docs/performance.md has the
+/// figures). Each constant is the measurement rounded up by a quarter or more.
+pub mod sizing {
+    use super::Limits;
+
+    /// At rest: 2.7 MiB resident, plus the binary's pages in the page cache, which the
+    /// container's cgroup is charged for when it first reads them.
+    pub const BASE: u64 = 4 << 20;
+    /// Per request in flight: up to three 64 KiB upstream buffers (one being read, one in the
+    /// body channel, one queued for a slow client) and their bookkeeping; measured 178 KiB per
+    /// scrape with 32 clients each reading 20 MB at 2 MB/s.
+    pub const PER_IN_FLIGHT: u64 = 256 << 10;
+    /// Per open client connection: hyper's 8 KiB head buffer, the connection's task and
+    /// state; measured 17–20 KiB per idle keep-alive connection.
+    pub const PER_CONNECTION: u64 = 24 << 10;
+    /// The share of the memory limit the estimate may take; the rest is margin for the
+    /// allocator's fragmentation and what was not measured.
+    pub const SHARE_PERCENT: u64 = 80;
+
+    /// The memory the sidecar may use at these limits, in bytes: every slot in use at once.
+    pub fn needed(limits: &Limits) -> u64 {
+        BASE.saturating_add(limits.max_in_flight.saturating_mul(PER_IN_FLIGHT))
+            .saturating_add(limits.max_connections.saturating_mul(PER_CONNECTION))
+    }
+
+    /// The smallest memory limit, in bytes, that these limits fit.
+    pub fn limit_for(limits: &Limits) -> u64 {
+        needed(limits).saturating_mul(100).div_ceil(SHARE_PERCENT)
+    }
+
+    /// The most requests in flight that fit `memory` bytes with `max_connections` connections.
+    pub fn max_in_flight_for(memory: u64, max_connections: u64) -> u64 {
+        let budget = memory / 100 * SHARE_PERCENT;
+        budget.saturating_sub(BASE).saturating_sub(max_connections.saturating_mul(PER_CONNECTION))
+            / PER_IN_FLIGHT
+    }
 }
 
 /// A validated sidecar configuration.

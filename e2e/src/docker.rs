@@ -151,26 +151,13 @@ pub fn peak_memory(id: &str) -> Option<u64> {
     .find_map(|p| std::fs::read_to_string(p).ok()?.trim().parse().ok())
 }
 
-/// A Kubernetes memory quantity ("15Mi", "64M", "1Gi", "1048576") in bytes.
+/// A Kubernetes memory quantity ("15Mi", "64M", "1Gi", "1048576") in bytes, as Docker takes it.
 pub fn memory_bytes(quantity: &str) -> Result<i64, String> {
-    let units: [(&str, i64); 8] = [
-        ("Ki", 1 << 10),
-        ("Mi", 1 << 20),
-        ("Gi", 1 << 30),
-        ("Ti", 1 << 40),
-        ("k", 1_000),
-        ("M", 1_000_000),
-        ("G", 1_000_000_000),
-        ("T", 1_000_000_000_000),
-    ];
-    let (number, factor) = units
-        .iter()
-        .find_map(|(suffix, f)| quantity.strip_suffix(suffix).map(|n| (n, *f)))
-        .unwrap_or((quantity, 1));
-    let n: f64 = number.parse().map_err(|_| {
-        format!("memory quantity {quantity:?} is not a number with a Ki/Mi/Gi/k/M/G suffix")
-    })?;
-    Ok((n * factor as f64) as i64)
+    meshscrape_common::names::quantity_bytes(quantity)
+        .and_then(|b| i64::try_from(b).ok())
+        .ok_or_else(|| {
+            format!("memory quantity {quantity:?} is not a number with a Ki/Mi/Gi/k/M/G suffix")
+        })
 }
 
 /// A Kubernetes CPU quantity ("100m", "0.5", "2") in Docker's NanoCPUs.

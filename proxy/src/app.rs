@@ -91,13 +91,18 @@ impl App {
         let reserved = [labels.len(), labels.len() + 1, labels.len() + 2];
         labels.extend([HEALTHY, READY, METRICS].map(String::from));
 
-        // Each upstream read takes up to 256 KiB: large enough that a 39 KB exposition arrives in
-        // one read and one write (fewer wake-ups of the scraper), small enough that eight
-        // concurrent 20 MB scrapes stay under the nginx sidecar's RSS. Measured with
-        // bench/sidecar.py: 512 KiB gained ~15% at 1 MB but doubled that peak RSS.
+        // Each upstream read takes up to 64 KiB: a 39 KB exposition (the bench's typical one)
+        // still arrives in one read and goes out in one write, and a scrape in flight holds about
+        // three such buffers (one being read, one in the body channel, one queued for a slow
+        // client), which `sizing::PER_IN_FLIGHT` in meshscrape-common budgets for. bench/sidecar.py,
+        // static builds side by side, 8 concurrent 20 MB scrapes: 256 KiB reads peaked at 6.9 MB
+        // RSS, 128 KiB at 4.9 MB, 64 KiB at 4.2 MB; 32 clients reading 20 MB at 2 MB/s: 16.7,
+        // 12.1 and 8.4 MB. The price is requests/s on large bodies: 64 and 128 KiB both ran
+        // 0.76-0.83x the 256 KiB build at 1 MB and 20 MB (the same at 39 KB), from the
+        // per-chunk cost of a read, a hand-over and a write.
         let max_pooled = usize::try_from(config.limits.max_in_flight).unwrap_or(usize::MAX);
         let pool =
-            Pool::new(max_pooled, config.timeouts.connect, upstream::IDLE_TIMEOUT, 256 * 1024);
+            Pool::new(max_pooled, config.timeouts.connect, upstream::IDLE_TIMEOUT, 64 * 1024);
 
         App {
             routes,

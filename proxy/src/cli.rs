@@ -51,10 +51,10 @@ pub struct Args {
     /// How long in-flight responses may finish after SIGTERM [key: timeouts.shutdownGrace] [default: 10s]
     #[arg(long, value_name = "DURATION")]
     pub shutdown_grace: Option<String>,
-    /// Forwarded requests at once; more get 503 [key: limits.maxInFlight] [default: 32]
+    /// Forwarded requests at once; more get 503. With --max-connections, sized to fit the 15Mi memory limit gen writes [key: limits.maxInFlight] [default: 16]
     #[arg(long, value_name = "N")]
     pub max_in_flight: Option<u64>,
-    /// Open client connections at once; more wait to be accepted [key: limits.maxConnections] [default: 256]
+    /// Open client connections at once; at the limit a new client takes the slot of the one that has waited longest for a request head [key: limits.maxConnections] [default: 128]
     #[arg(long, value_name = "N")]
     pub max_connections: Option<u64>,
     /// Largest request head in bytes; larger gets 431 [key: limits.maxRequestHeadBytes] [default: 8192]

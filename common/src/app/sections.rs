@@ -60,6 +60,40 @@ impl Check<'_> {
 }
 
 /// The file's value, or `default` with no location (reported as "key not set, default used").
+/// The sidecar's limits must fit its memory limit (see `proxy::sizing`): otherwise a burst of
+/// scrapes any admitted client can cause gets the pod OOM-killed.
+fn fits_memory(c: &mut Check<'_>, proxy: &ProxyConfig, memory: &str, f: &SidecarFile) {
+    let Some(limit) = names::quantity_bytes(memory) else { return };
+    let needed = proxy::sizing::limit_for(&proxy.limits);
+    if needed <= limit {
+        return;
+    }
+    let mib = |b: u64| b.div_ceil(1 << 20);
+    let (in_flight, conns) = (proxy.limits.max_in_flight, proxy.limits.max_connections);
+    let fitting = proxy::sizing::max_in_flight_for(limit, conns);
+    let lower = if fitting >= 1 {
+        format!("lower sidecar.limits.maxInFlight to {fitting}")
+    } else {
+        "lower sidecar.limits.maxConnections".to_string()
+    };
+    let limits = f.limits.as_ref();
+    let at =
+        limits.and_then(|l| l.max_in_flight.as_ref().or(l.max_connections.as_ref())).map_or_else(
+            || f.resources.limits.memory.as_ref().map_or(Location::UNKNOWN, |m| m.referenced),
+            |v| v.referenced,
+        );
+    c.fail(
+        "sidecar.limits",
+        &at,
+        format!(
+            "{in_flight} scrapes in flight and {conns} connections need a memory limit of at \
+                least {}Mi, but sidecar.resources.limits.memory is {memory}: a burst of slow \
+                scrapes could get the pod OOM-killed; {lower}, or raise the memory limit",
+            mib(needed),
+        ),
+    );
+}
+
 pub(super) fn or_default<T: Clone>(v: &Option<S<T>>, default: T) -> S<T> {
     v.clone().unwrap_or_else(|| Spanned::new(default, Location::UNKNOWN, Location::UNKNOWN))
 }
@@ -196,14 +230,17 @@ pub(super) fn sidecar(
         forward_headers: f.forward_headers.clone(),
     };
     match ProxyConfig::resolve(Some(c.path), proxy_file, &ProxyOverrides::default()) {
-        Ok(proxy) => Ok(Some(Sidecar {
-            image: sidecar_image,
-            port: port.unwrap_or(0),
-            port_name,
-            resources,
-            proxy,
-            native: f.native.unwrap_or(false),
-        })),
+        Ok(proxy) => {
+            fits_memory(c, &proxy, &resources.limits_memory, f);
+            Ok(Some(Sidecar {
+                image: sidecar_image,
+                port: port.unwrap_or(0),
+                port_name,
+                resources,
+                proxy,
+                native: f.native.unwrap_or(false),
+            }))
+        }
         Err(ConfigError::Invalid { problems }) => {
             let prefixed = problems
                 .into_iter()

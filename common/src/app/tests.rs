@@ -224,3 +224,33 @@ fn the_annotation_alone_under_ambient_is_refused_naming_both_keys() {
     let ps = problems(&format!("{MINIMAL}istio: {{dataplane: waypoint}}\n"));
     assert!(ps[0].message.contains("use sidecar or ambient"), "{ps:?}");
 }
+
+#[test]
+fn the_default_limits_fit_the_default_memory_limit_and_larger_ones_must_be_paid_for() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.sidecar.resources.limits_memory, crate::proxy::defaults::MEMORY_LIMIT);
+    let limit = crate::names::quantity_bytes(&c.sidecar.resources.limits_memory).unwrap();
+    assert!(crate::proxy::sizing::limit_for(&c.sidecar.proxy.limits) <= limit);
+
+    // The old defaults (32 in flight, 256 connections) do not fit 15Mi: refused, with the line,
+    // the limit that would fit and the value of maxInFlight that would.
+    let text =
+        format!("{MINIMAL}sidecar:\n  limits:\n    maxInFlight: 32\n    maxConnections: 256\n");
+    let p = problems(&text);
+    let fit = p.iter().find(|p| p.field == "sidecar.limits").expect("refused");
+    assert!(line(fit) > 0, "{fit:?}");
+    assert!(
+        fit.message.contains("32 scrapes in flight and 256 connections")
+            && fit.message.contains("sidecar.resources.limits.memory is 15Mi")
+            && fit.message.contains("lower sidecar.limits.maxInFlight to ")
+            && fit.message.contains("need a memory limit of at least 23Mi"),
+        "{}",
+        fit.message
+    );
+    // Paid for with a larger memory limit, they are accepted.
+    let paid = format!(
+        "{MINIMAL}sidecar:\n  resources: {{limits: {{memory: 23Mi}}}}\n  limits:\n    \
+            maxInFlight: 32\n    maxConnections: 256\n"
+    );
+    assert!(parse(&paid).is_ok(), "{:?}", problems(&paid));
+}

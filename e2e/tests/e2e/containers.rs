@@ -443,6 +443,116 @@ async fn repeated_twenty_megabyte_scrapes_fit_the_generated_limits() {
     );
 }
 
+/// A client that asks for a 20 MB exposition and reads it at `rate` bytes a second through a
+/// 64 KiB receive window, for `secs` seconds, then hangs up: the slow scrape a burst is made of.
+async fn slow_scrape(addr: std::net::SocketAddr, rate: f64, secs: f64) -> usize {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    let mut s = socket.connect(addr).await.expect("connect to the sidecar");
+    s.write_all(b"GET /prometheus?bytes=20000000 HTTP/1.1\r\nHost: pod\r\n\r\n").await.unwrap();
+    let started = Instant::now();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut got = 0;
+    while started.elapsed().as_secs_f64() < secs {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got += n,
+            _ => break,
+        }
+        let ahead = got as f64 / rate - started.elapsed().as_secs_f64();
+        if ahead > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(ahead)).await;
+        }
+    }
+    got
+}
+
+/// The limits the generated ConfigMap gives the sidecar fit the memory limit the generated
+/// Deployment gives it: `maxInFlight` slow 20 MB scrapes and `maxConnections` idle connections
+/// at once, and the container is not OOM-killed, its peak stays under the limit, and a scrape
+/// afterwards is served whole.
+#[tokio::test]
+async fn a_burst_of_slow_scrapes_and_idle_connections_at_the_generated_limits_is_survived() {
+    let Some(images) = docker::images_or_skip(env!("CARGO_BIN_EXE_demo-app")) else { return };
+    let example = Example::render();
+    let proxy = meshscrape_common::ProxyConfig::from_yaml(
+        Path::new("sidecar.yaml"),
+        &example.sidecar_yaml,
+        &Default::default(),
+    )
+    .expect("the generated sidecar.yaml reads");
+    let (in_flight, conns) = (proxy.limits.max_in_flight, proxy.limits.max_connections);
+    let scratch = Scratch::new("burst");
+    let pod = start_pod(images, &example, &scratch, &network_name("burst"), false).await;
+    let id = pod.sidecar.id().to_string();
+    let limit: u64 = docker::inspect(&id, "{{.HostConfig.Memory}}").parse().unwrap();
+    assert_eq!(limit, 15 << 20, "the generated 15Mi limit is on the container");
+    let addr = std::net::SocketAddr::new(pod.ip, 9090);
+
+    // maxConnections keep-alive connections, each after one answered request, left idle.
+    let mut idle = Vec::new();
+    for _ in 0..conns {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: pod\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+        idle.push(s);
+    }
+    // Then maxInFlight scrapes of 20 MB at once, each read at 2 MB/s for 6 s.
+    let burst: Vec<_> = (0..in_flight).map(|_| tokio::spawn(slow_scrape(addr, 2e6, 6.0))).collect();
+    let mut read = 0;
+    for scrape in burst {
+        let got = scrape.await.unwrap();
+        assert!(got > 1_000_000, "a slow scrape was refused or cut early: {got} bytes");
+        read += got;
+    }
+    drop(idle);
+
+    assert_eq!(
+        docker::inspect(&id, "{{.State.Running}} {{.State.OOMKilled}} {{.RestartCount}}"),
+        "true false 0",
+        "the sidecar was OOM-killed or restarted"
+    );
+    let fetched = fetch::get(
+        &format!("http://{addr}/prometheus?bytes=20000000"),
+        &[],
+        Duration::from_secs(60),
+        32 << 20,
+    )
+    .await
+    .expect("a scrape after the burst");
+    assert_eq!(fetched.status, 200);
+    assert!(fetched.body.len() >= 20_000_000, "a short body after the burst");
+
+    // The process's own peak resident memory, read from the host, and the cgroup's peak
+    // (which also counts the page cache it was charged for).
+    let pid = docker::inspect(&id, "{{.State.Pid}}");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let hwm_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    let cgroup_peak = docker::peak_memory(&id);
+    eprintln!(
+        "{in_flight} slow 20 MB scrapes ({:.0} MB read) + {conns} idle connections under 15Mi: \
+            sidecar peak RSS {:.1} MiB, cgroup peak {}",
+        read as f64 / 1e6,
+        hwm_kib as f64 / 1024.0,
+        cgroup_peak.map_or("not exposed".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0)),
+    );
+    let estimate = meshscrape_common::proxy::sizing::needed(&proxy.limits);
+    assert!(
+        hwm_kib * 1024 < estimate,
+        "peak RSS {hwm_kib} KiB is above the sizing estimate of {estimate} bytes"
+    );
+    if let Some(peak) = cgroup_peak {
+        assert!(peak < limit, "the cgroup reached its limit ({peak} bytes): memory pressure");
+    }
+}
+
 /// The forwarder run as the kubelet runs a native sidecar: started before the app (once its
 /// startup probe, its own /-/ready, passes) and stopped after it. In between it answers for
 /// itself while the app is absent (502 on the metrics route), serves the app once it is up, and

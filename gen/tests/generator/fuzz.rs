@@ -54,7 +54,7 @@ sidecar:
     - /prometheus=/prometheus
     - /readiness=/ready
   timeouts: {connect: 1s, requestHead: 5s, upstream: 10s, shutdownGrace: 10s}
-  limits: {maxInFlight: 32, maxConnections: 256, maxRequestHeadBytes: 8192}
+  limits: {maxInFlight: 16, maxConnections: 128, maxRequestHeadBytes: 8192}
   logFormat: json
 monitor:
   kind: ServiceMonitor

@@ -186,6 +186,10 @@ fn fuzz_overrides() -> ProxyOverrides {
         // The case number must reach the app; x-hop is forwarded unless Connection names it,
         // which the fuzz checks (only the allowlist and these pass at all).
         forward_headers: vec!["x-fuzz-case".into(), "x-hop".into()],
+        // Every case may be in flight at once; a 503 for being over the limit is not what
+        // the fuzz looks for.
+        max_in_flight: Some(PARALLEL as u64),
+        max_connections: Some(PARALLEL as u64 * 2),
         ..Default::default()
     }
 }
