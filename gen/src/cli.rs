@@ -8,8 +8,9 @@ use clap::{Parser, Subcommand};
 use meshscrape_common::AppConfig;
 
 use crate::inject::{Extras, inject, read_inputs};
+use crate::render::{render_each, write_unchecked};
 use crate::templates::Templates;
-use crate::{GenError, output, render};
+use crate::{GenError, output};
 
 /// Renders the Kubernetes objects that let Prometheus scrape an app behind Istio STRICT mTLS
 /// through the meshscrape-proxy sidecar: Deployment (app + sidecar), Service, the sidecar's
@@ -98,15 +99,26 @@ fn run_render(args: &RenderArgs) -> Result<(), GenError> {
         config = config.with_namespaces(args.namespaces.clone())?;
     }
     let templates = Templates::load(args.templates.as_deref())?;
-    let rendered = render(&config, &templates)?;
     match &args.out {
         Some(dir) => {
-            for path in output::write_dir(dir, &rendered)? {
+            // Each object is written (under a temporary name) as soon as it is checked.
+            let mut staged = output::Staged::new(dir);
+            render_each(&config, &templates, |r| staged.add(&r))?;
+            for path in staged.commit()? {
                 eprintln!("wrote {}", path.display());
             }
             Ok(())
         }
-        None => print(&output::stream(&rendered)),
+        None => {
+            // Two passes keep memory flat and stdout all-or-nothing: every object is checked
+            // before the first byte goes out (a pipe into kubectl apply must not get half a
+            // set), then rendered again and written as it renders.
+            render_each(&config, &templates, |_| Ok(()))?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+            write_unchecked(&config, &templates, &mut out)?;
+            out.flush().map_err(|source| GenError::Io { path: "stdout".into(), source })
+        }
     }
 }
 

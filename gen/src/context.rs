@@ -25,8 +25,22 @@ fn merged(
     out
 }
 
-/// The template context for one namespace.
-pub(crate) fn context(c: &AppConfig, namespace: &str) -> Value {
+/// The template context: everything but the namespace, converted for the template engine once.
+pub(crate) struct Context(minijinja::Value);
+
+impl Context {
+    pub(crate) fn new(c: &AppConfig) -> Self {
+        Context(minijinja::Value::from(minijinja::value::Serde(base(c))))
+    }
+
+    /// The context for one namespace.
+    pub(crate) fn for_namespace(&self, namespace: &str) -> minijinja::Value {
+        minijinja::context! { namespace => namespace, ..self.0.clone() }
+    }
+}
+
+/// The namespace-independent part of the template context.
+fn base(c: &AppConfig) -> Value {
     let common = BTreeMap::from([
         ("app.kubernetes.io/name".to_string(), c.name.clone()),
         ("app.kubernetes.io/managed-by".to_string(), "meshscrape-gen".to_string()),
@@ -36,7 +50,6 @@ pub(crate) fn context(c: &AppConfig, namespace: &str) -> Value {
     let config_yaml = c.sidecar.proxy.to_yaml();
     json!({
         "name": c.name,
-        "namespace": namespace,
         "namespaces": c.namespaces,
         "pod_labels": c.pod_labels,
         "template_labels": template_labels,

@@ -43,7 +43,7 @@ pub fn parse(text: &str) -> Result<(Object, Value), String> {
 /// Deserializes, then serializes back: a field that does not survive the round trip is one the
 /// typed form does not have.
 fn strict<T: DeserializeOwned + Serialize>(value: &Value) -> Result<Box<T>, String> {
-    let typed: T = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+    let typed = T::deserialize(value).map_err(|e| e.to_string())?;
     let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
     match unknown_field(value, &back, String::new()) {
         Some(path) => {

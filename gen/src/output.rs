@@ -33,56 +33,106 @@ pub fn files(rendered: &[Rendered]) -> Vec<(PathBuf, String)> {
             out.push((Path::new(ns).join(&file), format!("# Source: {}\n{}", r.source, r.text)));
             resources.push(file);
         }
-        let mut k = String::from(
-            "# Written by meshscrape-gen; apply with: kubectl apply -k .\napiVersion: \
-                kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n",
-        );
-        for file in resources {
-            k.push_str(&format!("  - {file}\n"));
-        }
-        out.push((Path::new(ns).join("kustomization.yaml"), k));
+        out.push((Path::new(ns).join("kustomization.yaml"), kustomization(&resources)));
     }
     out
 }
 
-/// Writes every file under `dir`, all or nothing as far as the file system allows: every file is
-/// first written under a temporary name beside its final one, and only when all of them are
-/// written are they renamed into place. A failure on the way (a full disk, a read-only folder)
-/// removes the temporary files and leaves `dir` as it was, apart from folders it had to create.
+/// Writes every file under `dir`, all or nothing as far as the file system allows: see [`Staged`].
 pub fn write_dir(dir: &Path, rendered: &[Rendered]) -> Result<Vec<PathBuf>, GenError> {
-    let io = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| GenError::Io { path, source }
-    };
-    let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
-    let stage = |staged: &mut Vec<(PathBuf, PathBuf)>| -> Result<(), GenError> {
-        for (rel, text) in files(rendered) {
-            let path = dir.join(&rel);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(io(parent))?;
-            }
-            let tmp = path.with_extension("yaml.tmp");
-            std::fs::write(&tmp, text).map_err(io(&tmp))?;
-            staged.push((tmp, path));
+    let mut staged = Staged::new(dir);
+    for r in rendered {
+        staged.add(r)?;
+    }
+    staged.commit()
+}
+
+/// Files written under temporary names beside their final ones, one object at a time, and renamed
+/// into place only when every one is written: a failure on the way (a full disk, a read-only
+/// folder, a template error in a later namespace) removes the temporary files and leaves the
+/// folder as it was, apart from folders it had to create. Holds file names, not contents, so
+/// memory does not grow with the objects' size.
+pub struct Staged {
+    dir: PathBuf,
+    /// Temporary and final path of every file written so far.
+    files: Vec<(PathBuf, PathBuf)>,
+    /// Per namespace, in first-seen order, the file names its kustomization.yaml lists.
+    namespaces: Vec<(String, Vec<String>)>,
+}
+
+impl Staged {
+    pub fn new(dir: &Path) -> Self {
+        Staged { dir: dir.to_path_buf(), files: Vec::new(), namespaces: Vec::new() }
+    }
+
+    /// Writes `r` under its temporary name.
+    pub fn add(&mut self, r: &Rendered) -> Result<(), GenError> {
+        let file = format!("{}-{}.yaml", r.kind.to_ascii_lowercase(), r.name);
+        self.write(
+            &Path::new(&r.namespace).join(&file),
+            &format!("# Source: {}\n{}", r.source, r.text),
+        )?;
+        match self.namespaces.iter_mut().find(|(ns, _)| *ns == r.namespace) {
+            Some((_, files)) => files.push(file),
+            None => self.namespaces.push((r.namespace.clone(), vec![file])),
         }
         Ok(())
-    };
-    if let Err(e) = stage(&mut staged) {
-        for (tmp, _) in &staged {
+    }
+
+    fn write(&mut self, rel: &Path, text: &str) -> Result<(), GenError> {
+        let path = self.dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let tmp = path.with_extension("yaml.tmp");
+        std::fs::write(&tmp, text).map_err(io(&tmp))?;
+        self.files.push((tmp, path));
+        Ok(())
+    }
+
+    /// Writes each namespace's kustomization.yaml, then renames every file into place; returns
+    /// the final paths.
+    pub fn commit(mut self) -> Result<Vec<PathBuf>, GenError> {
+        for (ns, files) in std::mem::take(&mut self.namespaces) {
+            self.write(&Path::new(&ns).join("kustomization.yaml"), &kustomization(&files))?;
+        }
+        let files = std::mem::take(&mut self.files);
+        let mut written = Vec::with_capacity(files.len());
+        for (i, (tmp, path)) in files.iter().enumerate() {
+            if let Err(e) = std::fs::rename(tmp, path) {
+                // Too late to undo the renames before it; at least leave no temporary files.
+                for (tmp, _) in &files[i..] {
+                    let _ = std::fs::remove_file(tmp);
+                }
+                return Err(io(path)(e));
+            }
+            written.push(path.clone());
+        }
+        Ok(written)
+    }
+}
+
+impl Drop for Staged {
+    /// Not committed (an error on the way): the temporary files go.
+    fn drop(&mut self) {
+        for (tmp, _) in &self.files {
             let _ = std::fs::remove_file(tmp);
         }
-        return Err(e);
     }
-    let mut written = Vec::new();
-    for (i, (tmp, path)) in staged.iter().enumerate() {
-        if let Err(e) = std::fs::rename(tmp, path) {
-            // Too late to undo the renames before it; at least leave no temporary files.
-            for (tmp, _) in &staged[i..] {
-                let _ = std::fs::remove_file(tmp);
-            }
-            return Err(io(path)(e));
-        }
-        written.push(path.clone());
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GenError {
+    let path = path.display().to_string();
+    move |source| GenError::Io { path, source }
+}
+
+fn kustomization(files: &[String]) -> String {
+    let mut k = String::from(
+        "# Written by meshscrape-gen; apply with: kubectl apply -k .\napiVersion: \
+            kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n",
+    );
+    for file in files {
+        k.push_str(&format!("  - {file}\n"));
     }
-    Ok(written)
+    k
 }

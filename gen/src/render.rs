@@ -7,7 +7,7 @@ use meshscrape_common::app::MonitorKind;
 use meshscrape_common::{AppConfig, ProxyConfig, ProxyOverrides};
 
 use crate::GenError;
-use crate::context::context;
+use crate::context::Context;
 use crate::objects::{self, Object};
 use crate::templates::Templates;
 
@@ -28,28 +28,63 @@ pub struct Rendered {
 /// PeerAuthentication and NetworkPolicy (as configured), then the monitor in its own namespace.
 pub fn render(config: &AppConfig, templates: &Templates) -> Result<Vec<Rendered>, GenError> {
     let mut out = Vec::new();
-    for ns in &config.namespaces {
-        let ctx = context(config, ns);
-        let mut names = vec!["configmap.yaml.j2", "deployment.yaml.j2", "service.yaml.j2"];
-        if config.istio.peer_authentication() {
-            names.push("peerauthentication.yaml.j2");
-        }
-        if config.network_policy.enabled {
-            names.push("networkpolicy.yaml.j2");
-        }
-        for name in names {
-            out.push(one(config, templates, name, &ctx)?);
-        }
-    }
-    // The monitor lives once, in Prometheus's namespace, and selects across the app's namespaces.
-    let first = config.namespaces.first().map_or("default", String::as_str);
-    out.push(one(
-        config,
-        templates,
-        monitor_template(config.monitor.kind),
-        &context(config, first),
-    )?);
+    render_each(config, templates, |r| {
+        out.push(r);
+        Ok(())
+    })?;
     Ok(out)
+}
+
+/// [`render`], handing each object to `sink` as soon as it is checked and keeping none, so memory
+/// does not grow with the number of namespaces. Stops at the first error, `sink`'s included.
+pub fn render_each(
+    config: &AppConfig,
+    templates: &Templates,
+    mut sink: impl FnMut(Rendered) -> Result<(), GenError>,
+) -> Result<(), GenError> {
+    let base = Context::new(config);
+    let mut checked = Checked::default();
+    for (ns, name) in plan(config) {
+        sink(one(config, templates, name, &base.for_namespace(ns), &mut checked)?)?;
+    }
+    Ok(())
+}
+
+/// Writes the YAML stream [`output::stream`](crate::output::stream) would make of [`render`]'s
+/// objects, without checking them: for output already checked by [`render_each`] with the same
+/// config and templates, which render the same text (rendering is deterministic).
+pub fn write_unchecked(
+    config: &AppConfig,
+    templates: &Templates,
+    out: &mut impl std::io::Write,
+) -> Result<(), GenError> {
+    let base = Context::new(config);
+    let io = |source| GenError::Io { path: "stdout".into(), source };
+    for (ns, name) in plan(config) {
+        let text = templates.render(name, &base.for_namespace(ns))?;
+        write!(out, "---\n# Source: {}\n{text}", templates.source(name)).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Which template renders in which namespace, in output order.
+fn plan(config: &AppConfig) -> impl Iterator<Item = (&str, &'static str)> {
+    let mut names = vec!["configmap.yaml.j2", "deployment.yaml.j2", "service.yaml.j2"];
+    if config.istio.peer_authentication() {
+        names.push("peerauthentication.yaml.j2");
+    }
+    if config.network_policy.enabled {
+        names.push("networkpolicy.yaml.j2");
+    }
+    // The monitor lives once, in Prometheus's namespace, and selects across the app's namespaces;
+    // it is rendered with the first namespace's context.
+    let first = config.namespaces.first().map_or("default", String::as_str);
+    let monitor = std::iter::once((first, monitor_template(config.monitor.kind)));
+    config
+        .namespaces
+        .iter()
+        .flat_map(move |ns| names.clone().into_iter().map(move |name| (ns.as_str(), name)))
+        .chain(monitor)
 }
 
 /// The template that renders a monitor of `kind`.
@@ -67,14 +102,23 @@ pub fn render_one(
     name: &str,
     namespace: &str,
 ) -> Result<Rendered, GenError> {
-    one(config, templates, name, &context(config, namespace))
+    let ctx = Context::new(config).for_namespace(namespace);
+    one(config, templates, name, &ctx, &mut Checked::default())
+}
+
+/// The ConfigMap payload last found to read back as the configured sidecar: every namespace's is
+/// usually the same text, and reading it back once is enough.
+#[derive(Default)]
+struct Checked {
+    sidecar_yaml: Option<String>,
 }
 
 fn one(
     config: &AppConfig,
     templates: &Templates,
     name: &str,
-    ctx: &serde_json::Value,
+    ctx: &minijinja::Value,
+    checked: &mut Checked,
 ) -> Result<Rendered, GenError> {
     let text = templates.render(name, ctx)?;
     let source = templates.source(name);
@@ -107,6 +151,9 @@ fn one(
             .as_ref()
             .and_then(|d| d.get("sidecar.yaml"))
             .ok_or_else(|| fail(&kind, &obj_name, "data.sidecar.yaml is missing".into()))?;
+        if checked.sidecar_yaml.as_deref() == Some(yaml.as_str()) {
+            return Ok(Rendered { namespace, kind, name: obj_name, source, text, object });
+        }
         let read =
             ProxyConfig::from_yaml(Path::new("sidecar.yaml"), yaml, &ProxyOverrides::default())
                 .map_err(|e| {
@@ -123,6 +170,7 @@ fn one(
                 "data.sidecar.yaml does not read back as the configured sidecar".into(),
             ));
         }
+        checked.sidecar_yaml = Some(yaml.clone());
     }
     Ok(Rendered { namespace, kind, name: obj_name, source, text, object })
 }

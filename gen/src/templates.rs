@@ -75,13 +75,13 @@ impl Templates {
     }
 
     /// Renders one template with `ctx`.
-    pub fn render(&self, name: &str, ctx: &serde_json::Value) -> Result<String, GenError> {
+    pub fn render(&self, name: &str, ctx: &minijinja::Value) -> Result<String, GenError> {
         let fail = |e: minijinja::Error| GenError::Template {
             template: self.source(name),
             message: chain(&e),
         };
         let template = self.env.get_template(name).map_err(fail)?;
-        let mut text = template.render(minijinja::value::Serde(ctx)).map_err(fail)?;
+        let mut text = template.render(ctx).map_err(fail)?;
         // minijinja drops the template's final newline; every YAML document ends with one.
         text.push('\n');
         Ok(text)

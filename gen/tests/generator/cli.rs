@@ -155,3 +155,43 @@ fn missing_config_file_exits_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read no/such/file.yaml"));
     assert!(out.stdout.is_empty());
 }
+
+/// A template that fails only in the last namespace: by then every earlier namespace has been
+/// rendered and checked, and still nothing may come out.
+#[test]
+fn a_failure_in_the_last_namespace_leaves_no_output_on_stdout_or_in_out() {
+    let base = std::env::temp_dir().join(format!("meshscrape-gen-late-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let templates = base.join("templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    let service = std::fs::read_to_string(root().join("templates/service.yaml.j2")).unwrap();
+    std::fs::write(
+        templates.join("service.yaml.j2"),
+        format!("{{% if namespace == \"late\" %}}{{{{ no_such_value.x }}}}{{% endif %}}{service}"),
+    )
+    .unwrap();
+    let mut args = vec!["--config", "examples/identity-service.yaml", "--templates"];
+    args.push(templates.to_str().unwrap());
+    let namespaces: Vec<String> = (0..50).map(|i| format!("ns-{i}")).collect();
+    for ns in &namespaces {
+        args.extend(["--namespace", ns]);
+    }
+    args.extend(["--namespace", "late"]);
+
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty(), "{} bytes reached stdout", out.stdout.len());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("service.yaml.j2"));
+
+    let dir = base.join("out");
+    let out = run(&[&args[..], &["--out", dir.to_str().unwrap()]].concat());
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut left = Vec::new();
+    for folder in std::fs::read_dir(&dir).into_iter().flatten() {
+        for file in std::fs::read_dir(folder.unwrap().path()).unwrap() {
+            left.push(file.unwrap().path());
+        }
+    }
+    assert!(left.is_empty(), "files left behind: {left:?}");
+    std::fs::remove_dir_all(&base).unwrap();
+}

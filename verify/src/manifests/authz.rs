@@ -17,7 +17,7 @@ pub(super) fn check(x: &Scrape<'_>, report: &mut Report) {
     let ns = ns_of(x.workload);
     let applying: Vec<&Value> = x
         .objects
-        .of_kind(&["AuthorizationPolicy"])
+        .in_namespaces(&["AuthorizationPolicy"], &[ns, x.istio_root_namespace])
         .filter(|p| {
             let selector = p.pointer("/spec/selector");
             match (ns_of(p) == ns, ns_of(p) == x.istio_root_namespace, selector) {

@@ -18,7 +18,7 @@
 use serde_json::Value;
 
 use super::Scrape;
-use super::objects::{Labels, id, labels, ns_of, s};
+use super::objects::{Labels, id, labels, ns_of};
 use crate::report::{Check, Report};
 
 const EXCLUDE: &str = "traffic.sidecar.istio.io/excludeInboundPorts";
@@ -82,11 +82,7 @@ fn plane(x: &Scrape<'_>) -> Plane {
         return Plane::Sidecar("the pod's sidecar.istio.io/inject is true".into());
     }
     let ns = ns_of(w);
-    let namespace = x
-        .objects
-        .of_kind(&["Namespace"])
-        .find(|n| s(n, "/metadata/name") == Some(ns))
-        .map(|n| labels(n, "/metadata/labels"));
+    let namespace = x.objects.namespace(ns).map(|n| labels(n, "/metadata/labels"));
     let pod_mode = pod_labels.get(MODE).map(String::as_str);
     let ns_sidecar = namespace.as_ref().and_then(|l| {
         if l.get("istio-injection").map(String::as_str) == Some("enabled") {
@@ -136,7 +132,10 @@ impl<'a> Policies<'a> {
         let ns = ns_of(x.workload);
         let mut p =
             Policies { workload: vec![], namespace: vec![], root: vec![], misplaced: vec![] };
-        for pa in x.objects.of_kind(&["PeerAuthentication"]) {
+        // Only the workload's namespace and the root namespace can hold a policy for it.
+        let candidates =
+            x.objects.in_namespaces(&["PeerAuthentication"], &[ns, x.istio_root_namespace]);
+        for pa in candidates {
             let pa_ns = ns_of(pa);
             let selector = pa.pointer("/spec/selector/matchLabels").and_then(Value::as_object);
             let port_level = pa.pointer("/spec/portLevelMtls").is_some();

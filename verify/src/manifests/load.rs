@@ -43,7 +43,7 @@ pub fn load(
             }
         }
     }
-    Ok(Objects { docs })
+    Ok(Objects::from_values(docs))
 }
 
 /// The parser's bounds, set far above what a real cluster dump reaches (serde-saphyr's default

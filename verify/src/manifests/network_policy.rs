@@ -14,8 +14,7 @@ pub(super) fn check(x: &Scrape<'_>, report: &mut Report) {
     let pod_labels = labels(w, "/spec/template/metadata/labels");
     let policies: Vec<&Value> = x
         .objects
-        .of_kind(&["NetworkPolicy"])
-        .filter(|p| ns_of(p) == ns_of(w))
+        .in_namespace(&["NetworkPolicy"], ns_of(w))
         // An empty podSelector selects every pod, which selector_matches already says.
         .filter(|p| {
             p.pointer("/spec/podSelector").is_some_and(|sel| selector_matches(sel, &pod_labels))

@@ -148,16 +148,15 @@ fn selected_workloads<'a>(
     let sel = labels(service, "/spec/selector");
     let ns = ns_of(service);
     let w: Vec<&Value> = objects
-        .of_kind(&WORKLOADS)
+        .in_namespace(&WORKLOADS, ns)
         .filter(|w| {
             let pod = labels(w, "/spec/template/metadata/labels");
-            ns_of(w) == ns && !sel.is_empty() && sel.iter().all(|(k, v)| pod.get(k) == Some(v))
+            !sel.is_empty() && sel.iter().all(|(k, v)| pod.get(k) == Some(v))
         })
         .collect();
     if w.is_empty() {
         let tid = id(service);
-        let given: Vec<String> =
-            objects.of_kind(&WORKLOADS).filter(|w| ns_of(w) == ns).map(id).collect();
+        let given: Vec<String> = objects.in_namespace(&WORKLOADS, ns).map(id).collect();
         // Workloads were given and none is this Service's: its endpoints will be empty. With
         // none given at all, the links after the Service cannot be checked, which is a warning.
         let check = if given.is_empty() {

@@ -33,8 +33,8 @@ pub(super) fn check(x: &Scrape<'_>, report: &mut Report) {
     };
     let Some(cm) = x
         .objects
-        .of_kind(&["ConfigMap"])
-        .find(|c| ns_of(c) == ns && s(c, "/metadata/name") == Some(cm_name.as_str()))
+        .in_namespace(&["ConfigMap"], ns)
+        .find(|c| s(c, "/metadata/name") == Some(cm_name.as_str()))
     else {
         report.push(
             Check::warn(
