@@ -104,8 +104,10 @@ fn run_render(args: &RenderArgs) -> Result<(), GenError> {
             // Each object is written (under a temporary name) as soon as it is checked.
             let mut staged = output::Staged::new(dir);
             render_each(&config, &templates, |r| staged.add(&r))?;
-            for path in staged.commit()? {
-                eprintln!("wrote {}", path.display());
+            let written = staged.commit()?;
+            let mut err = std::io::BufWriter::new(std::io::stderr().lock());
+            for path in &written {
+                let _ = writeln!(err, "wrote {}", path.display());
             }
             Ok(())
         }

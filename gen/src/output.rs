@@ -58,11 +58,21 @@ pub struct Staged {
     files: Vec<(PathBuf, PathBuf)>,
     /// Per namespace, in first-seen order, the file names its kustomization.yaml lists.
     namespaces: Vec<(String, Vec<String>)>,
+    /// Each namespace's position in `namespaces`.
+    seen: std::collections::HashMap<String, usize>,
+    /// The folder made last, so each is made once.
+    made: Option<PathBuf>,
 }
 
 impl Staged {
     pub fn new(dir: &Path) -> Self {
-        Staged { dir: dir.to_path_buf(), files: Vec::new(), namespaces: Vec::new() }
+        Staged {
+            dir: dir.to_path_buf(),
+            files: Vec::new(),
+            namespaces: Vec::new(),
+            seen: std::collections::HashMap::new(),
+            made: None,
+        }
     }
 
     /// Writes `r` under its temporary name.
@@ -72,17 +82,23 @@ impl Staged {
             &Path::new(&r.namespace).join(&file),
             &format!("# Source: {}\n{}", r.source, r.text),
         )?;
-        match self.namespaces.iter_mut().find(|(ns, _)| *ns == r.namespace) {
-            Some((_, files)) => files.push(file),
-            None => self.namespaces.push((r.namespace.clone(), vec![file])),
+        match self.seen.get(&r.namespace) {
+            Some(&i) => self.namespaces[i].1.push(file),
+            None => {
+                self.seen.insert(r.namespace.clone(), self.namespaces.len());
+                self.namespaces.push((r.namespace.clone(), vec![file]));
+            }
         }
         Ok(())
     }
 
     fn write(&mut self, rel: &Path, text: &str) -> Result<(), GenError> {
         let path = self.dir.join(rel);
-        if let Some(parent) = path.parent() {
+        if let Some(parent) = path.parent()
+            && self.made.as_deref() != Some(parent)
+        {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
+            self.made = Some(parent.to_path_buf());
         }
         let tmp = path.with_extension("yaml.tmp");
         std::fs::write(&tmp, text).map_err(io(&tmp))?;

@@ -22,7 +22,9 @@ fn main() {
             std::process::exit(1);
         }
     };
-    eprintln!("demo-app: listening on {addr}");
+    // The address actually bound (port 0 picks one), for whoever started it.
+    let bound = listener.local_addr().map_or(addr, |a| a.to_string());
+    eprintln!("demo-app: listening on {bound}");
     for stream in listener.incoming().flatten() {
         std::thread::spawn(move || {
             let _ = serve(stream);

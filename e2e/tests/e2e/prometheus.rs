@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use meshscrape_common::{ProxyConfig, ProxyOverrides};
 use meshscrape_e2e::{Example, METRIC, ScrapeJob, human, prometheus_yml, until};
@@ -21,22 +21,29 @@ use tokio::net::TcpListener;
 struct DemoApp(Child);
 
 impl DemoApp {
-    async fn start(addr: SocketAddr) -> DemoApp {
+    /// Starts it on a port of its own choosing (127.0.0.1:0) and reads the address from its
+    /// `listening on` line: no port is picked here and released for it to race for.
+    fn start() -> (DemoApp, SocketAddr) {
+        DemoApp::start_on("127.0.0.1:0")
+    }
+
+    /// Starts it on `addr` (one it had before), reading back the address it bound.
+    fn start_on(addr: &str) -> (DemoApp, SocketAddr) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_demo-app"))
+            .arg(addr)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start demo-app");
+        let stderr = child.stderr.take().unwrap();
         // Owned at once, so every way out of here kills and reaps it.
-        let app = DemoApp(
-            Command::new(env!("CARGO_BIN_EXE_demo-app"))
-                .arg(addr.to_string())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start demo-app"),
-        );
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return app;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("demo-app did not listen on {addr}");
+        let app = DemoApp(child);
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stderr), &mut line);
+        let addr = line
+            .strip_prefix("demo-app: listening on ")
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("demo-app did not say where it listens: {line:?}"));
+        (app, addr)
     }
 }
 
@@ -61,8 +68,41 @@ impl Drop for Prometheus {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// Starts a server that takes its listen port as a flag and cannot be told to pick one and say
+/// which (Prometheus, node_exporter): on a port picked free, and again on another if the server
+/// exits because something else took that port before it could bind it. Returns once `probe`
+/// answers with `expect` in its body, so the port is known to be this server's.
+fn start_on_free_port(command: impl Fn(u16) -> Command, probe: &str, expect: &str) -> (Child, u16) {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = command(port).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(60) {
+            if let Ok(Some(status)) = child.try_wait() {
+                last = format!("exited with {status} on port {port}");
+                break;
+            }
+            if http_get(port, probe).is_some_and(|body| body.contains(expect)) {
+                return (child, port);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("could not start the server on a free port: {last}");
+}
+
+/// A plain blocking GET on loopback; the body, or `None` when nothing answers.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok()?;
+    reply.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
 }
 
 /// Starts `binary` with the scrape jobs (see `meshscrape_e2e::prometheus_yml`).
@@ -73,15 +113,17 @@ fn start_prometheus(binary: &Path, jobs: &[ScrapeJob]) -> Prometheus {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("prometheus.yml"), prometheus_yml(jobs)).unwrap();
-    let port = free_port();
-    let child = Command::new(binary)
-        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus");
+    let (child, port) = start_on_free_port(
+        |port| {
+            let mut c = Command::new(binary);
+            c.arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+                .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+            c
+        },
+        "/-/healthy",
+        "Prometheus",
+    );
     Prometheus { child, dir, url: format!("http://127.0.0.1:{port}") }
 }
 
@@ -96,8 +138,7 @@ async fn prometheus_scrapes_the_app_through_the_generated_sidecar_and_sees_it_re
 async fn scrape_through_the_sidecar_and_recover(binary: &Path, version: Version) {
     // The example, rendered: the sidecar runs exactly the ConfigMap's configuration, on test ports.
     let example = Example::render_fast();
-    let app_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let app = DemoApp::start(app_addr).await;
+    let (app, app_addr) = DemoApp::start();
     let overrides = ProxyOverrides {
         listen: Some("127.0.0.1:0".into()),
         upstream: Some(format!("http://{app_addr}")),
@@ -162,7 +203,8 @@ async fn scrape_through_the_sidecar_and_recover(binary: &Path, version: Version)
     );
 
     // 4. The app comes back on the same port; everything recovers without restarting the sidecar.
-    let _app = DemoApp::start(app_addr).await;
+    let (_app, again) = DemoApp::start_on(&app_addr.to_string());
+    assert_eq!(again, app_addr);
     let report = until(&prom.url, &options, false, Duration::from_secs(30)).await;
     assert!(!report.failed(), "{}", human(&report));
     assert!(
@@ -308,13 +350,16 @@ async fn protobuf_from_node_exporter_and_prometheus_decodes_to_their_text_famili
         return;
     };
     let node_exporter = prometheus3.with_file_name("node_exporter");
-    let port = free_port();
-    let mut exporter = Command::new(&node_exporter)
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}", node_exporter.display()));
+    assert!(node_exporter.is_file(), "{} is missing", node_exporter.display());
+    let (mut exporter, port) = start_on_free_port(
+        |port| {
+            let mut c = Command::new(&node_exporter);
+            c.arg(format!("--web.listen-address=127.0.0.1:{port}"));
+            c
+        },
+        "/metrics",
+        "node_exporter_build_info",
+    );
     let prom = start_prometheus(&prometheus3, &[]);
     for url in [format!("http://127.0.0.1:{port}/metrics"), format!("{}/metrics", prom.url)] {
         let text = until_answered(&url, false).await;

@@ -278,9 +278,14 @@ async fn a_crowd_of_slow_clients_beyond_the_connection_limit_does_not_delay_a_sc
         },
     )
     .await;
-    // Six times the limit, connected and trickling before the scrape arrives.
+    // Six times the limit, connected and trickling before the scrape arrives: by the time the
+    // sidecar has shed 250 of them, it has accepted them all and every slot is the crowd's.
     let crowd = trickling_crowd(sidecar.addr, 300).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    while sidecar.shed_crowded() < 250.0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the crowd never filled the slots");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for round in 0..5 {
         let reply = tokio::time::timeout(Duration::from_secs(10), get(sidecar.addr, "/m", ""))
             .await
@@ -363,7 +368,12 @@ async fn a_client_that_stops_reading_is_cut_at_the_deadline_and_frees_its_slot()
         s.write_all(b"GET /m HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
         stalled.push(s);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Both requests are at the app, so both slots are taken.
+    let started = Instant::now();
+    while up.heads().len() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(5), "the stalled requests never arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(
         get(sidecar.addr, "/m", "").await.status,
         503,
@@ -384,6 +394,7 @@ async fn a_client_that_stops_reading_is_cut_at_the_deadline_and_frees_its_slot()
     assert_eq!(get(sidecar.addr, "/m", "").await.status, 200, "a real scrape gets a slot again");
     // The connection was closed: draining it ends in EOF, short of 20 MB.
     let mut got = Vec::new();
+    // Cut, not finished: an end of file or a reset both mean the sidecar closed it.
     let _ = tokio::time::timeout(Duration::from_secs(5), stalled[0].read_to_end(&mut got))
         .await
         .expect("the stalled connection was closed");
@@ -413,7 +424,18 @@ async fn a_client_that_pipelines_without_reading_does_not_hold_its_connection_sl
         let _ = flood.write_all(&requests).await;
         flood
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The flood holds the only slot once the sidecar has answered some of it (404s).
+    let started = Instant::now();
+    loop {
+        let metrics = get(sidecar.addr, "/-/metrics", "").await.text();
+        if metric(&metrics, "meshscrape_proxy_requests_total{route=\"unmatched\",status=\"404\"}")
+            > 0.0
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "the flood never arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let reply = tokio::time::timeout(Duration::from_secs(10), get(sidecar.addr, "/m", ""))
         .await
         .expect("the scrape waited behind the flood");
@@ -443,7 +465,11 @@ async fn upstream_conflicting_lengths_is_502() {
 
 #[tokio::test]
 async fn upstream_refusing_is_502() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // A port bound and held but not listening: connections to it are refused, and no other
+    // process can take it while the test runs (a port bound and released could be).
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = closed.local_addr().unwrap().port();
     let sidecar = Sidecar::to(format!("127.0.0.1:{port}").parse().unwrap(), &["/m=/m"]).await;
     let reply = get(sidecar.addr, "/m", "").await;
     assert_eq!(reply.status, 502);

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 /// A sidecar served in this process on 127.0.0.1:0.
 pub(crate) struct Sidecar {
     pub addr: SocketAddr,
+    app: Arc<App>,
     stop: Option<oneshot::Sender<()>>,
     pub done: tokio::task::JoinHandle<server::Drain>,
 }
@@ -33,7 +34,7 @@ impl Sidecar {
             })
             .await
         });
-        Sidecar { addr, stop: Some(stop), done }
+        Sidecar { addr, app, stop: Some(stop), done }
     }
 
     /// A sidecar whose routes all go to `upstream`.
@@ -53,6 +54,14 @@ impl Sidecar {
             ..overrides
         })
         .await
+    }
+
+    /// Connections shed at the connection limit so far, read without a connection of its own.
+    pub(crate) fn shed_crowded(&self) -> f64 {
+        metric(
+            &self.app.render_metrics(),
+            "meshscrape_proxy_connections_shed_total{reason=\"crowded\"}",
+        )
     }
 
     pub(crate) fn shutdown(&mut self) {

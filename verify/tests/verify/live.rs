@@ -102,7 +102,11 @@ async fn bad_answers_fail_with_a_reason() {
 
 #[tokio::test]
 async fn refused_https_oversized_and_endless_bodies_are_bounded() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // A port bound and held but not listening: connections to it are refused, and no other
+    // process can take it while the test runs (a port bound and released could be).
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = closed.local_addr().unwrap().port();
     let r = endpoint::check(&format!("http://127.0.0.1:{port}/m"), &opts()).await;
     assert!(fail_message(&r).contains("cannot connect"), "{r:?}");
     let r = endpoint::check("https://127.0.0.1:1/m", &opts()).await;
