@@ -149,16 +149,44 @@ fn start(binary: &PathBuf, target: SocketAddr, n: usize) -> Server {
         );
     }
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(binary)
-        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus");
-    Server { child, dir, url: format!("http://127.0.0.1:{port}") }
+    // Prometheus cannot listen on port 0 and say where: it gets a port picked free, and another
+    // if it exits because something took that one first; it counts as started once the port
+    // answers as Prometheus.
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = Command::new(binary)
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(60) {
+            if child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            if healthy(port) {
+                return Server { child, dir, url: format!("http://127.0.0.1:{port}") };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("Prometheus did not start on a free port in five tries");
+}
+
+/// Whether the port answers `/-/healthy` as Prometheus does.
+fn healthy(port: u16) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut reply = String::new();
+    s.write_all(b"GET /-/healthy HTTP/1.0\r\n\r\n").is_ok()
+        && s.read_to_string(&mut reply).is_ok()
+        && reply.contains("Prometheus")
 }
 
 /// Each case's health and last error, once every target has been scraped (bounded).
