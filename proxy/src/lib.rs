@@ -8,6 +8,7 @@ pub mod body;
 pub mod cli;
 pub mod connections;
 pub mod headers;
+pub mod memory;
 pub mod metrics;
 pub mod rejections;
 pub mod server;

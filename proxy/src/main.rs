@@ -57,6 +57,7 @@ async fn run(config: ProxyConfig) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let routes: Vec<String> = config.routes.iter().map(|r| r.to_flag(config.upstream)).collect();
     tracing::info!(listen = %listener.local_addr()?, upstream = %config.upstream, ?routes, "serving");
+    meshscrape_proxy::memory::warn_if_too_small(&config.limits);
 
     let app = Arc::new(App::new(&config));
     let shutdown = async {
