@@ -444,6 +444,51 @@ async fn a_client_that_pipelines_without_reading_does_not_hold_its_connection_sl
 }
 
 #[tokio::test]
+async fn clients_that_pipeline_and_never_read_do_not_delay_a_scrape_at_the_connection_limit() {
+    // Every slot held by a client that pipelines requests for the sidecar's own short answers and
+    // reads none: its connection is not answering a request of its own between answers, so a
+    // scrape takes its slot long before the 60 s head deadline could free one.
+    let up = Upstream::start(Script::Body("x 1\n")).await;
+    let sidecar = Sidecar::to_with(
+        up.addr,
+        &["/m=/m"],
+        ProxyOverrides {
+            request_head_timeout: Some("60s".into()),
+            max_connections: Some(4),
+            ..Default::default()
+        },
+    )
+    .await;
+    let requests = b"GET /no-such-path HTTP/1.1\r\nHost: x\r\n\r\n".repeat(100_000);
+    let mut writers = Vec::new();
+    for _ in 0..4 {
+        let mut flood = TcpStream::connect(sidecar.addr).await.unwrap();
+        let requests = requests.clone();
+        writers.push(tokio::spawn(async move {
+            let _ = flood.write_all(&requests).await;
+            flood
+        }));
+    }
+    // All four are in and answered some of their requests before the scrape comes.
+    let started = Instant::now();
+    let series = "meshscrape_proxy_requests_total{route=\"unmatched\",status=\"404\"}";
+    while sidecar.metric("meshscrape_proxy_open_connections") < 4.0 || sidecar.metric(series) < 4.0
+    {
+        assert!(started.elapsed() < Duration::from_secs(10), "the flood never filled the slots");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for round in 0..3 {
+        let reply = tokio::time::timeout(Duration::from_secs(10), get(sidecar.addr, "/m", ""))
+            .await
+            .unwrap_or_else(|_| panic!("scrape {round} waited behind the pipelining clients"));
+        assert_eq!(reply.status, 200);
+    }
+    for w in writers {
+        w.abort();
+    }
+}
+
+#[tokio::test]
 async fn upstream_garbage_is_502() {
     let up = Upstream::start(Script::Garbage).await;
     let sidecar = Sidecar::to(up.addr, &["/m=/m"]).await;

@@ -58,10 +58,12 @@ impl Sidecar {
 
     /// Connections shed at the connection limit so far, read without a connection of its own.
     pub(crate) fn shed_crowded(&self) -> f64 {
-        metric(
-            &self.app.render_metrics(),
-            "meshscrape_proxy_connections_shed_total{reason=\"crowded\"}",
-        )
+        self.metric("meshscrape_proxy_connections_shed_total{reason=\"crowded\"}")
+    }
+
+    /// A sample of `/-/metrics`, read without a connection of its own.
+    pub(crate) fn metric(&self, series: &str) -> f64 {
+        metric(&self.app.render_metrics(), series)
     }
 
     pub(crate) fn shutdown(&mut self) {
