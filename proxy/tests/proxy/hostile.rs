@@ -424,15 +424,12 @@ async fn a_client_that_pipelines_without_reading_does_not_hold_its_connection_sl
         let _ = flood.write_all(&requests).await;
         flood
     });
-    // The flood holds the only slot once the sidecar has answered some of it (404s).
+    // The flood holds the only slot once the sidecar has answered some of it (404s); read
+    // without a connection, which would take the flood's slot.
     let started = Instant::now();
-    loop {
-        let metrics = get(sidecar.addr, "/-/metrics", "").await.text();
-        if metric(&metrics, "meshscrape_proxy_requests_total{route=\"unmatched\",status=\"404\"}")
-            > 0.0
-        {
-            break;
-        }
+    while sidecar.metric("meshscrape_proxy_requests_total{route=\"unmatched\",status=\"404\"}")
+        == 0.0
+    {
         assert!(started.elapsed() < Duration::from_secs(5), "the flood never arrived");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

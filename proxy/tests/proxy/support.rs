@@ -61,9 +61,10 @@ impl Sidecar {
         self.metric("meshscrape_proxy_connections_shed_total{reason=\"crowded\"}")
     }
 
-    /// A sample of `/-/metrics`, read without a connection of its own.
+    /// A sample of `/-/metrics`, read without a connection of its own; 0 for a labelled
+    /// counter that has not been incremented yet (the sidecar renders those on first use).
     pub(crate) fn metric(&self, series: &str) -> f64 {
-        metric(&self.app.render_metrics(), series)
+        counter(&self.app.render_metrics(), series)
     }
 
     pub(crate) fn shutdown(&mut self) {
@@ -331,9 +332,18 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 
 /// The value of the sample `series` (name and labels exactly as rendered) in a text exposition.
 pub(crate) fn metric(exposition: &str, series: &str) -> f64 {
+    sample(exposition, series).unwrap_or_else(|| panic!("no sample {series} in:\n{exposition}"))
+}
+
+/// `metric` for a labelled counter the sidecar renders only once it has counted something: 0
+/// until then.
+pub(crate) fn counter(exposition: &str, series: &str) -> f64 {
+    sample(exposition, series).unwrap_or(0.0)
+}
+
+fn sample(exposition: &str, series: &str) -> Option<f64> {
     exposition
         .lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no sample {series} in:\n{exposition}"))
 }
