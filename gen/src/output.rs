@@ -7,44 +7,20 @@ use crate::{GenError, Rendered};
 
 /// Every object as one multi-document YAML stream, ready for `kubectl apply -f -`.
 pub fn stream(rendered: &[Rendered]) -> String {
-    let mut out = String::new();
-    for r in rendered {
-        out.push_str("---\n# Source: ");
-        out.push_str(&r.source);
-        out.push('\n');
-        out.push_str(&r.text);
-    }
-    out
+    rendered.iter().map(|r| Document { source: &r.source, text: &r.text }.to_string()).collect()
 }
 
-/// The files `write_dir` would write, relative to the output folder, with their contents.
-pub fn files(rendered: &[Rendered]) -> Vec<(PathBuf, String)> {
-    let mut namespaces: Vec<&str> = Vec::new();
-    for r in rendered {
-        if !namespaces.contains(&r.namespace.as_str()) {
-            namespaces.push(&r.namespace);
-        }
-    }
-    let mut out = Vec::new();
-    for ns in namespaces {
-        let mut resources = Vec::new();
-        for r in rendered.iter().filter(|r| r.namespace == ns) {
-            let file = format!("{}-{}.yaml", r.kind.to_ascii_lowercase(), r.name);
-            out.push((Path::new(ns).join(&file), format!("# Source: {}\n{}", r.source, r.text)));
-            resources.push(file);
-        }
-        out.push((Path::new(ns).join("kustomization.yaml"), kustomization(&resources)));
-    }
-    out
+/// One object as a document of the stream: the separator, where its template came from, the
+/// YAML.
+pub(crate) struct Document<'a> {
+    pub(crate) source: &'a str,
+    pub(crate) text: &'a str,
 }
 
-/// Writes every file under `dir`, all or nothing as far as the file system allows: see [`Staged`].
-pub fn write_dir(dir: &Path, rendered: &[Rendered]) -> Result<Vec<PathBuf>, GenError> {
-    let mut staged = Staged::new(dir);
-    for r in rendered {
-        staged.add(r)?;
+impl std::fmt::Display for Document<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "---\n# Source: {}\n{}", self.source, self.text)
     }
-    staged.commit()
 }
 
 /// Files written under temporary names beside their final ones, one object at a time, and renamed

@@ -9,6 +9,7 @@ use meshscrape_common::{AppConfig, ProxyConfig, ProxyOverrides};
 use crate::GenError;
 use crate::context::Context;
 use crate::objects::{self, Object};
+use crate::output::Document;
 use crate::templates::Templates;
 
 /// One rendered, checked object.
@@ -62,7 +63,8 @@ pub fn write_unchecked(
     let io = |source| GenError::Io { path: "stdout".into(), source };
     for (ns, name) in plan(config) {
         let text = templates.render(name, &base.for_namespace(ns))?;
-        write!(out, "---\n# Source: {}\n{text}", templates.source(name)).map_err(io)?;
+        let source = templates.source(name);
+        write!(out, "{}", Document { source: &source, text: &text }).map_err(io)?;
     }
     Ok(())
 }

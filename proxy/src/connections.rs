@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tokio::time::Instant;
 
 const WAITING: u8 = 0;
 const BUSY: u8 = 1;
@@ -31,14 +30,16 @@ pub struct Connections {
     max: usize,
     open: Mutex<HashMap<u64, Arc<State>>>,
     next_id: AtomicU64,
-    epoch: Instant,
+    /// Ticks once each time a connection starts waiting; the smallest tick waited longest.
+    /// (An order is all eviction needs, so no clock is read per request.)
+    ticks: AtomicU64,
     /// Raised when a busy connection goes back to waiting: a client held at the limit may take it.
     became_waiting: Notify,
 }
 
 struct State {
     phase: AtomicU8,
-    /// Microseconds from `Connections::epoch` to when it last started waiting.
+    /// The tick at which it last started waiting.
     waiting_since: AtomicU64,
     evict: Notify,
 }
@@ -52,7 +53,7 @@ impl Connections {
             max,
             open: Mutex::default(),
             next_id: AtomicU64::new(0),
-            epoch: Instant::now(),
+            ticks: AtomicU64::new(0),
             became_waiting: Notify::new(),
         })
     }
@@ -95,7 +96,7 @@ impl Connections {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let state = Arc::new(State {
             phase: AtomicU8::new(WAITING),
-            waiting_since: AtomicU64::new(self.now()),
+            waiting_since: AtomicU64::new(self.tick()),
             evict: Notify::new(),
         });
         self.lock().insert(id, state.clone());
@@ -127,8 +128,8 @@ impl Connections {
         false
     }
 
-    fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    fn tick(&self) -> u64 {
+        self.ticks.fetch_add(1, Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<State>>> {
@@ -185,7 +186,7 @@ pub(crate) struct Busy(Activity);
 impl Drop for Busy {
     fn drop(&mut self) {
         let Activity { state, connections } = &self.0;
-        state.waiting_since.store(connections.now(), Ordering::Relaxed);
+        state.waiting_since.store(connections.tick(), Ordering::Relaxed);
         if state.phase.compare_exchange(BUSY, WAITING, Ordering::AcqRel, Ordering::Relaxed).is_ok()
         {
             connections.became_waiting.notify_one();
@@ -201,7 +202,6 @@ mod tests {
     async fn at_the_limit_the_longest_waiting_connection_gives_up_its_slot() {
         let connections = Connections::new(3);
         let (oldest, _) = connections.admit().await;
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         let (busy, _) = connections.admit().await;
         let _serving = busy.activity().busy();
         let (young, _) = connections.admit().await;

@@ -404,8 +404,9 @@ async fn a_client_that_stops_reading_is_cut_at_the_deadline_and_frees_its_slot()
 #[tokio::test]
 async fn a_client_that_pipelines_without_reading_does_not_hold_its_connection_slot() {
     // The sidecar's own short answers carry no upstream deadline; thousands of them pipelined and
-    // never read still fill the socket, and the connection must not be held for ever: with the
-    // slots all taken, Prometheus would wait in the backlog.
+    // never read still fill the socket, and the connection must not be held for ever. At the
+    // connection limit a new client would take its slot (see the test below); this one asserts
+    // the write deadline closes it anyway, with no other client arriving.
     let up = Upstream::start(Script::Body("x 1\n")).await;
     let sidecar = Sidecar::to_with(
         up.addr,
@@ -433,6 +434,17 @@ async fn a_client_that_pipelines_without_reading_does_not_hold_its_connection_sl
         assert!(started.elapsed() < Duration::from_secs(5), "the flood never arrived");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // The sidecar closes it once an answer has waited past the deadline, and counts the cut.
+    let stalled = "meshscrape_proxy_connections_shed_total{reason=\"stalled_reader\"}";
+    let started = Instant::now();
+    while sidecar.metric(stalled) == 0.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the flooding connection was held past its write deadline"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(sidecar.metric("meshscrape_proxy_open_connections"), 0.0);
     let reply = tokio::time::timeout(Duration::from_secs(10), get(sidecar.addr, "/m", ""))
         .await
         .expect("the scrape waited behind the flood");
