@@ -14,7 +14,7 @@ use serde_saphyr::{Location, Spanned};
 use crate::duration;
 use crate::error::{ConfigError, Origin, Problems, Sourced};
 
-pub use url::check_path;
+pub use url::{MAX_TARGETS, check_path};
 
 /// The path prefix of the sidecar's own endpoints; no route may live under it.
 pub const RESERVED_PREFIX: &str = "/-/";
@@ -39,6 +39,9 @@ pub mod defaults {
     pub const MAX_IN_FLIGHT: u64 = 16;
     pub const MAX_CONNECTIONS: u64 = 128;
     pub const MAX_REQUEST_HEAD_BYTES: u64 = 8192;
+    /// One part of a merged route: larger parts are left out of the scrape (or, when the app
+    /// announced no length, cut it). 64 MiB is several times a large exporter's exposition.
+    pub const MAX_PART_BYTES: u64 = 64 << 20;
     /// The memory limit gen writes for the sidecar container.
     pub const MEMORY_LIMIT: &str = "15Mi";
 }
@@ -100,11 +103,13 @@ pub struct ProxyConfig {
     pub forward_headers: Vec<String>,
 }
 
-/// One exact public path and its loopback target.
+/// One exact public path and its loopback targets: one is forwarded as is; several are fetched
+/// together and merged into one exposition.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
     pub public: String,
-    pub target: Target,
+    /// At least one, at most [`MAX_TARGETS`], none twice.
+    pub targets: Vec<Target>,
 }
 
 /// Where a route forwards to: an address on loopback and a path there.
@@ -136,6 +141,8 @@ pub struct Limits {
     pub max_connections: u64,
     /// Bytes in a request head (request line and headers); more get 431.
     pub max_request_head_bytes: u64,
+    /// Bytes of one part of a merged route.
+    pub max_part_bytes: u64,
 }
 
 /// The format of the sidecar's logs on stderr.
@@ -169,6 +176,7 @@ pub struct ProxyOverrides {
     pub max_in_flight: Option<u64>,
     pub max_connections: Option<u64>,
     pub max_request_head_bytes: Option<u64>,
+    pub max_part_bytes: Option<u64>,
     pub log_format: Option<String>,
     /// When any is given, they replace the file's `forwardHeaders` entirely.
     pub forward_headers: Vec<String>,
@@ -183,7 +191,7 @@ pub(crate) struct ProxyFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) upstream: Option<Spanned<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) routes: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) routes: Option<Spanned<Vec<Spanned<RouteEntry>>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) timeouts: Option<TimeoutsFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -216,6 +224,79 @@ pub(crate) struct LimitsFile {
     pub(crate) max_connections: Option<Spanned<u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) max_request_head_bytes: Option<Spanned<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) max_part_bytes: Option<Spanned<u64>>,
+}
+
+/// One entry of `routes`: `PUBLIC=TARGET[|TARGET]...`, or, for a merged route, the same as a
+/// map with a list: `{path: /metrics, targets: [/metrics, http://127.0.0.1:9100/metrics]}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum RouteEntry {
+    Flag(String),
+    Merged { path: String, targets: Vec<String> },
+}
+
+impl RouteEntry {
+    /// The `PUBLIC=TARGET|TARGET` form both shapes are checked in.
+    fn to_flag(&self) -> String {
+        match self {
+            RouteEntry::Flag(s) => s.clone(),
+            RouteEntry::Merged { path, targets } => format!("{path}={}", targets.join("|")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RouteEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RouteEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("PUBLIC=TARGET, or a map with `path` and a list of `targets`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RouteEntry, E> {
+                Ok(RouteEntry::Flag(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RouteEntry, A::Error> {
+                use serde::de::Error as _;
+                let (mut path, mut targets) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "path" if path.is_none() => path = Some(map.next_value::<String>()?),
+                        "targets" if targets.is_none() => {
+                            targets = Some(map.next_value::<Vec<String>>()?)
+                        }
+                        "path" | "targets" => return Err(A::Error::duplicate_field("path")),
+                        other => {
+                            return Err(A::Error::unknown_field(other, &["path", "targets"]));
+                        }
+                    }
+                }
+                let path = path.ok_or_else(|| A::Error::missing_field("path"))?;
+                let targets = targets.ok_or_else(|| A::Error::missing_field("targets"))?;
+                Ok(RouteEntry::Merged { path, targets })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl Serialize for RouteEntry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        match self {
+            RouteEntry::Flag(f) => s.serialize_str(f),
+            RouteEntry::Merged { path, targets } => {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("path", path)?;
+                m.serialize_entry("targets", targets)?;
+                m.end()
+            }
+        }
+    }
 }
 
 /// Picks the flag if given, else the file's value, else the default.
@@ -351,6 +432,13 @@ impl ProxyConfig {
             path,
             defaults::MAX_REQUEST_HEAD_BYTES,
         );
+        let part = pick(
+            o.max_part_bytes,
+            "--max-part-bytes",
+            l.max_part_bytes,
+            path,
+            defaults::MAX_PART_BYTES,
+        );
         let limits = (
             c.check("limits.maxInFlight", in_flight, in_range(1, 10_000, "maxInFlight")),
             c.check("limits.maxConnections", conns, in_range(1, 100_000, "maxConnections")),
@@ -359,6 +447,7 @@ impl ProxyConfig {
                 head,
                 in_range(1024, 1 << 20, "maxRequestHeadBytes"),
             ),
+            c.check("limits.maxPartBytes", part, in_range(1024, 1 << 40, "maxPartBytes")),
         );
 
         let log_format =
@@ -369,7 +458,7 @@ impl ProxyConfig {
             _ => Err(format!("`{s}` is not a log format; use text or json")),
         });
 
-        let routes = resolve_routes(&mut c, path, file.routes, &o.routes, upstream);
+        let routes = resolve_routes(&mut c, path, file.routes, &o.routes, upstream, limits.0);
         let forward_headers =
             resolve_forward_headers(&mut c, path, file.forward_headers, &o.forward_headers);
 
@@ -378,7 +467,12 @@ impl ProxyConfig {
                 Some(listen),
                 Some(upstream),
                 (Some(connect), Some(request_head), Some(upstream_timeout), Some(shutdown_grace)),
-                (Some(max_in_flight), Some(max_connections), Some(max_request_head_bytes)),
+                (
+                    Some(max_in_flight),
+                    Some(max_connections),
+                    Some(max_request_head_bytes),
+                    Some(max_part_bytes),
+                ),
                 Some(log_format),
                 Some(routes),
             ) if c.0.is_empty() => Ok(ProxyConfig {
@@ -391,7 +485,12 @@ impl ProxyConfig {
                     upstream: upstream_timeout,
                     shutdown_grace,
                 },
-                limits: Limits { max_in_flight, max_connections, max_request_head_bytes },
+                limits: Limits {
+                    max_in_flight,
+                    max_connections,
+                    max_request_head_bytes,
+                    max_part_bytes,
+                },
                 log_format,
                 forward_headers,
             }),
@@ -408,7 +507,7 @@ impl ProxyConfig {
         let routes = self
             .routes
             .iter()
-            .map(|r| Spanned::new(r.to_flag(self.upstream), Location::UNKNOWN, Location::UNKNOWN))
+            .map(|r| Spanned::new(r.to_entry(self.upstream), Location::UNKNOWN, Location::UNKNOWN))
             .collect();
         let file = ProxyFile {
             listen: s(self.listen.to_string()),
@@ -424,6 +523,7 @@ impl ProxyConfig {
                 max_in_flight: n(self.limits.max_in_flight),
                 max_connections: n(self.limits.max_connections),
                 max_request_head_bytes: n(self.limits.max_request_head_bytes),
+                max_part_bytes: n(self.limits.max_part_bytes),
             }),
             log_format: s(self.log_format.as_str().to_string()),
             forward_headers: (!self.forward_headers.is_empty()).then(|| {
@@ -449,13 +549,39 @@ impl Default for ProxyConfig {
 }
 
 impl Route {
-    /// The `PUBLIC=TARGET` form, with a path-only target where it goes to `upstream`.
+    /// The `PUBLIC=TARGET[|TARGET]...` form, with path-only targets where they go to `upstream`.
     pub fn to_flag(&self, upstream: SocketAddr) -> String {
-        if self.target.addr == upstream {
-            format!("{}={}", self.public, self.target.path)
+        let targets: Vec<String> = self.targets.iter().map(|t| t.to_flag(upstream)).collect();
+        format!("{}={}", self.public, targets.join("|"))
+    }
+
+    /// Whether the route fetches several targets and merges them.
+    pub fn is_merged(&self) -> bool {
+        self.targets.len() > 1
+    }
+
+    /// The file's shape: one string for one target, a map with a list for several.
+    fn to_entry(&self, upstream: SocketAddr) -> RouteEntry {
+        if self.is_merged() {
+            RouteEntry::Merged {
+                path: self.public.clone(),
+                targets: self.targets.iter().map(|t| t.to_flag(upstream)).collect(),
+            }
         } else {
-            format!("{}=http://{}{}", self.public, self.target.addr, self.target.path)
+            RouteEntry::Flag(self.to_flag(upstream))
         }
+    }
+}
+
+impl Target {
+    /// A path when the target is on `upstream`, else the whole loopback URL.
+    pub fn to_flag(&self, upstream: SocketAddr) -> String {
+        if self.addr == upstream { self.path.clone() } else { self.url() }
+    }
+
+    /// `http://ADDR/path`, as messages and metric labels name the target.
+    pub fn url(&self) -> String {
+        format!("http://{}{}", self.addr, self.path)
     }
 }
 
@@ -547,9 +673,10 @@ fn parse_file(path: &Path, text: &str) -> Result<ProxyFile, ConfigError> {
 fn resolve_routes(
     c: &mut Problems,
     path: Option<&Path>,
-    file: Option<Spanned<Vec<Spanned<String>>>>,
+    file: Option<Spanned<Vec<Spanned<RouteEntry>>>>,
     flags: &[String],
     upstream: Option<SocketAddr>,
+    max_in_flight: Option<u64>,
 ) -> Option<Vec<Route>> {
     let entries: Vec<(String, Sourced<String>)> = if !flags.is_empty() {
         flags
@@ -579,7 +706,7 @@ fn resolve_routes(
             .map(|(i, s)| {
                 (
                     format!("routes[{i}]"),
-                    Sourced { origin: Origin::at(path, &s.referenced), value: s.value },
+                    Sourced { origin: Origin::at(path, &s.referenced), value: s.value.to_flag() },
                 )
             })
             .collect()
@@ -602,7 +729,21 @@ fn resolve_routes(
     let mut ok = true;
     for (field, raw) in entries {
         let origin = raw.origin.clone();
-        match c.check(&field, raw, |s| url::parse_route(&s, base)) {
+        let in_flight = max_in_flight.unwrap_or(u64::MAX);
+        let parsed = c.check(&field, raw, |s| {
+            let route = url::parse_route(&s, base)?;
+            // Each target of a merged scrape holds an in-flight slot, so that memory stays
+            // within what `limits.maxInFlight` was sized for.
+            if route.targets.len() as u64 > in_flight {
+                return Err(format!(
+                    "`{s}` merges {} targets, but limits.maxInFlight is {in_flight} and each \
+                        target takes a slot; raise limits.maxInFlight or merge fewer",
+                    route.targets.len()
+                ));
+            }
+            Ok(route)
+        });
+        match parsed {
             Some(route) => {
                 if let Some((_, first)) = routes.iter().find(|(r, _)| r.public == route.public) {
                     let message = format!(

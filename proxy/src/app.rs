@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::body::{ProxyBody, Stream};
 use crate::connections::Connections;
 use crate::headers::{connection_named, strip_hop_by_hop};
-use crate::metrics::{Metrics, UNMATCHED, UpstreamError};
+use crate::metrics::{Metrics, RouteStats, UNMATCHED, UpstreamError};
 use crate::upstream::{self, Pool};
 
 /// Prometheus sends its scrape timeout in this header (seconds, may be fractional).
@@ -37,79 +37,65 @@ const READY: &str = "/-/ready";
 const METRICS: &str = "/-/metrics";
 const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD");
 
-/// One public path's resolved target.
-struct Entry {
-    label: usize,
-    addr: SocketAddr,
+/// One loopback target of a route, resolved once per configuration.
+pub(crate) struct Part {
+    pub(crate) addr: SocketAddr,
     /// The same address, for messages.
-    authority: Authority,
+    pub(crate) authority: Authority,
     /// And as the Host header's value, made once.
-    host: HeaderValue,
-    path: String,
+    pub(crate) host: HeaderValue,
+    pub(crate) path: String,
+    /// `http://ADDR/path`, as logs and metric labels name it.
+    pub(crate) url: String,
 }
 
-/// The sidecar's request handler, shared by every connection.
-pub struct App {
+/// One public path: a target forwarded as is, or several merged.
+pub(crate) struct Entry {
+    pub(crate) stats: Arc<RouteStats>,
+    pub(crate) parts: Vec<Part>,
+}
+
+/// What one configuration decides about requests. A reload builds a new one and swaps it in;
+/// a request keeps the one it started with until its response is done.
+pub(crate) struct Table {
+    pub(crate) config: ProxyConfig,
     routes: HashMap<String, Entry>,
-    /// Label indices of the reserved paths, after the routes.
-    reserved: [usize; 3],
-    pool: Pool,
-    in_flight: Limit,
-    /// One slot per open client connection, taken by the listener.
-    pub(crate) connections: Arc<Connections>,
-    upstream_timeout: Duration,
+    pub(crate) upstream_timeout: Duration,
     /// The scrape-timeout header's value when the budget is the whole upstream timeout.
     upstream_timeout_value: HeaderValue,
     /// Request headers that reach the app (besides Host and the scrape-timeout header, which
     /// the sidecar sets): the scrape's own and those the config adds.
-    forwarded: Vec<HeaderName>,
-    draining: AtomicBool,
-    metrics: Arc<Metrics>,
+    pub(crate) forwarded: Vec<HeaderName>,
 }
 
-impl App {
-    pub fn new(config: &ProxyConfig) -> Self {
-        let mut labels = vec!["unmatched".to_string()];
+impl Table {
+    fn new(config: ProxyConfig, metrics: &Metrics) -> Self {
         let mut routes = HashMap::new();
         for route in &config.routes {
-            labels.push(route.public.clone());
-            // Validated as IP:port in meshscrape-common, so this always parses.
-            let authority = Authority::try_from(route.target.addr.to_string())
-                .unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
+            let parts = route
+                .targets
+                .iter()
+                .map(|t| {
+                    // Validated as IP:port in meshscrape-common, so this always parses.
+                    let authority = Authority::try_from(t.addr.to_string())
+                        .unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
+                    Part {
+                        addr: t.addr,
+                        host: HeaderValue::from_str(authority.as_str())
+                            .unwrap_or(HeaderValue::from_static("127.0.0.1")),
+                        authority,
+                        path: t.path.clone(),
+                        url: t.url(),
+                    }
+                })
+                .collect();
             routes.insert(
                 route.public.clone(),
-                Entry {
-                    label: labels.len() - 1,
-                    addr: route.target.addr,
-                    host: HeaderValue::from_str(authority.as_str())
-                        .unwrap_or(HeaderValue::from_static("127.0.0.1")),
-                    authority,
-                    path: route.target.path.clone(),
-                },
+                Entry { stats: metrics.route(&route.public, true), parts },
             );
         }
-        let reserved = [labels.len(), labels.len() + 1, labels.len() + 2];
-        labels.extend([HEALTHY, READY, METRICS].map(String::from));
-
-        // Each upstream read takes up to 64 KiB: a 39 KB exposition (the bench's typical one)
-        // still arrives in one read and goes out in one write, and a scrape in flight holds about
-        // three such buffers (one being read, one in the body channel, one queued for a slow
-        // client), which `sizing::PER_IN_FLIGHT` in meshscrape-common budgets for. bench/sidecar.py,
-        // static builds side by side, 8 concurrent 20 MB scrapes: 256 KiB reads peaked at 6.9 MB
-        // RSS, 128 KiB at 4.9 MB, 64 KiB at 4.2 MB; 32 clients reading 20 MB at 2 MB/s: 16.7,
-        // 12.1 and 8.4 MB. The price is requests/s on large bodies: 64 and 128 KiB both ran
-        // 0.76-0.83x the 256 KiB build at 1 MB and 20 MB (the same at 39 KB), from the
-        // per-chunk cost of a read, a hand-over and a write.
-        let max_pooled = usize::try_from(config.limits.max_in_flight).unwrap_or(usize::MAX);
-        let pool =
-            Pool::new(max_pooled, config.timeouts.connect, upstream::IDLE_TIMEOUT, 64 * 1024);
-
-        App {
+        Table {
             routes,
-            reserved,
-            pool,
-            in_flight: Limit::new(config.limits.max_in_flight),
-            connections: Connections::new(config.limits.max_connections),
             upstream_timeout: config.timeouts.upstream,
             upstream_timeout_value: HeaderValue::from_str(&format!(
                 "{}",
@@ -124,9 +110,131 @@ impl App {
                 .chain(config.forward_headers.iter().map(String::as_str))
                 .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
                 .collect(),
-            draining: AtomicBool::new(false),
-            metrics: Arc::new(Metrics::new(labels)),
+            config,
         }
+    }
+    /// The deadline for one forwarded request: the configured upstream timeout, shortened to end
+    /// just before Prometheus gives up on the scrape.
+    pub(crate) fn deadline(&self, headers: &HeaderMap) -> Duration {
+        let scrape = headers
+            .get(SCRAPE_TIMEOUT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok());
+        match scrape {
+            Some(s) => {
+                let ours =
+                    if s > SCRAPE_TIMEOUT_MARGIN * 2 { s - SCRAPE_TIMEOUT_MARGIN } else { s / 2 };
+                ours.min(self.upstream_timeout)
+            }
+            None => self.upstream_timeout,
+        }
+    }
+
+    /// The request headers for the app: only those allowed, none that `Connection` names, and
+    /// the scrape budget the app really has.
+    pub(crate) fn upstream_headers(&self, mut headers: HeaderMap, budget: Duration) -> HeaderMap {
+        // An allowlist, not a blocklist: the app sits beside Envoy or ztunnel on loopback and
+        // may trust any header that arrives there as set by the mesh (X-Forwarded-Client-Cert,
+        // X-Forwarded-For, X-Envoy-*), so only what a scrape needs, and what the config adds,
+        // goes through. No body is forwarded, so nothing that frames one either.
+        // In place: the request's own map loses every field not allowed, and those that
+        // Connection names (hop-by-hop for this request, even an allowed one).
+        let hop = connection_named(&headers);
+        let dropped: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| !self.forwarded.contains(k) || hop.contains(k))
+            .cloned()
+            .collect();
+        for name in dropped {
+            headers.remove(name);
+        }
+        // The app is told the budget it really has, not the one Prometheus gave the sidecar.
+        let told = if budget == self.upstream_timeout {
+            Ok(self.upstream_timeout_value.clone())
+        } else {
+            HeaderValue::from_str(&format!("{}", budget.as_secs_f64()))
+        };
+        if let Ok(told) = told {
+            headers.insert(SCRAPE_TIMEOUT_HEADER, told);
+        }
+        headers
+    }
+}
+
+/// The sidecar's request handler, shared by every connection.
+pub struct App {
+    table: RwLock<Arc<Table>>,
+    /// The configuration the listener was set up with: settings that only a restart changes are
+    /// compared against it on reload.
+    started: ProxyConfig,
+    unmatched: Arc<RouteStats>,
+    /// Counters of the reserved paths: /-/healthy, /-/ready, /-/metrics.
+    reserved: [Arc<RouteStats>; 3],
+    pub(crate) pool: Pool,
+    pub(crate) in_flight: Limit,
+    /// One slot per open client connection, taken by the listener.
+    pub(crate) connections: Arc<Connections>,
+    draining: AtomicBool,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl App {
+    pub fn new(config: &ProxyConfig) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let reserved = [HEALTHY, READY, METRICS].map(|p| metrics.route(p, false));
+        // Each upstream read takes up to 64 KiB: a 39 KB exposition (the bench's typical one)
+        // still arrives in one read and goes out in one write, and a scrape in flight holds about
+        // three such buffers (one being read, one in the body channel, one queued for a slow
+        // client), which `sizing::PER_IN_FLIGHT` in meshscrape-common budgets for. bench/sidecar.py,
+        // static builds side by side, 8 concurrent 20 MB scrapes: 256 KiB reads peaked at 6.9 MB
+        // RSS, 128 KiB at 4.9 MB, 64 KiB at 4.2 MB; 32 clients reading 20 MB at 2 MB/s: 16.7,
+        // 12.1 and 8.4 MB. The price is requests/s on large bodies: 64 and 128 KiB both ran
+        // 0.76-0.83x the 256 KiB build at 1 MB and 20 MB (the same at 39 KB), from the
+        // per-chunk cost of a read, a hand-over and a write.
+        let max_pooled = usize::try_from(config.limits.max_in_flight).unwrap_or(usize::MAX);
+        let pool = Pool::new(max_pooled, upstream::IDLE_TIMEOUT, 64 * 1024);
+        metrics.config_loaded(config_hash(config), Vec::new(), false);
+        App {
+            table: RwLock::new(Arc::new(Table::new(config.clone(), &metrics))),
+            started: config.clone(),
+            unmatched: metrics.route(UNMATCHED, false),
+            reserved,
+            pool,
+            in_flight: Limit::new(config.limits.max_in_flight),
+            connections: Connections::new(config.limits.max_connections),
+            draining: AtomicBool::new(false),
+            metrics,
+        }
+    }
+
+    /// The configuration in force now.
+    pub(crate) fn table(&self) -> Arc<Table> {
+        self.table.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> ProxyConfig {
+        self.table().config.clone()
+    }
+
+    /// Puts `config` (already validated) in force for every request from now on; requests in
+    /// flight finish under the one they started with. Returns the keys whose new values wait for
+    /// a restart (the listener, the limits that size it, the log format): they are reported, in
+    /// the log and in `/-/metrics`, not silently ignored.
+    pub fn reload(&self, config: ProxyConfig) -> Vec<&'static str> {
+        let restart = restart_required(&self.started, &config);
+        let hash = config_hash(&config);
+        let table = Arc::new(Table::new(config, &self.metrics));
+        *self.table.write().unwrap_or_else(std::sync::PoisonError::into_inner) = table;
+        self.metrics.config_loaded(hash, restart.clone(), true);
+        restart
+    }
+
+    /// How long in-flight responses may run after SIGTERM, as the configuration in force says.
+    pub fn shutdown_grace(&self) -> Duration {
+        self.table().config.timeouts.shutdown_grace
     }
 
     /// From now on `/-/ready` answers 503, so the kubelet stops sending new work during a drain.
@@ -150,9 +258,15 @@ impl App {
 
     /// Answers one request. Never fails: every problem becomes a status and a one-line reason.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<ProxyBody> {
-        let label = self.label_of(req.uri().path());
-        let resp = self.route(req).await;
-        self.metrics.request(label, resp.status().as_u16());
+        let table = self.table();
+        let stats = match req.uri().path() {
+            HEALTHY => &self.reserved[0],
+            READY => &self.reserved[1],
+            METRICS => &self.reserved[2],
+            path => table.routes.get(path).map_or(&self.unmatched, |e| &e.stats),
+        };
+        let resp = self.route(&table, req).await;
+        stats.request(resp.status().as_u16());
         resp
     }
 
@@ -164,16 +278,8 @@ impl App {
         Ok(self.handle(req).await)
     }
 
-    fn label_of(&self, path: &str) -> usize {
-        match path {
-            HEALTHY => self.reserved[0],
-            READY => self.reserved[1],
-            METRICS => self.reserved[2],
-            _ => self.routes.get(path).map_or(UNMATCHED, |e| e.label),
-        }
-    }
 
-    async fn route<B>(&self, req: Request<B>) -> Response<ProxyBody> {
+    async fn route<B>(&self, table: &Table, req: Request<B>) -> Response<ProxyBody> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             let mut resp = text(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -208,8 +314,11 @@ impl App {
                 );
                 resp
             }
-            path => match self.routes.get(path) {
-                Some(entry) => self.forward(entry, req).await,
+            path => match table.routes.get(path) {
+                Some(entry) if entry.parts.len() > 1 => {
+                    crate::merge::forward(self, table, entry, req).await
+                }
+                Some(entry) => self.forward(table, entry, req).await,
                 None => text(
                     StatusCode::NOT_FOUND,
                     "no route for this path; only the configured exact paths are forwarded",
@@ -218,75 +327,28 @@ impl App {
         }
     }
 
-    /// The deadline for one forwarded request: the configured upstream timeout, shortened to end
-    /// just before Prometheus gives up on the scrape.
-    fn deadline(&self, headers: &HeaderMap) -> Duration {
-        let scrape = headers
-            .get(SCRAPE_TIMEOUT_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .and_then(|s| Duration::try_from_secs_f64(s).ok());
-        match scrape {
-            Some(s) => {
-                let ours =
-                    if s > SCRAPE_TIMEOUT_MARGIN * 2 { s - SCRAPE_TIMEOUT_MARGIN } else { s / 2 };
-                ours.min(self.upstream_timeout)
-            }
-            None => self.upstream_timeout,
-        }
-    }
 
-    async fn forward<B>(&self, entry: &Entry, req: Request<B>) -> Response<ProxyBody> {
+    async fn forward<B>(&self, table: &Table, entry: &Entry, req: Request<B>) -> Response<ProxyBody> {
+        let part = &entry.parts[0];
         let Some(permit) = self.in_flight.try_take() else {
             return text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &format!("too many requests in flight (limit {}); retry later", self.in_flight.max),
             );
         };
-        let budget = self.deadline(req.headers());
+        let budget = table.deadline(req.headers());
         let started = Instant::now();
         let deadline = started + budget;
 
         let (parts, _body) = req.into_parts();
-        let path_and_query = match parts.uri.query() {
-            Some(q) => PathAndQuery::try_from(format!("{}?{q}", entry.path)),
-            None => PathAndQuery::try_from(entry.path.as_str()),
-        };
-        // Origin-form: hyper's connection-level client writes the target as given.
-        let uri = path_and_query.ok().map(Uri::from);
-        let Some(uri) = uri else {
+        let Some(uri) = upstream_uri(&part.path, parts.uri.query()) else {
             return text(
                 StatusCode::BAD_REQUEST,
                 "the query string is not valid in a request target",
             );
         };
-        // An allowlist, not a blocklist: the app sits beside Envoy or ztunnel on loopback and
-        // may trust any header that arrives there as set by the mesh (X-Forwarded-Client-Cert,
-        // X-Forwarded-For, X-Envoy-*), so only what a scrape needs, and what the config adds,
-        // goes through. No body is forwarded, so nothing that frames one either.
-        // In place: the request's own map loses every field not allowed, and those that
-        // Connection names (hop-by-hop for this request, even an allowed one).
-        let mut headers = parts.headers;
-        let hop = connection_named(&headers);
-        let dropped: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| !self.forwarded.contains(k) || hop.contains(k))
-            .cloned()
-            .collect();
-        for name in dropped {
-            headers.remove(name);
-        }
-        // The app is told the budget it really has, not the one Prometheus gave the sidecar.
-        let told = if budget == self.upstream_timeout {
-            Ok(self.upstream_timeout_value.clone())
-        } else {
-            HeaderValue::from_str(&format!("{}", budget.as_secs_f64()))
-        };
-        if let Ok(told) = told {
-            headers.insert(SCRAPE_TIMEOUT_HEADER, told);
-        }
-        headers.insert(header::HOST, entry.host.clone());
+        let mut headers = table.upstream_headers(parts.headers, budget);
+        headers.insert(header::HOST, part.host.clone());
         let mut upstream_req = Request::new(Empty::new());
         *upstream_req.method_mut() = parts.method;
         *upstream_req.uri_mut() = uri;
@@ -294,42 +356,44 @@ impl App {
         *upstream_req.headers_mut() = headers;
 
         let stream =
-            Stream { metrics: self.metrics.clone(), route: entry.label, bytes: 0, _permit: permit };
+            Stream { metrics: self.metrics.clone(), route: entry.stats.clone(), bytes: 0, _permit: permit };
+        let connect = table.config.timeouts.connect;
         let result =
-            tokio::time::timeout_at(deadline, self.pool.request(entry.addr, upstream_req)).await;
+            tokio::time::timeout_at(deadline, self.pool.request(part.addr, upstream_req, connect))
+                .await;
         let resp = match result {
             Ok(Ok(resp)) => resp,
             Ok(Err(err)) => {
                 let (kind, reason) = classify(&err);
                 self.metrics.upstream_error(kind);
-                tracing::warn!(route = %entry.path, upstream = %entry.authority, error = %chain(&err), "{reason}");
-                return text(StatusCode::BAD_GATEWAY, &format!("{reason} ({})", entry.authority));
+                tracing::warn!(route = %part.path, upstream = %part.authority, error = %chain(&err), "{reason}");
+                return text(StatusCode::BAD_GATEWAY, &format!("{reason} ({})", part.authority));
             }
             Err(_) => {
                 self.metrics.upstream_error(UpstreamError::Timeout);
-                tracing::warn!(route = %entry.path, upstream = %entry.authority, ?budget, "the app did not answer in time");
+                tracing::warn!(route = %part.path, upstream = %part.authority, ?budget, "the app did not answer in time");
                 return text(
                     StatusCode::GATEWAY_TIMEOUT,
                     &format!(
                         "the app did not answer within {}ms ({})",
                         budget.as_millis(),
-                        entry.authority
+                        part.authority
                     ),
                 );
             }
         };
-        self.metrics.upstream_latency(entry.label, started.elapsed());
+        entry.stats.upstream_latency(started.elapsed());
         // A plain GET asks for no interim answer and no protocol switch; passing a 101 on would
         // hand the client the app's connection. Every such answer is a 502, whatever follows it.
         if resp.status().is_informational() {
             self.metrics.upstream_error(UpstreamError::Protocol);
-            tracing::warn!(route = %entry.path, upstream = %entry.authority, status = %resp.status(), "the app answered a plain GET with an informational status");
+            tracing::warn!(route = %part.path, upstream = %part.authority, status = %resp.status(), "the app answered a plain GET with an informational status");
             return text(
                 StatusCode::BAD_GATEWAY,
                 &format!(
                     "the app answered {} to a plain GET; only a final answer is forwarded ({})",
                     resp.status(),
-                    entry.authority
+                    part.authority
                 ),
             );
         }
@@ -347,24 +411,24 @@ impl App {
             Ok(None) => None,
             Ok(Some(Err(err))) => {
                 self.metrics.upstream_error(UpstreamError::Body);
-                tracing::warn!(route = %entry.path, upstream = %entry.authority, error = %err, "the app's body broke off before its first byte");
+                tracing::warn!(route = %part.path, upstream = %part.authority, error = %err, "the app's body broke off before its first byte");
                 return text(
                     StatusCode::BAD_GATEWAY,
                     &format!(
                         "the app sent a response head, then a broken or truncated body ({})",
-                        entry.authority
+                        part.authority
                     ),
                 );
             }
             Err(_) => {
                 self.metrics.upstream_error(UpstreamError::Timeout);
-                tracing::warn!(route = %entry.path, upstream = %entry.authority, ?budget, "the app's body did not start in time");
+                tracing::warn!(route = %part.path, upstream = %part.authority, ?budget, "the app's body did not start in time");
                 return text(
                     StatusCode::GATEWAY_TIMEOUT,
                     &format!(
                         "the app sent a response head but no body within {}ms ({})",
                         budget.as_millis(),
-                        entry.authority
+                        part.authority
                     ),
                 );
             }
@@ -381,15 +445,58 @@ impl App {
     }
 }
 
+/// `path?query` in origin form: hyper's connection-level client writes the target as given.
+pub(crate) fn upstream_uri(path: &str, query: Option<&str>) -> Option<Uri> {
+    let path_and_query = match query {
+        Some(q) => PathAndQuery::try_from(format!("{path}?{q}")),
+        None => PathAndQuery::try_from(path),
+    };
+    path_and_query.ok().map(Uri::from)
+}
+
+/// The settings a running sidecar cannot take from a reload: the listener and what was sized
+/// for it when it started, and the logger. Named by their keys in the file.
+fn restart_required(started: &ProxyConfig, new: &ProxyConfig) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    let (a, b) = (started, new);
+    for (key, same) in [
+        ("listen", a.listen == b.listen),
+        ("timeouts.requestHead", a.timeouts.request_head == b.timeouts.request_head),
+        ("limits.maxInFlight", a.limits.max_in_flight == b.limits.max_in_flight),
+        ("limits.maxConnections", a.limits.max_connections == b.limits.max_connections),
+        (
+            "limits.maxRequestHeadBytes",
+            a.limits.max_request_head_bytes == b.limits.max_request_head_bytes,
+        ),
+        ("logFormat", a.log_format == b.log_format),
+    ] {
+        if !same {
+            keys.push(key);
+        }
+    }
+    keys
+}
+
+/// A short, stable name for a configuration: FNV-1a (64 bits) of the YAML it reads back from,
+/// so the same settings have the same hash whether they came from flags or a file.
+pub fn config_hash(config: &ProxyConfig) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in config.to_yaml().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
 /// A bound on requests in flight that also says how much of it is taken, so the gauge needs no
 /// counter of its own. (Connections have their own, see `connections`.)
 pub(crate) struct Limit {
     permits: Arc<Semaphore>,
-    max: usize,
+    pub(crate) max: usize,
 }
 
 impl Limit {
-    fn new(max: u64) -> Self {
+    pub(crate) fn new(max: u64) -> Self {
         let max =
             usize::try_from(max).unwrap_or(Semaphore::MAX_PERMITS).min(Semaphore::MAX_PERMITS);
         Limit { permits: Arc::new(Semaphore::new(max)), max }
@@ -400,13 +507,19 @@ impl Limit {
         self.permits.clone().try_acquire_owned().ok()
     }
 
+    /// `n` slots now (one per target of a merged scrape), or `None` when fewer are free.
+    pub(crate) fn try_take_many(&self, n: usize) -> Option<OwnedSemaphorePermit> {
+        let n = u32::try_from(n).ok()?;
+        self.permits.clone().try_acquire_many_owned(n).ok()
+    }
+
     pub(crate) fn in_use(&self) -> usize {
         self.max - self.permits.available_permits()
     }
 }
 
 /// Sorts a client error into a metric kind and a reason a person can act on.
-fn classify(err: &upstream::Error) -> (UpstreamError, &'static str) {
+pub(crate) fn classify(err: &upstream::Error) -> (UpstreamError, &'static str) {
     let hyper_err = match err {
         upstream::Error::ConnectTimeout => {
             return (UpstreamError::Connect, "connecting to the app timed out");
@@ -441,7 +554,7 @@ fn classify(err: &upstream::Error) -> (UpstreamError, &'static str) {
 }
 
 /// A one-line plain-text answer naming the cause.
-fn text(status: StatusCode, reason: &str) -> Response<ProxyBody> {
+pub(crate) fn text(status: StatusCode, reason: &str) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::text(format!("{reason}\n")));
     *resp.status_mut() = status;
     resp.headers_mut()

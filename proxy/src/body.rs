@@ -14,7 +14,8 @@ use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 
-use crate::metrics::{Metrics, UpstreamError};
+use crate::merge::MergedBody;
+use crate::metrics::{Metrics, RouteStats, UpstreamError};
 
 /// Errors that cut a streamed body; hyper then closes the client connection mid-body, which
 /// Prometheus reports as a failed scrape rather than storing half an exposition.
@@ -32,6 +33,8 @@ pin_project_lite::pin_project! {
             #[pin] deadline: Sleep,
             stream: Stream,
         },
+        // Several targets of one route, one after the other (see `merge`).
+        Merged { #[pin] body: MergedBody },
     }
 }
 
@@ -39,14 +42,14 @@ pin_project_lite::pin_project! {
 /// it adds to the route's metric when dropped.
 pub struct Stream {
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) route: usize,
+    pub(crate) route: Arc<RouteStats>,
     pub(crate) bytes: u64,
     pub(crate) _permit: OwnedSemaphorePermit,
 }
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        self.metrics.bytes(self.route, self.bytes);
+        self.route.bytes(self.bytes);
     }
 }
 
@@ -60,6 +63,7 @@ impl ProxyBody {
         match self {
             ProxyBody::Local { .. } => None,
             ProxyBody::Upstream { deadline, .. } => Some(deadline.deadline()),
+            ProxyBody::Merged { body } => Some(body.deadline()),
         }
     }
 }
@@ -74,6 +78,7 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
             Proj::Local { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Proj::Merged { body } => body.poll_frame(cx),
             Proj::Upstream { first, inner, deadline, stream } => {
                 match first
                     .take()
@@ -87,7 +92,7 @@ impl Body for ProxyBody {
                     }
                     Poll::Ready(Some(Err(e))) => {
                         stream.metrics.upstream_error(UpstreamError::Body);
-                        tracing::warn!(route = stream.route, error = %e, "the app's body broke \
+                        tracing::warn!(route = stream.route.label(), error = %e, "the app's body broke \
                             off; cutting the response");
                         Poll::Ready(Some(Err(e.into())))
                     }
@@ -96,7 +101,7 @@ impl Body for ProxyBody {
                         ready!(deadline.poll(cx));
                         stream.metrics.upstream_error(UpstreamError::Timeout);
                         tracing::warn!(
-                            route = stream.route,
+                            route = stream.route.label(),
                             "the app's body did not finish before the deadline; cutting the \
                                 response"
                         );
@@ -111,6 +116,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Local { data } => data.is_none(),
             ProxyBody::Upstream { first, inner, .. } => first.is_none() && inner.is_end_stream(),
+            ProxyBody::Merged { body } => body.is_end_stream(),
         }
     }
 
@@ -133,6 +139,7 @@ impl Body for ProxyBody {
                     }
                 }
             }
+            ProxyBody::Merged { .. } => SizeHint::new(),
         }
     }
 }

@@ -12,6 +12,9 @@ use meshscrape_common::ProxyOverrides;
 /// /ready, /liveness to /alive, on http://127.0.0.1:8080, listening on 0.0.0.0:9090.
 /// Only GET and HEAD are forwarded. /-/healthy, /-/ready and /-/metrics are the sidecar's own.
 ///
+/// SIGHUP, or a change of the --config file (a ConfigMap update included), reloads the
+/// configuration: validated whole, refused whole if invalid (the old one keeps serving).
+///
 /// Exit codes: 0 after a clean drain on SIGTERM, 64 on a bad configuration, 1 on any other failure.
 #[derive(Debug, Parser)]
 #[command(name = "meshscrape-proxy", version, max_term_width = 100)]
@@ -32,7 +35,9 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     pub upstream: Option<String>,
     /// Exact public path and where it goes: PUBLIC=/path or PUBLIC=http://127.0.0.1:PORT/path;
-    /// repeat for more; replaces the file's routes [key: routes]
+    /// several targets separated by | are fetched together and merged into one scrape
+    /// (PUBLIC=/metrics|http://127.0.0.1:9100/metrics); repeat for more routes; replaces the
+    /// file's routes [key: routes]
     #[arg(long = "route", value_name = "PUBLIC=TARGET")]
     pub routes: Vec<String>,
     /// Deadline for connecting to the app [key: timeouts.connect] [default: 1s]
@@ -60,6 +65,10 @@ pub struct Args {
     /// Largest request head in bytes; larger gets 431 [key: limits.maxRequestHeadBytes] [default: 8192]
     #[arg(long, value_name = "BYTES")]
     pub max_request_head_bytes: Option<u64>,
+    /// Largest body of one target of a merged route, in bytes; a larger one is left out of the
+    /// scrape, or cuts it once streaming [key: limits.maxPartBytes] [default: 67108864 (64 MiB)]
+    #[arg(long, value_name = "BYTES")]
+    pub max_part_bytes: Option<u64>,
     /// Log format on stderr: text or json [key: logFormat] [default: text]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -84,6 +93,7 @@ impl Args {
             max_in_flight: self.max_in_flight,
             max_connections: self.max_connections,
             max_request_head_bytes: self.max_request_head_bytes,
+            max_part_bytes: self.max_part_bytes,
             log_format: self.log_format.clone(),
             forward_headers: self.forward_headers.clone(),
         }

@@ -1,10 +1,13 @@
-//! Start-up reads top to bottom: flags → config → logging → bind → serve → SIGTERM → drain.
+//! Start-up reads top to bottom: flags → config → logging → bind → serve (and reload on SIGHUP or
+//! a changed file) → SIGTERM → drain.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use meshscrape_common::ProxyConfig;
+use meshscrape_common::{ProxyConfig, ProxyOverrides};
+use meshscrape_proxy::reload::{self, Reloader};
 use meshscrape_proxy::{App, EXIT_CONFIG, cli::Args, init_logging, server};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -39,7 +42,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    let reload = (args.config.clone(), args.overrides());
+    match runtime.block_on(run(config, reload)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -48,18 +52,25 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: ProxyConfig) -> anyhow::Result<()> {
+async fn run(
+    config: ProxyConfig,
+    (file, overrides): (Option<PathBuf>, ProxyOverrides),
+) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let sighup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let routes: Vec<String> = config.routes.iter().map(|r| r.to_flag(config.upstream)).collect();
     tracing::info!(listen = %listener.local_addr()?, upstream = %config.upstream, ?routes, "serving");
     meshscrape_proxy::memory::warn_if_too_small(&config.limits);
 
     let app = Arc::new(App::new(&config));
+    // SIGHUP, or a change of the file, reloads the configuration (see `reload`).
+    let reloader = Reloader::new(app.clone(), file, overrides);
+    tokio::spawn(reload::watch(reloader, reload::POLL, sighup));
     let shutdown = async {
         tokio::select! {
             _ = sigterm.recv() => tracing::info!("SIGTERM received"),

@@ -51,7 +51,12 @@ mod tests {
     use super::*;
 
     fn limits(in_flight: u64, conns: u64) -> Limits {
-        Limits { max_in_flight: in_flight, max_connections: conns, max_request_head_bytes: 8192 }
+        Limits {
+            max_in_flight: in_flight,
+            max_connections: conns,
+            max_request_head_bytes: 8192,
+            max_part_bytes: 1 << 20,
+        }
     }
 
     #[test]

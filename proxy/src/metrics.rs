@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -63,15 +63,16 @@ impl Shed {
     }
 }
 
-/// A label value per route index; index 0 is requests that matched no route.
+/// Per-route counters, shared by every configuration that routes the same public path, so that a
+/// reload never sets a counter back.
 #[derive(Debug)]
-pub struct Metrics {
-    labels: Vec<String>,
-    requests: Mutex<BTreeMap<(usize, u16), u64>>,
-    latency: Vec<Histogram>,
-    bytes: Vec<AtomicU64>,
-    errors: [AtomicU64; 4],
-    shed: [AtomicU64; 3],
+pub struct RouteStats {
+    label: String,
+    /// Whether this is a forwarded route (which counts bytes), not a path of the sidecar's own.
+    forwards: bool,
+    requests: Mutex<BTreeMap<u16, u64>>,
+    latency: Histogram,
+    bytes: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -81,31 +82,76 @@ struct Histogram {
     sum_micros: AtomicU64,
 }
 
-/// The route label of requests that matched no route.
-pub const UNMATCHED: usize = 0;
+/// Why one target of a merged route was left out of a scrape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PartFailure {
+    /// Could not connect.
+    Connect,
+    /// No response head (or no first byte of the body) before the scrape's deadline.
+    Timeout,
+    /// Not a valid HTTP/1 answer, or the body broke off before its first byte.
+    Protocol,
+    /// A status other than 2xx.
+    Status,
+    /// A format the others could not be merged with, even when asked for plain text.
+    Format,
+    /// More than `limits.maxPartBytes`.
+    TooLarge,
+}
 
-impl Metrics {
-    /// `labels[0]` must be the label of unmatched requests.
-    pub fn new(labels: Vec<String>) -> Self {
-        let n = labels.len();
-        Metrics {
-            labels,
-            requests: Mutex::new(BTreeMap::new()),
-            latency: (0..n).map(|_| Histogram::default()).collect(),
-            bytes: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            errors: Default::default(),
-            shed: Default::default(),
+impl PartFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::Protocol => "protocol",
+            Self::Status => "status",
+            Self::Format => "format",
+            Self::TooLarge => "too_large",
         }
     }
+}
 
-    pub fn request(&self, route: usize, status: u16) {
-        // A poisoned lock only means another thread panicked mid-increment; the map is still usable.
-        let mut map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        *map.entry((route, status)).or_insert(0) += 1;
+/// The configuration in force, as `/-/metrics` reports it.
+#[derive(Debug, Default)]
+struct ConfigState {
+    hash: String,
+    loaded_at: f64,
+    last_successful: bool,
+    /// Keys whose new value waits for a restart.
+    restart_required: Vec<&'static str>,
+}
+
+/// Everything `/-/metrics` serves, kept across reloads.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    routes: Mutex<BTreeMap<String, Arc<RouteStats>>>,
+    errors: [AtomicU64; 4],
+    shed: [AtomicU64; 3],
+    /// Merged routes: failures by (route, target, reason), and whether each target was in the
+    /// last scrape.
+    part_failures: Mutex<BTreeMap<(String, String, PartFailure), u64>>,
+    part_up: Mutex<BTreeMap<(String, String), bool>>,
+    /// Successful and failed reloads.
+    reloads: [AtomicU64; 2],
+    config: Mutex<ConfigState>,
+}
+
+/// The route label of requests that matched no route.
+pub const UNMATCHED: &str = "unmatched";
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means another thread panicked mid-increment; the data is still usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl RouteStats {
+    pub fn request(&self, status: u16) {
+        *lock(&self.requests).entry(status).or_insert(0) += 1;
     }
 
-    pub fn upstream_latency(&self, route: usize, elapsed: Duration) {
-        let h = &self.latency[route];
+    pub fn upstream_latency(&self, elapsed: Duration) {
+        let h = &self.latency;
         let secs = elapsed.as_secs_f64();
         for (bound, bucket) in BUCKETS.iter().zip(&h.buckets) {
             if secs <= *bound {
@@ -116,8 +162,30 @@ impl Metrics {
         h.sum_micros.fetch_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), Relaxed);
     }
 
-    pub fn bytes(&self, route: usize, n: u64) {
-        self.bytes[route].fetch_add(n, Relaxed);
+    pub fn bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, Relaxed);
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+}
+
+impl Metrics {
+    /// The counters of a route (`forwards`) or of one of the sidecar's own paths, made on first use.
+    pub fn route(&self, label: &str, forwards: bool) -> Arc<RouteStats> {
+        lock(&self.routes)
+            .entry(label.to_string())
+            .or_insert_with(|| {
+                Arc::new(RouteStats {
+                    label: label.to_string(),
+                    forwards,
+                    requests: Mutex::default(),
+                    latency: Histogram::default(),
+                    bytes: AtomicU64::new(0),
+                })
+            })
+            .clone()
     }
 
     pub fn upstream_error(&self, kind: UpstreamError) {
@@ -128,11 +196,39 @@ impl Metrics {
         self.shed[why as usize].fetch_add(1, Relaxed);
     }
 
+    /// One target of a merged route was in the scrape (`None`) or left out, and why.
+    pub fn part(&self, route: &str, target: &str, failure: Option<PartFailure>) {
+        if let Some(why) = failure {
+            *lock(&self.part_failures)
+                .entry((route.to_string(), target.to_string(), why))
+                .or_insert(0) += 1;
+        }
+        lock(&self.part_up).insert((route.to_string(), target.to_string()), failure.is_none());
+    }
+
+    /// A configuration took effect: at start-up or by a reload.
+    pub fn config_loaded(&self, hash: String, restart_required: Vec<&'static str>, reload: bool) {
+        if reload {
+            self.reloads[0].fetch_add(1, Relaxed);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        *lock(&self.config) =
+            ConfigState { hash, loaded_at: now, last_successful: true, restart_required };
+    }
+
+    /// A reload was refused; the configuration in force stays.
+    pub fn reload_failed(&self) {
+        self.reloads[1].fetch_add(1, Relaxed);
+        lock(&self.config).last_successful = false;
+    }
+
     /// Renders every metric in the Prometheus text exposition format 0.0.4. The two gauges come
     /// from the limiters, which already count them.
     pub fn render(&self, in_flight: usize, connections: usize) -> String {
         let mut out = String::with_capacity(4096);
-        let label = |i: usize| escape(&self.labels[i]);
+        let routes: Vec<Arc<RouteStats>> = lock(&self.routes).values().cloned().collect();
 
         head(
             &mut out,
@@ -140,13 +236,14 @@ impl Metrics {
             "counter",
             "Requests answered, by route and status code.",
         );
-        let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        for ((route, status), n) in requests {
-            let _ = writeln!(
-                out,
-                "meshscrape_proxy_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-                label(route)
-            );
+        for r in &routes {
+            let label = escape(&r.label);
+            for (status, n) in lock(&r.requests).iter() {
+                let _ = writeln!(
+                    out,
+                    "meshscrape_proxy_requests_total{{route=\"{label}\",status=\"{status}\"}} {n}"
+                );
+            }
         }
 
         head(
@@ -155,24 +252,25 @@ impl Metrics {
             "histogram",
             "Time from sending a request to the app until its response head arrived, by route.",
         );
-        for (i, h) in self.latency.iter().enumerate() {
+        for r in &routes {
+            let h = &r.latency;
             let count = h.count.load(Relaxed);
             if count == 0 {
                 continue;
             }
+            let label = escape(&r.label);
             let name = "meshscrape_proxy_upstream_duration_seconds";
             for (bound, bucket) in BUCKETS.iter().zip(&h.buckets) {
                 let _ = writeln!(
                     out,
-                    "{name}_bucket{{route=\"{}\",le=\"{bound}\"}} {}",
-                    label(i),
+                    "{name}_bucket{{route=\"{label}\",le=\"{bound}\"}} {}",
                     bucket.load(Relaxed)
                 );
             }
-            let _ = writeln!(out, "{name}_bucket{{route=\"{}\",le=\"+Inf\"}} {count}", label(i));
+            let _ = writeln!(out, "{name}_bucket{{route=\"{label}\",le=\"+Inf\"}} {count}");
             let sum = h.sum_micros.load(Relaxed) as f64 / 1e6;
-            let _ = writeln!(out, "{name}_sum{{route=\"{}\"}} {sum}", label(i));
-            let _ = writeln!(out, "{name}_count{{route=\"{}\"}} {count}", label(i));
+            let _ = writeln!(out, "{name}_sum{{route=\"{label}\"}} {sum}");
+            let _ = writeln!(out, "{name}_count{{route=\"{label}\"}} {count}");
         }
 
         head(
@@ -196,13 +294,47 @@ impl Metrics {
             "counter",
             "Body bytes forwarded from the app, by route.",
         );
-        for (i, b) in self.bytes.iter().enumerate().skip(1) {
+        for r in routes.iter().filter(|r| r.forwards) {
             let _ = writeln!(
                 out,
                 "meshscrape_proxy_response_bytes_total{{route=\"{}\"}} {}",
-                label(i),
-                b.load(Relaxed)
+                escape(&r.label),
+                r.bytes.load(Relaxed)
             );
+        }
+
+        let part_up = lock(&self.part_up).clone();
+        if !part_up.is_empty() {
+            head(
+                &mut out,
+                "meshscrape_proxy_merge_target_up",
+                "gauge",
+                "Whether the target was in the last scrape of its merged route (1) or left out (0).",
+            );
+            for ((route, target), up) in &part_up {
+                let _ = writeln!(
+                    out,
+                    "meshscrape_proxy_merge_target_up{{route=\"{}\",target=\"{}\"}} {}",
+                    escape(route),
+                    escape(target),
+                    u8::from(*up)
+                );
+            }
+            head(
+                &mut out,
+                "meshscrape_proxy_merge_target_failures_total",
+                "counter",
+                "Times a target of a merged route was left out of a scrape, by reason.",
+            );
+            for ((route, target, why), n) in lock(&self.part_failures).iter() {
+                let _ = writeln!(
+                    out,
+                    "meshscrape_proxy_merge_target_failures_total{{route=\"{}\",target=\"{}\",reason=\"{}\"}} {n}",
+                    escape(route),
+                    escape(target),
+                    why.as_str()
+                );
+            }
         }
 
         head(
@@ -220,11 +352,65 @@ impl Metrics {
             );
         }
 
+        let config = lock(&self.config);
+        head(
+            &mut out,
+            "meshscrape_proxy_config_reloads_total",
+            "counter",
+            "Reloads of the configuration (SIGHUP or a changed file), by result.",
+        );
+        for (i, result) in ["success", "failure"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "meshscrape_proxy_config_reloads_total{{result=\"{result}\"}} {}",
+                self.reloads[i].load(Relaxed)
+            );
+        }
+        head(
+            &mut out,
+            "meshscrape_proxy_config_last_reload_successful",
+            "gauge",
+            "Whether the last attempt to load the configuration succeeded.",
+        );
+        let _ = writeln!(
+            out,
+            "meshscrape_proxy_config_last_reload_successful {}",
+            u8::from(config.last_successful)
+        );
+        head(
+            &mut out,
+            "meshscrape_proxy_config_last_reload_success_timestamp_seconds",
+            "gauge",
+            "When the configuration in force took effect, in seconds since the epoch.",
+        );
+        let _ = writeln!(
+            out,
+            "meshscrape_proxy_config_last_reload_success_timestamp_seconds {:.3}",
+            config.loaded_at
+        );
+        head(
+            &mut out,
+            "meshscrape_proxy_config_info",
+            "gauge",
+            "The configuration in force, by a hash of its settings.",
+        );
+        let _ = writeln!(out, "meshscrape_proxy_config_info{{hash=\"{}\"}} 1", config.hash);
+        head(
+            &mut out,
+            "meshscrape_proxy_config_restart_required",
+            "gauge",
+            "Settings changed in the file that take effect only when the sidecar restarts.",
+        );
+        for key in &config.restart_required {
+            let _ = writeln!(out, "meshscrape_proxy_config_restart_required{{key=\"{key}\"}} 1");
+        }
+        drop(config);
+
         head(
             &mut out,
             "meshscrape_proxy_in_flight_requests",
             "gauge",
-            "Requests being forwarded to the app now.",
+            "Requests being forwarded to the app now (a merged scrape counts once per target).",
         );
         let _ = writeln!(out, "meshscrape_proxy_in_flight_requests {in_flight}");
         head(
@@ -252,13 +438,17 @@ mod tests {
 
     #[test]
     fn renders_counters_histogram_and_gauges_as_text() {
-        let m = Metrics::new(vec!["unmatched".into(), "/prometheus".into()]);
-        m.request(1, 200);
-        m.request(1, 200);
-        m.request(UNMATCHED, 404);
-        m.upstream_latency(1, Duration::from_millis(3));
-        m.bytes(1, 1234);
+        let m = Metrics::default();
+        let route = m.route("/prometheus", true);
+        route.request(200);
+        m.route("/prometheus", true).request(200);
+        m.route(UNMATCHED, false).request(404);
+        route.upstream_latency(Duration::from_millis(3));
+        route.bytes(1234);
         m.upstream_error(UpstreamError::Timeout);
+        m.part("/merged", "http://127.0.0.1:9100/metrics", Some(PartFailure::Status));
+        m.config_loaded("0123abcd".into(), vec!["listen"], true);
+        m.reload_failed();
         let text = m.render(3, 2);
         for line in [
             "meshscrape_proxy_requests_total{route=\"/prometheus\",status=\"200\"} 2",
@@ -272,11 +462,19 @@ mod tests {
             "meshscrape_proxy_upstream_errors_total{kind=\"connect\"} 0",
             "meshscrape_proxy_response_bytes_total{route=\"/prometheus\"} 1234",
             "# TYPE meshscrape_proxy_upstream_duration_seconds histogram",
+            "meshscrape_proxy_merge_target_up{route=\"/merged\",target=\"http://127.0.0.1:9100/metrics\"} 0",
+            "meshscrape_proxy_merge_target_failures_total{route=\"/merged\",target=\"http://127.0.0.1:9100/metrics\",reason=\"status\"} 1",
+            "meshscrape_proxy_config_reloads_total{result=\"success\"} 1",
+            "meshscrape_proxy_config_reloads_total{result=\"failure\"} 1",
+            "meshscrape_proxy_config_last_reload_successful 0",
+            "meshscrape_proxy_config_info{hash=\"0123abcd\"} 1",
+            "meshscrape_proxy_config_restart_required{key=\"listen\"} 1",
             "meshscrape_proxy_in_flight_requests 3",
             "meshscrape_proxy_open_connections 2",
         ] {
             assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
         }
+        assert!(!text.contains("response_bytes_total{route=\"unmatched\""), "{text}");
     }
 
     #[test]

@@ -146,7 +146,7 @@ pub async fn serve(
     drop(listener);
     housekeeping.abort();
     app.start_draining();
-    let grace = config.timeouts.shutdown_grace;
+    let grace = app.shutdown_grace();
     tracing::info!(?grace, open = graceful.count(), "stopped accepting; draining");
     tokio::select! {
         () = graceful.shutdown() => Drain::Complete,

@@ -63,7 +63,6 @@ struct Idle {
 pub struct Pool {
     idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
     max_per_addr: usize,
-    connect_timeout: Duration,
     idle_timeout: Duration,
     read_buf: usize,
 }
@@ -71,16 +70,10 @@ pub struct Pool {
 impl Pool {
     /// At most `max_per_addr` connections kept per address; each read from the app takes up to
     /// `read_buf` bytes.
-    pub fn new(
-        max_per_addr: usize,
-        connect_timeout: Duration,
-        idle_timeout: Duration,
-        read_buf: usize,
-    ) -> Self {
+    pub fn new(max_per_addr: usize, idle_timeout: Duration, read_buf: usize) -> Self {
         Pool {
             idle: Mutex::default(),
             max_per_addr: max_per_addr.max(1),
-            connect_timeout,
             idle_timeout,
             read_buf,
         }
@@ -88,13 +81,17 @@ impl Pool {
 
     /// Sends `req` to `addr` on a pooled connection or a new one. When a pooled connection turns
     /// out to be closed before the request was written (apps close idle connections when they
-    /// like), the request goes out once more on a new connection.
+    /// like), the request goes out once more on a new connection. A new connection must be
+    /// established within `connect_timeout`.
     pub async fn request(
         &self,
         addr: SocketAddr,
         req: Request<Empty<Bytes>>,
+        connect_timeout: Duration,
     ) -> Result<Response<Incoming>, Error> {
-        let Some(mut sender) = self.checkout(addr) else { return self.fresh(addr, req).await };
+        let Some(mut sender) = self.checkout(addr) else {
+            return self.fresh(addr, req, connect_timeout).await;
+        };
         match sender.try_send_request(req).await {
             Ok(resp) => {
                 self.checkin(addr, sender);
@@ -102,7 +99,7 @@ impl Pool {
             }
             // Not written: the connection closed under us. Safe to send again on a new one.
             Err(mut e) => match e.take_message() {
-                Some(req) => self.fresh(addr, req).await,
+                Some(req) => self.fresh(addr, req, connect_timeout).await,
                 None => Err(Error::Http(e.into_error())),
             },
         }
@@ -112,16 +109,20 @@ impl Pool {
         &self,
         addr: SocketAddr,
         req: Request<Empty<Bytes>>,
+        connect_timeout: Duration,
     ) -> Result<Response<Incoming>, Error> {
-        let mut sender = self.connect(addr).await?;
+        let mut sender = self.connect(addr, connect_timeout).await?;
         let resp = sender.send_request(req).await.map_err(Error::Http)?;
         self.checkin(addr, sender);
         Ok(resp)
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<Empty<Bytes>>, Error> {
-        let stream =
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+    async fn connect(
+        &self,
+        addr: SocketAddr,
+        connect_timeout: Duration,
+    ) -> Result<SendRequest<Empty<Bytes>>, Error> {
+        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return Err(Error::Connect(e)),
                 Err(_) => return Err(Error::ConnectTimeout),

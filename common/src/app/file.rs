@@ -65,7 +65,7 @@ pub(super) struct SidecarFile {
     pub(super) port_name: Option<S<String>>,
     #[serde(default)]
     pub(super) resources: ResourcesFile,
-    pub(super) routes: Option<S<Vec<S<String>>>>,
+    pub(super) routes: Option<S<Vec<S<crate::proxy::RouteEntry>>>>,
     pub(super) timeouts: Option<TimeoutsFile>,
     pub(super) limits: Option<LimitsFile>,
     pub(super) log_format: Option<S<String>>,

@@ -30,7 +30,7 @@ fn defaults_are_the_seed_setup() {
     assert_eq!(c.listen, "0.0.0.0:9090".parse().unwrap());
     assert_eq!(c.upstream, "127.0.0.1:8080".parse().unwrap());
     let pairs: Vec<_> =
-        c.routes.iter().map(|r| (r.public.as_str(), r.target.path.as_str())).collect();
+        c.routes.iter().map(|r| (r.public.as_str(), r.targets[0].path.as_str())).collect();
     assert_eq!(
         pairs,
         [
@@ -40,7 +40,7 @@ fn defaults_are_the_seed_setup() {
             ("/liveness", "/alive")
         ]
     );
-    assert!(c.routes.iter().all(|r| r.target.addr == c.upstream));
+    assert!(c.routes.iter().all(|r| r.targets.len() == 1 && r.targets[0].addr == c.upstream));
     assert_eq!(c.log_format, LogFormat::Text);
 }
 
@@ -58,10 +58,10 @@ fn reads_every_key_from_yaml() {
         "127.0.0.1:9100".parse().unwrap(),
         "localhost resolves to 127.0.0.1 at load time"
     );
-    assert_eq!(c.routes[0].target, Target { addr: c.upstream, path: "/metrics".into() });
+    assert_eq!(c.routes[0].targets, [Target { addr: c.upstream, path: "/metrics".into() }]);
     assert_eq!(
-        c.routes[1].target,
-        Target { addr: "127.0.0.2:7000".parse().unwrap(), path: "/stats".into() }
+        c.routes[1].targets,
+        [Target { addr: "127.0.0.2:7000".parse().unwrap(), path: "/stats".into() }]
     );
     assert_eq!(c.timeouts.connect, Duration::from_millis(250));
     assert_eq!(c.timeouts.request_head, Duration::from_secs(2));
@@ -69,7 +69,12 @@ fn reads_every_key_from_yaml() {
     assert_eq!(c.timeouts.shutdown_grace, Duration::from_secs(3));
     assert_eq!(
         c.limits,
-        Limits { max_in_flight: 4, max_connections: 50, max_request_head_bytes: 4096 }
+        Limits {
+            max_in_flight: 4,
+            max_connections: 50,
+            max_request_head_bytes: 4096,
+            max_part_bytes: defaults::MAX_PART_BYTES
+        }
     );
     assert_eq!(c.log_format, LogFormat::Json);
 }
@@ -284,4 +289,58 @@ fn an_ipv6_host_must_be_followed_by_a_colon_and_the_port_or_nothing() {
     assert!(e[0].message.contains("write the port after a colon"), "{e:?}");
     let ok = from_yaml("upstream: http://[::1]:8080\n").unwrap();
     assert_eq!(ok.upstream.to_string(), "[::1]:8080");
+}
+
+#[test]
+fn a_route_merges_several_targets_written_as_a_list_or_with_bars() {
+    let listed = from_yaml(
+        "routes:\n  - path: /metrics\n    targets: [/metrics, 'http://127.0.0.1:9100/metrics']\n  - /solo=/x\n",
+    )
+    .unwrap();
+    let barred = ProxyConfig::load(
+        None,
+        &ProxyOverrides {
+            routes: vec!["/metrics=/metrics|http://localhost:9100/metrics".into(), "/solo=/x".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(listed.routes, barred.routes);
+    let m = &listed.routes[0];
+    assert!(m.is_merged() && !listed.routes[1].is_merged());
+    assert_eq!(
+        m.targets.iter().map(Target::url).collect::<Vec<_>>(),
+        ["http://127.0.0.1:8080/metrics", "http://127.0.0.1:9100/metrics"]
+    );
+    assert_eq!(m.to_flag(listed.upstream), "/metrics=/metrics|http://127.0.0.1:9100/metrics");
+    // The ConfigMap keeps the list form, and reads back the same.
+    let yaml = listed.to_yaml();
+    assert!(yaml.contains("targets:"), "{yaml}");
+    assert_eq!(from_yaml(&yaml).unwrap(), listed);
+}
+
+#[test]
+fn merged_routes_are_checked_target_by_target() {
+    let p = problems(
+        from_yaml(
+            "limits: {maxInFlight: 2}\nroutes:\n  - /a=/x|/x\n  - /b=/x||/y\n  - /c=/x|http://10.0.0.1/m\n  \
+             - /d=/1|/2|/3\n  - path: /e\n    targets: [/x, 'http://127.0.0.1:1/a b']\n",
+        )
+        .unwrap_err(),
+    );
+    let fields: Vec<_> = p.iter().map(|p| (p.field.as_str(), line_of(p))).collect();
+    assert_eq!(
+        fields,
+        [("routes[0]", 3), ("routes[1]", 4), ("routes[2]", 5), ("routes[3]", 6), ("routes[4]", 7)]
+    );
+    assert!(p[0].message.contains("twice"), "{}", p[0].message);
+    assert!(p[1].message.contains("empty target"), "{}", p[1].message);
+    assert!(p[2].message.contains("loopback"), "{}", p[2].message);
+    assert!(p[3].message.contains("limits.maxInFlight is 2"), "{}", p[3].message);
+    assert!(p[4].message.contains("cannot hold"), "{}", p[4].message);
+    let nine = (1..=9).map(|i| format!("/{i}")).collect::<Vec<_>>().join("|");
+    let p = problems(from_yaml(&format!("routes: ['/m={nine}']\n")).unwrap_err());
+    assert!(p[0].message.contains("at most 8"), "{}", p[0].message);
+    let err = from_yaml("routes:\n  - path: /m\n    target: [/x]\n").unwrap_err();
+    assert!(err.to_string().contains("target"), "{err}");
 }

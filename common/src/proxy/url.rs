@@ -123,9 +123,13 @@ pub(super) fn parse_upstream(text: &str) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
-/// Parses `PUBLIC=TARGET`, where TARGET is a path on `upstream` or a full loopback URL.
+/// The most targets one route may merge: each takes an in-flight slot and a connection to the app.
+pub const MAX_TARGETS: usize = 8;
+
+/// Parses `PUBLIC=TARGET[|TARGET]...`, where each TARGET is a path on `upstream` or a full loopback
+/// URL. `|` cannot appear in a path (it is not a URI character), so the split is unambiguous.
 pub(super) fn parse_route(text: &str, upstream: SocketAddr) -> Result<Route, String> {
-    let (public, target) = text
+    let (public, targets) = text
         .split_once('=')
         .ok_or_else(|| format!("`{text}` is not PUBLIC=TARGET, such as /metrics=/metrics"))?;
     check_path(public).map_err(|e| format!("public path {e}"))?;
@@ -135,12 +139,35 @@ pub(super) fn parse_route(text: &str, upstream: SocketAddr) -> Result<Route, Str
                 /-/ready and /-/metrics; choose another"
         ));
     }
-    let (addr, path) = if target.starts_with('/') {
-        (upstream, target)
-    } else {
-        let (addr, path) = parse_loopback_url(target)?;
-        (addr, if path.is_empty() { "/" } else { path })
-    };
-    check_path(path).map_err(|e| format!("target path {e}"))?;
-    Ok(Route { public: public.to_string(), target: Target { addr, path: path.to_string() } })
+    let mut parsed: Vec<Target> = Vec::new();
+    for target in targets.split('|') {
+        let target = target.trim();
+        if target.is_empty() {
+            return Err(format!(
+                "`{text}` has an empty target; separate targets with a single |, as in \
+                    /metrics=/metrics|http://127.0.0.1:9100/metrics"
+            ));
+        }
+        let (addr, path) = if target.starts_with('/') {
+            (upstream, target)
+        } else {
+            let (addr, path) = parse_loopback_url(target)?;
+            (addr, if path.is_empty() { "/" } else { path })
+        };
+        check_path(path).map_err(|e| format!("target path {e}"))?;
+        let t = Target { addr, path: path.to_string() };
+        if parsed.contains(&t) {
+            return Err(format!(
+                "`{text}` names http://{addr}{path} twice; a scrape would hold its series twice"
+            ));
+        }
+        parsed.push(t);
+    }
+    if parsed.len() > MAX_TARGETS {
+        return Err(format!(
+            "`{text}` merges {} targets; a route merges at most {MAX_TARGETS}",
+            parsed.len()
+        ));
+    }
+    Ok(Route { public: public.to_string(), targets: parsed })
 }

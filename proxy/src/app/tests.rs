@@ -113,9 +113,9 @@ async fn scrape_timeout_header_shortens_the_deadline() {
     let with = |v: &str| {
         let mut h = HeaderMap::new();
         h.insert(SCRAPE_TIMEOUT_HEADER, HeaderValue::from_str(v).unwrap());
-        app.deadline(&h)
+        app.table().deadline(&h)
     };
-    assert_eq!(app.deadline(&HeaderMap::new()), Duration::from_secs(10));
+    assert_eq!(app.table().deadline(&HeaderMap::new()), Duration::from_secs(10));
     assert_eq!(with("3"), Duration::from_millis(2750));
     assert_eq!(with("0.4"), Duration::from_millis(200));
     assert_eq!(with("60"), Duration::from_secs(10), "never longer than the configured timeout");

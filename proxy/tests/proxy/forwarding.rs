@@ -148,7 +148,7 @@ async fn an_app_that_closes_pooled_connections_costs_no_failed_scrape() {
 async fn idle_upstream_connections_are_closed_by_the_sidecar() {
     use meshscrape_proxy::upstream::Pool;
     let up = Upstream::start(Script::Body("x 1\n")).await;
-    let pool = Pool::new(4, Duration::from_secs(1), Duration::from_millis(100), 64 * 1024);
+    let pool = Pool::new(4, Duration::from_millis(100), 64 * 1024);
     let req = || {
         http::Request::builder()
             .uri("/m")
@@ -156,11 +156,11 @@ async fn idle_upstream_connections_are_closed_by_the_sidecar() {
             .body(http_body_util::Empty::new())
             .unwrap()
     };
-    let resp = pool.request(up.addr, req()).await.unwrap();
+    let resp = pool.request(up.addr, req(), Duration::from_secs(1)).await.unwrap();
     let _ = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
     // Reused while fresh...
     tokio::task::yield_now().await;
-    let resp = pool.request(up.addr, req()).await.unwrap();
+    let resp = pool.request(up.addr, req(), Duration::from_secs(1)).await.unwrap();
     let _ = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
     assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
     assert_eq!(pool.pooled(up.addr), 1);
@@ -168,7 +168,7 @@ async fn idle_upstream_connections_are_closed_by_the_sidecar() {
     tokio::time::sleep(Duration::from_millis(150)).await;
     pool.reap();
     assert_eq!(pool.pooled(up.addr), 0);
-    let resp = pool.request(up.addr, req()).await.unwrap();
+    let resp = pool.request(up.addr, req(), Duration::from_secs(1)).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
 }
