@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use http::header::{self, HeaderName, HeaderValue};
@@ -278,7 +278,6 @@ impl App {
         Ok(self.handle(req).await)
     }
 
-
     async fn route<B>(&self, table: &Table, req: Request<B>) -> Response<ProxyBody> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             let mut resp = text(
@@ -327,8 +326,12 @@ impl App {
         }
     }
 
-
-    async fn forward<B>(&self, table: &Table, entry: &Entry, req: Request<B>) -> Response<ProxyBody> {
+    async fn forward<B>(
+        &self,
+        table: &Table,
+        entry: &Entry,
+        req: Request<B>,
+    ) -> Response<ProxyBody> {
         let part = &entry.parts[0];
         let Some(permit) = self.in_flight.try_take() else {
             return text(
@@ -355,8 +358,12 @@ impl App {
         *upstream_req.version_mut() = Version::HTTP_11;
         *upstream_req.headers_mut() = headers;
 
-        let stream =
-            Stream { metrics: self.metrics.clone(), route: entry.stats.clone(), bytes: 0, _permit: permit };
+        let stream = Stream {
+            metrics: self.metrics.clone(),
+            route: entry.stats.clone(),
+            bytes: 0,
+            _permit: permit,
+        };
         let connect = table.config.timeouts.connect;
         let result =
             tokio::time::timeout_at(deadline, self.pool.request(part.addr, upstream_req, connect))

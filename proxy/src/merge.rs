@@ -238,9 +238,8 @@ pub(crate) async fn forward<B>(
     let mut outcomes =
         join_all(entry.parts.iter().map(|p| ask.fetch(p, accept.as_ref())).collect()).await;
     let formats: Vec<Format> = outcomes.iter().flatten().map(|f| f.format).collect();
-    let agreed = formats.first().copied().filter(|f| {
-        *f != Format::Other && formats.iter().all(|g| g == f)
-    });
+    let agreed =
+        formats.first().copied().filter(|f| *f != Format::Other && formats.iter().all(|g| g == f));
     let format = match agreed {
         Some(f) => f,
         None => {
@@ -256,9 +255,10 @@ pub(crate) async fn forward<B>(
             for &i in &again {
                 outcomes[i] = Err(PartFailure::Format);
             }
-            let refetched =
-                join_all(again.iter().map(|&i| ask.fetch(&entry.parts[i], Some(&text_only))).collect())
-                    .await;
+            let refetched = join_all(
+                again.iter().map(|&i| ask.fetch(&entry.parts[i], Some(&text_only))).collect(),
+            )
+            .await;
             for (i, outcome) in again.into_iter().zip(refetched) {
                 outcomes[i] = match outcome {
                     Ok(f) if f.format == Format::Text => Ok(f),
@@ -303,9 +303,21 @@ pub(crate) async fn forward<B>(
     let mut resp = if parts.method == Method::HEAD {
         Response::new(ProxyBody::text(Bytes::new()))
     } else {
-        let stream = Stream { metrics: app.metrics.clone(), route: entry.stats.clone(), bytes: 0, _permit: permit };
+        let stream = Stream {
+            metrics: app.metrics.clone(),
+            route: entry.stats.clone(),
+            bytes: 0,
+            _permit: permit,
+        };
         Response::new(ProxyBody::Merged {
-            body: MergedBody::new(format, included, &up, table.config.limits.max_part_bytes, deadline, stream),
+            body: MergedBody::new(
+                format,
+                included,
+                &up,
+                table.config.limits.max_part_bytes,
+                deadline,
+                stream,
+            ),
         })
     };
     resp.headers_mut().insert(header::CONTENT_TYPE, content_type);
@@ -319,8 +331,14 @@ fn content_type(format: Format, parts: &[Fetched]) -> HeaderValue {
         Format::Text | Format::OpenMetrics => parts
             .iter()
             .filter_map(|p| p.content_type.clone())
-            .filter(|ct| Format::of(&HeaderMap::from_iter([(header::CONTENT_TYPE, ct.clone())])) == format)
-            .max_by_key(version)
+            .filter(|ct| {
+                Format::of(&HeaderMap::from_iter([(header::CONTENT_TYPE, ct.clone())])) == format
+            })
+            // The first part's, unless a later one announces a newer version.
+            .fold(None, |best: Option<HeaderValue>, ct| match best {
+                Some(b) if version(&b) >= version(&ct) => Some(b),
+                _ => Some(ct),
+            })
             .unwrap_or(HeaderValue::from_static(TEXT_0_0_4)),
         Format::Protobuf | Format::Other => parts
             .iter()
@@ -442,9 +460,11 @@ impl MergedBody {
                 Poll::Pending => {
                     ready!(self.deadline.as_mut().poll(cx));
                     self.stream.metrics.upstream_error(UpstreamError::Timeout);
-                    tracing::warn!(route = self.stream.route.label(),
+                    tracing::warn!(
+                        route = self.stream.route.label(),
                         "a target's body did not finish before the deadline; cutting the merged \
-                        response");
+                        response"
+                    );
                     return Poll::Ready(Err("upstream body passed its deadline".into()));
                 }
             }
@@ -482,9 +502,12 @@ impl MergedBody {
                     if let Some(part) = this.current.as_mut() {
                         part.bytes += data.len() as u64;
                         if part.bytes > this.cap {
-                            tracing::warn!(route = this.stream.route.label(), cap = this.cap,
+                            tracing::warn!(
+                                route = this.stream.route.label(),
+                                cap = this.cap,
                                 "a target's body passed limits.maxPartBytes; cutting the merged \
-                                response");
+                                response"
+                            );
                             return Poll::Ready(Some(Err(
                                 "a part of the merged body passed limits.maxPartBytes".into(),
                             )));

@@ -88,8 +88,11 @@ impl Reloader {
             }
             Err(e) => {
                 self.app.metrics().reload_failed();
-                tracing::error!(trigger = why, "refused the new configuration, still serving the \
-                    previous one: {e:#}");
+                tracing::error!(
+                    trigger = why,
+                    "refused the new configuration, still serving the \
+                    previous one: {e:#}"
+                );
                 Reloaded::Refused(e)
             }
         }

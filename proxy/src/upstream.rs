@@ -71,12 +71,7 @@ impl Pool {
     /// At most `max_per_addr` connections kept per address; each read from the app takes up to
     /// `read_buf` bytes.
     pub fn new(max_per_addr: usize, idle_timeout: Duration, read_buf: usize) -> Self {
-        Pool {
-            idle: Mutex::default(),
-            max_per_addr: max_per_addr.max(1),
-            idle_timeout,
-            read_buf,
-        }
+        Pool { idle: Mutex::default(), max_per_addr: max_per_addr.max(1), idle_timeout, read_buf }
     }
 
     /// Sends `req` to `addr` on a pooled connection or a new one. When a pooled connection turns
@@ -123,10 +118,10 @@ impl Pool {
         connect_timeout: Duration,
     ) -> Result<SendRequest<Empty<Bytes>>, Error> {
         let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(Error::Connect(e)),
-                Err(_) => return Err(Error::ConnectTimeout),
-            };
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(Error::Connect(e)),
+            Err(_) => return Err(Error::ConnectTimeout),
+        };
         let _ = stream.set_nodelay(true);
         let (sender, conn) = http1::Builder::new()
             .read_buf_exact_size(Some(self.read_buf))

@@ -6,5 +6,6 @@ mod proxy {
     mod fuzz;
     mod hostile;
     mod lifecycle;
+    mod merge;
     pub(crate) mod support;
 }

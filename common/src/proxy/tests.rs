@@ -300,7 +300,10 @@ fn a_route_merges_several_targets_written_as_a_list_or_with_bars() {
     let barred = ProxyConfig::load(
         None,
         &ProxyOverrides {
-            routes: vec!["/metrics=/metrics|http://localhost:9100/metrics".into(), "/solo=/x".into()],
+            routes: vec![
+                "/metrics=/metrics|http://localhost:9100/metrics".into(),
+                "/solo=/x".into(),
+            ],
             ..Default::default()
         },
     )
