@@ -7,5 +7,6 @@ mod proxy {
     mod hostile;
     mod lifecycle;
     mod merge;
+    mod reload;
     pub(crate) mod support;
 }

@@ -187,3 +187,45 @@ async fn a_head_hyper_rejects_is_logged_with_its_reason() {
         "{logged}"
     );
 }
+
+#[tokio::test]
+async fn the_binary_reloads_on_sighup_and_on_a_kubelet_style_swap_without_restarting() {
+    use super::support::ConfigMapDir;
+    let up = Upstream::start(Script::Body("x 1\n")).await;
+    let config = |route: &str| format!("upstream: http://{}\nroutes: [{route}]\n", up.addr);
+    let mut cm = ConfigMapDir::new("binary", "sidecar.yaml", &config("/a=/a"));
+    let path = cm.path().display().to_string();
+    let (mut child, addr, logs) = spawn(&["--config", &path, "--log-format", "json"]);
+    // Lines as they come, read on a thread of their own so that a missing line fails the test
+    // after a while instead of hanging it.
+    let (tx, lines) = std::sync::mpsc::channel();
+    let mut rest = logs.rest;
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while rest.read_line(&mut line).unwrap_or(0) > 0 {
+            if tx.send(std::mem::take(&mut line)).is_err() {
+                return;
+            }
+        }
+    });
+    let next_reload = || loop {
+        let line = lines.recv_timeout(Duration::from_secs(10)).expect("a reload logged");
+        if line.contains("configuration reloaded") {
+            return line;
+        }
+    };
+
+    // SIGHUP with the file as it was: a reload all the same, and the log says what caused it.
+    let status = Command::new("kill").arg("-HUP").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    assert!(next_reload().contains("\"trigger\":\"SIGHUP\""));
+
+    // The kubelet's swap of `..data`: picked up by the file watch within its poll.
+    cm.update(&config("/b=/b"));
+    assert!(next_reload().contains("\"trigger\":\"file changed\""));
+    assert_eq!(get(addr, "/b", "").await.status, 200);
+    assert_eq!(get(addr, "/a", "").await.status, 404);
+    assert!(child.try_wait().unwrap().is_none(), "still the same process");
+    terminate(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

@@ -20,9 +20,17 @@ pub(crate) struct Sidecar {
 }
 
 impl Sidecar {
-    pub(crate) async fn start(mut overrides: ProxyOverrides) -> Sidecar {
+    pub(crate) async fn start(overrides: ProxyOverrides) -> Sidecar {
+        Sidecar::start_from(None, overrides).await
+    }
+
+    /// A sidecar configured by `file` (if any) and `overrides`, as the binary would be.
+    pub(crate) async fn start_from(
+        file: Option<&std::path::Path>,
+        mut overrides: ProxyOverrides,
+    ) -> Sidecar {
         overrides.listen.get_or_insert("127.0.0.1:0".into());
-        let config = ProxyConfig::load(None, &overrides).expect("test config is valid");
+        let config = ProxyConfig::load(file, &overrides).expect("test config is valid");
         let listener = TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = Arc::new(App::new(&config));
@@ -54,6 +62,11 @@ impl Sidecar {
             ..overrides
         })
         .await
+    }
+
+    /// The sidecar's handler, to reload it.
+    pub(crate) fn app(&self) -> Arc<App> {
+        self.app.clone()
     }
 
     /// Connections shed at the connection limit so far, read without a connection of its own.
@@ -346,4 +359,48 @@ fn sample(exposition: &str, series: &str) -> Option<f64> {
         .lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|value| value.trim().parse().ok())
+}
+
+/// A folder laid out as the kubelet projects a ConfigMap volume: `NAME -> ..data/NAME`, `..data ->
+/// ..<version>`, and an update that writes a new version folder and swaps `..data` atomically
+/// (a new symlink renamed over the old), which never writes to the file the path names.
+pub(crate) struct ConfigMapDir {
+    pub dir: std::path::PathBuf,
+    name: String,
+    version: usize,
+}
+
+impl ConfigMapDir {
+    pub(crate) fn new(test: &str, name: &str, contents: &str) -> ConfigMapDir {
+        let dir =
+            std::env::temp_dir().join(format!("meshscrape-proxy-cm-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cm = ConfigMapDir { dir, name: name.to_string(), version: 0 };
+        cm.update(contents);
+        std::os::unix::fs::symlink(format!("..data/{name}"), cm.path()).unwrap();
+        cm
+    }
+
+    /// The path a container reads: the key's symlink.
+    pub(crate) fn path(&self) -> std::path::PathBuf {
+        self.dir.join(&self.name)
+    }
+
+    pub(crate) fn update(&mut self, contents: &str) {
+        self.version += 1;
+        let version = format!("..2026_12_03_00_00_{:02}.{}", self.version, std::process::id());
+        std::fs::create_dir_all(self.dir.join(&version)).unwrap();
+        std::fs::write(self.dir.join(&version).join(&self.name), contents).unwrap();
+        let tmp = self.dir.join("..data_tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&version, &tmp).unwrap();
+        std::fs::rename(&tmp, self.dir.join("..data")).unwrap();
+    }
+}
+
+impl Drop for ConfigMapDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
