@@ -124,7 +124,12 @@ pub async fn check(url: &str, o: &Options) -> Report {
                     e.samples,
                     d.native_histograms
                 );
-                (e.samples, summary)
+                Body {
+                    samples: e.samples,
+                    summary,
+                    duplicates: e.duplicates.clone(),
+                    merge_targets: d.merge_targets.clone(),
+                }
             })
             .map_err(|err| {
                 format!("Prometheus {} would reject this protobuf body: {err}", o.version)
@@ -146,18 +151,105 @@ pub async fn check(url: &str, o: &Options) -> Report {
         };
         let rules = Rules { openmetrics: format == Format::OpenMetrics, version: o.version };
         exposition::parse_with(text, rules)
-            .map(|e| (e.samples, format!("{} families, {} samples", e.families.len(), e.samples)))
+            .map(|e| Body {
+                samples: e.samples,
+                summary: format!("{} families, {} samples", e.families.len(), e.samples),
+                duplicates: e.duplicates,
+                merge_targets: merge_targets_in_text(text),
+            })
             .map_err(|err| format!("Prometheus {} would reject this body: {err}", o.version))
     };
+    let body = match parsed {
+        Ok(body) => body,
+        Err(reason) => {
+            report.push(Check::fail("exposition", reason, "fix the exporter's output").on(url));
+            return probes(url, o, report).await;
+        }
+    };
     report.push(
-        match parsed {
-            Ok((0, _)) => Check::fail("exposition", "no samples", "check the app's metrics path"),
-            Ok((_, summary)) => Check::pass("exposition", summary),
-            Err(reason) => Check::fail("exposition", reason, "fix the exporter's output"),
+        if body.samples == 0 {
+            Check::fail("exposition", "no samples", "check the app's metrics path")
+        } else {
+            Check::pass("exposition", body.summary.clone())
         }
         .on(url),
     );
+    merged(url, &body, &mut report);
     probes(url, o, report).await
+}
+
+/// What a body that parsed holds, for the checks after parsing.
+struct Body {
+    samples: usize,
+    summary: String,
+    duplicates: Vec<String>,
+    merge_targets: Vec<(String, f64)>,
+}
+
+/// A merged route's targets (each must be in the scrape), and families in more than one place
+/// (two targets exporting the same metric).
+fn merged(url: &str, body: &Body, report: &mut Report) {
+    let merge = !body.merge_targets.is_empty();
+    if !body.duplicates.is_empty() {
+        let mut names = body.duplicates.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+        if body.duplicates.len() > 5 {
+            names.push_str(&format!(" and {} more", body.duplicates.len() - 5));
+        }
+        let fix = if merge {
+            "two targets of this merged route export the same families; Prometheus keeps one \
+                sample per series and drops the other: turn the family off in one exporter (the \
+                client libraries' process_ and go_ collectors are the usual pair), or scrape the \
+                targets on routes of their own"
+        } else {
+            "write each family's lines as one group, as the exposition formats require"
+        };
+        report.push(
+            Check::fail(
+                "families",
+                format!("{} families stand in more than one place: {names}", body.duplicates.len()),
+                fix,
+            )
+            .on(url),
+        );
+    }
+    if !merge {
+        return;
+    }
+    let left_out: Vec<&str> =
+        body.merge_targets.iter().filter(|(_, v)| *v != 1.0).map(|(t, _)| t.as_str()).collect();
+    let total = body.merge_targets.len();
+    report.push(
+        if left_out.is_empty() {
+            Check::pass(
+                "merged targets",
+                format!("all {total} targets of the route are in the scrape"),
+            )
+        } else {
+            Check::fail(
+                "merged targets",
+                format!(
+                    "{} of {total} targets were left out: {}",
+                    left_out.len(),
+                    left_out.join(", ")
+                ),
+                "the sidecar's /-/metrics counts why (meshscrape_proxy_merge_target_failures_total \
+                    by reason: connect, timeout, status, format, too_large), and its log names the \
+                    target",
+            )
+        }
+        .on(url),
+    );
+}
+
+/// The `meshscrape_merge_target_up{target="..."} V` lines the sidecar appends to a merged scrape.
+fn merge_targets_in_text(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(protobuf::MERGE_TARGET_UP)?.strip_prefix("{target=\"")?;
+            let (target, value) = rest.split_once("\"}")?;
+            Some((target.to_string(), exposition::parse_value(value.trim())?))
+        })
+        .collect()
 }
 
 /// The `--probe` routes on the same host: each must answer 200.

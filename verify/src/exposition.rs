@@ -16,6 +16,10 @@ pub struct Exposition {
     /// Metric families by name, with their declared type (if any) and sample count.
     pub families: BTreeMap<String, Family>,
     pub samples: usize,
+    /// Families whose samples stand in more than one place, or that are typed twice: what a
+    /// merged scrape shows when two of its targets export the same metric. Prometheus keeps one
+    /// sample per series and timestamp and drops the other.
+    pub duplicates: Vec<String>,
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -57,6 +61,17 @@ pub fn parse_with(text: &str, rules: Rules) -> Result<Exposition, ParseError> {
     let openmetrics = rules.openmetrics;
     let mut out = Exposition::default();
     let mut eof = false;
+    // The family of the sample before, and every family left behind.
+    let mut current = String::new();
+    let mut left: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut place = |out: &mut Exposition, family: String| {
+        if family != current {
+            if left.contains(&family) && !out.duplicates.contains(&family) {
+                out.duplicates.push(family.clone());
+            }
+            left.insert(std::mem::replace(&mut current, family));
+        }
+    };
     for (i, raw) in text.split('\n').enumerate() {
         let n = i + 1;
         // Messages quote the line's pieces; `printable` keeps a 100 KB name from becoming a 100 KB error.
@@ -76,7 +91,8 @@ pub fn parse_with(text: &str, rules: Rules) -> Result<Exposition, ParseError> {
                 eof |= openmetrics_comment(comment, rules, &mut out).map_err(err)?;
                 continue;
             }
-            count(&mut out, openmetrics_sample(line, rules).map_err(err)?);
+            let family = count(&mut out, openmetrics_sample(line, rules).map_err(err)?);
+            place(&mut out, family);
             continue;
         }
         // The text format: Prometheus's lexer ends a line at \r as at \n, skips spaces and tabs
@@ -90,7 +106,8 @@ pub fn parse_with(text: &str, rules: Rules) -> Result<Exposition, ParseError> {
                 text_comment(comment, rules, &mut out).map_err(err)?;
                 continue;
             }
-            count(&mut out, sample(line, rules).map_err(err)?);
+            let family = count(&mut out, sample(line, rules).map_err(err)?);
+            place(&mut out, family);
         }
     }
     if openmetrics && !eof {
@@ -102,16 +119,28 @@ pub fn parse_with(text: &str, rules: Rules) -> Result<Exposition, ParseError> {
     Ok(out)
 }
 
-/// Adds a sample of metric `name` to its family (a typed family owns its suffixed series).
-fn count(out: &mut Exposition, name: String) {
+/// Adds a sample of metric `name` to its family (a typed family owns its suffixed series), and
+/// returns the family's name.
+fn count(out: &mut Exposition, name: String) -> String {
     let family = SUFFIXES
         .iter()
         .filter_map(|s| name.strip_suffix(s))
         .find(|base| out.families.get(*base).is_some_and(|f| f.kind.is_some()))
         .unwrap_or(&name)
         .to_string();
-    out.families.entry(family).or_default().samples += 1;
+    out.families.entry(family.clone()).or_default().samples += 1;
     out.samples += 1;
+    family
+}
+
+/// Declares `name` of type `kind`; a second declaration marks it a duplicate.
+fn declare(out: &mut Exposition, name: String, kind: &str) {
+    let family = out.families.entry(name.clone()).or_default();
+    if family.kind.is_some() && !out.duplicates.contains(&name) {
+        out.duplicates.push(name);
+        return;
+    }
+    family.kind = Some(kind.to_string());
 }
 
 /// A text-format comment line (after `#`): `# HELP name text` and `# TYPE name type` with
@@ -138,7 +167,7 @@ fn text_comment(comment: &str, rules: Rules, out: &mut Exposition) -> Result<(),
                  summary and untyped, after one space)"
             ));
         }
-        out.families.entry(name).or_default().kind = Some(kind.to_string());
+        declare(out, name, kind);
     } else {
         out.families.entry(name).or_default();
     }
@@ -174,7 +203,7 @@ fn openmetrics_comment(comment: &str, rules: Rules, out: &mut Exposition) -> Res
         if !known.contains(&kind) {
             return Err(format!("unknown metric type `{kind}`"));
         }
-        out.families.entry(name).or_default().kind = Some(kind.to_string());
+        declare(out, name, kind);
     } else {
         if !rest.is_empty() && !rest.starts_with(' ') {
             return Err(format!("unexpected `{rest}` after the metric name in {keyword}"));
@@ -508,6 +537,18 @@ fn labels(mut s: &str, name_first: bool, rules: Rules) -> Result<(Option<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn families_in_two_places_are_duplicates_in_either_grammar() {
+        let text = "a 1\nb 1\na 2\n# TYPE c counter\nc_total 1\n# TYPE c counter\n";
+        let e = parse(text, false).unwrap();
+        assert_eq!(e.duplicates, ["a", "c"]);
+        let om = "# TYPE a gauge\na 1\n# TYPE b gauge\nb 1\na{x=\"1\"} 2\n# EOF\n";
+        assert_eq!(parse(om, true).unwrap().duplicates, ["a"]);
+        // A histogram's series are one family, in one place.
+        let h = "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n";
+        assert!(parse(h, false).unwrap().duplicates.is_empty());
+    }
 
     #[test]
     fn parses_the_seeds_dropwizard_output_with_trailing_commas() {

@@ -137,7 +137,12 @@ pub struct Decoded {
     pub exposition: Exposition,
     /// Series that are native histograms (each one sample in Prometheus's count).
     pub native_histograms: usize,
+    /// The sidecar's `meshscrape_merge_target_up` samples: (target, value).
+    pub merge_targets: Vec<(String, f64)>,
 }
+
+/// The family a merged route's scrape ends with (see meshscrape-proxy's `merge`).
+pub const MERGE_TARGET_UP: &str = "meshscrape_merge_target_up";
 
 /// Decodes length-delimited `MetricFamily` messages; checks names by `version`'s rules and that
 /// each metric carries the field its family's type names.
@@ -194,9 +199,21 @@ pub fn decode(mut body: &[u8], version: Version) -> Result<Decoded, String> {
             }
         }
         out.exposition.samples += samples;
-        out.exposition
-            .families
-            .insert(name, Family { kind: Some((*type_name).to_string()), samples });
+        if name == MERGE_TARGET_UP {
+            for m in &family.metric {
+                let target = m.label.iter().find(|l| l.name.as_deref() == Some("target"));
+                let value = m.gauge.as_ref().and_then(|g| g.value);
+                if let (Some(target), Some(value)) = (target, value) {
+                    out.merge_targets.push((target.value.clone().unwrap_or_default(), value));
+                }
+            }
+        }
+        let kind = Some((*type_name).to_string());
+        if out.exposition.families.insert(name.clone(), Family { kind, samples }).is_some()
+            && !out.exposition.duplicates.contains(&name)
+        {
+            out.exposition.duplicates.push(name);
+        }
     }
     Ok(out)
 }

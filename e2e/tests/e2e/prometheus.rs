@@ -397,3 +397,95 @@ async fn until_answered(url: &str, protobuf: bool) -> meshscrape_verify::report:
     }
     panic!("{url} never answered a clean scrape");
 }
+
+/// A merged route, as a platform team would write one for an app with an exporter beside it: the
+/// demo app and a real node_exporter 1.11 behind one path. Each Prometheus stores both targets'
+/// series from the one scrape, and the verifier finds every target in it, asked for text and
+/// (as Prometheus 3 asks when it scrapes native histograms) for protobuf, which only
+/// node_exporter speaks: the sidecar must then fall back to text for both.
+#[tokio::test]
+async fn each_prometheus_stores_a_merged_scrape_of_the_app_and_node_exporter() {
+    let servers = prometheus_servers();
+    let Some((_, prometheus3)) = servers.iter().find(|(v, _)| *v == Version::V3) else { return };
+    let node_exporter = prometheus3.with_file_name("node_exporter");
+    assert!(node_exporter.is_file(), "{} is missing", node_exporter.display());
+    let (mut exporter, port) = start_on_free_port(
+        |port| {
+            let mut c = Command::new(&node_exporter);
+            c.arg(format!("--web.listen-address=127.0.0.1:{port}"));
+            c
+        },
+        "/metrics",
+        "node_exporter_build_info",
+    );
+    let (_app, app_addr) = DemoApp::start();
+    let app_url = format!("http://{app_addr}/prometheus");
+    let exporter_url = format!("http://127.0.0.1:{port}/metrics");
+    let proxy_config = ProxyConfig::load(
+        None,
+        &ProxyOverrides {
+            listen: Some("127.0.0.1:0".into()),
+            routes: vec![format!("/metrics={app_url}|{exporter_url}")],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let listener = TcpListener::bind(proxy_config.listen).await.unwrap();
+    let sidecar_addr = listener.local_addr().unwrap();
+    let proxy_app = Arc::new(meshscrape_proxy::App::new(&proxy_config));
+    let served = proxy_app.clone();
+    tokio::spawn(async move {
+        meshscrape_proxy::server::serve(listener, served, &proxy_config, std::future::pending())
+            .await
+    });
+
+    // The verifier, as each Prometheus asks.
+    let url = format!("http://{sidecar_addr}/metrics");
+    for (version, protobuf) in [(Version::V3, false), (Version::V3, true), (Version::V2, false)] {
+        let o = endpoint::Options { version, protobuf, ..Default::default() };
+        let report = endpoint::check(&url, &o).await;
+        assert!(!report.failed(), "{version} protobuf={protobuf}: {}", human(&report));
+        assert!(
+            report
+                .checks
+                .iter()
+                .any(|c| c.message == "all 2 targets of the route are in the scrape"),
+            "{}",
+            human(&report)
+        );
+    }
+
+    let example = Example::render_fast();
+    for (version, binary) in servers {
+        let mut job = example.job();
+        job.target = sidecar_addr.to_string();
+        job.path = "/metrics".into();
+        let prom = start_prometheus(&binary, std::slice::from_ref(&job));
+        for metric in [
+            format!("{METRIC}_count"),
+            "node_exporter_build_info".into(),
+            "meshscrape_merge_target_up".into(),
+        ] {
+            let options = prometheus::Options {
+                version,
+                scrape_pool: Some(job.name.clone()),
+                job: Some(job.job.clone()),
+                expect_metric: Some(metric.clone()),
+                timeout: Duration::from_secs(5),
+                ..Default::default()
+            };
+            let report = until(&prom.url, &options, false, Duration::from_secs(60)).await;
+            assert!(!report.failed(), "Prometheus {version}, {metric}: {}", human(&report));
+        }
+    }
+    // Every scrape had both targets in it.
+    let rendered = proxy_app.render_metrics();
+    for target in [&app_url, &exporter_url] {
+        let up =
+            format!("meshscrape_proxy_merge_target_up{{route=\"/metrics\",target=\"{target}\"}} 1");
+        assert!(rendered.contains(&up), "{up} not in:\n{rendered}");
+    }
+    assert!(!rendered.contains("meshscrape_proxy_merge_target_failures_total{"), "{rendered}");
+    let _ = exporter.kill();
+    let _ = exporter.wait();
+}

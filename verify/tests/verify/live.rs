@@ -151,3 +151,38 @@ async fn a_prometheus_that_answers_html_is_a_clear_failure() {
     let err = prometheus::check(&url, &o).await.unwrap_err().to_string();
     assert!(err.contains("not JSON; is --url the Prometheus server's base URL"), "{err}");
 }
+
+#[tokio::test]
+async fn a_merged_scrape_fails_for_a_target_left_out_and_for_families_two_targets_share() {
+    let body = "# TYPE go_goroutines gauge\ngo_goroutines 8\napp_requests_total 3\n\
+        # TYPE go_goroutines gauge\ngo_goroutines 12\n\
+        # HELP meshscrape_merge_target_up 1 if in.\n# TYPE meshscrape_merge_target_up gauge\n\
+        meshscrape_merge_target_up{target=\"http://127.0.0.1:8080/metrics\"} 1\n\
+        meshscrape_merge_target_up{target=\"http://127.0.0.1:9100/metrics\"} 0\n";
+    let r =
+        endpoint::check(&serve(ok(body, "text/plain; version=0.0.4"), false).await, &opts()).await;
+    let failed: Vec<(&str, &str)> = r
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Fail)
+        .map(|c| (c.name.as_str(), c.message.as_str()))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            ("families", "1 families stand in more than one place: go_goroutines"),
+            ("merged targets", "1 of 2 targets were left out: http://127.0.0.1:9100/metrics"),
+        ],
+        "{r:?}"
+    );
+    assert!(
+        r.checks.iter().any(|c| c.fix.as_deref().is_some_and(|f| f.contains("process_ and go_")))
+    );
+
+    // Every target in, no family twice: passes, and says how many targets it saw.
+    let body = "a 1\nb 2\nmeshscrape_merge_target_up{target=\"http://127.0.0.1:8080/m\"} 1\n\
+        meshscrape_merge_target_up{target=\"http://127.0.0.1:9100/m\"} 1\n";
+    let r = endpoint::check(&serve(ok(body, "text/plain"), false).await, &opts()).await;
+    assert!(!r.failed(), "{r:?}");
+    assert!(r.checks.iter().any(|c| c.message == "all 2 targets of the route are in the scrape"));
+}
