@@ -58,3 +58,45 @@ fn the_verifier_finds_every_link_of_the_generated_chain_in_two_namespaces() {
         }
     }
 }
+
+/// A merged route written as a list in the app config: gen renders it into the ConfigMap, and the
+/// verifier follows each of its targets to a container port, warning about the one no container
+/// declares.
+#[test]
+fn a_merged_route_is_rendered_as_a_list_and_each_target_is_followed() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/identity-service.yaml");
+    let text = std::fs::read_to_string(&example).unwrap().replace(
+        "    - /prometheus=/prometheus\n",
+        "    - path: /prometheus\n      targets: [/prometheus, 'http://127.0.0.1:9100/metrics']\n",
+    );
+    let config = AppConfig::from_yaml(&example, &text).unwrap_or_else(|e| panic!("{e}"));
+    let rendered = meshscrape_gen::render(&config, &Templates::load(None).unwrap()).unwrap();
+    let stream = meshscrape_gen::output::stream(&rendered);
+    assert!(
+        stream.contains("- path: /prometheus\n      targets:\n      - /prometheus\n      - http://127.0.0.1:9100/metrics"),
+        "{stream}"
+    );
+    let objects =
+        manifests::load(&["-".into()], || Ok(format!("{stream}---\n{PROMETHEUS}"))).unwrap();
+    let report = manifests::check(&objects, &Options::default());
+    let route: Vec<(Status, &str)> = report
+        .checks
+        .iter()
+        .filter(|c| c.name == "route target")
+        .map(|c| (c.status, c.message.as_str()))
+        .collect();
+    assert_eq!(
+        route,
+        [
+            (
+                Status::Warn,
+                "no container of the pod declares port 9100, where route /prometheus sends \
+                 /metrics; if nothing listens there, that target is left out of every scrape"
+            ),
+            (
+                Status::Pass,
+                "/prometheus goes to port 8080 path /prometheus (container identity-app)"
+            ),
+        ]
+    );
+}

@@ -3,11 +3,11 @@
 
 use std::path::Path;
 
-use meshscrape_common::{ProxyConfig, ProxyOverrides};
+use meshscrape_common::{ProxyConfig, ProxyOverrides, Route};
 use serde_json::Value;
 
 use super::Scrape;
-use super::objects::{id, list, ns_of, s};
+use super::objects::{id, list, ns_of, s, serving_containers};
 use crate::report::{Check, Report};
 
 /// Checks the route when the container that serves the port is meshscrape's sidecar.
@@ -94,8 +94,9 @@ pub(super) fn check(x: &Scrape<'_>, report: &mut Report) {
             .at(format!("data.{key}")),
         );
     }
-    if proxy.routes.iter().any(|r| r.public == path) {
+    if let Some(route) = proxy.routes.iter().find(|r| r.public == path) {
         report.push(Check::pass("sidecar route", format!("the sidecar routes {path}")).on(&cmid));
+        targets(x, route, report);
     } else {
         let public: Vec<&str> = proxy.routes.iter().map(|r| r.public.as_str()).collect();
         report.push(
@@ -112,6 +113,54 @@ pub(super) fn check(x: &Scrape<'_>, report: &mut Report) {
             )
             .on(x.monitor_id)
             .at(format!("{}.path", x.field)),
+        );
+    }
+}
+
+/// Each target of the scraped route: some container of the pod declares its port. Nothing
+/// requires a loopback port to be declared, so a missing one is a warning; it is what a port
+/// typed wrong looks like (9010 for node_exporter's 9100), and such a target would be left out
+/// of every scrape (or, alone on its route, fail it).
+fn targets(x: &Scrape<'_>, route: &Route, report: &mut Report) {
+    let pod_spec = x.workload.pointer("/spec/template/spec").unwrap_or(&Value::Null);
+    let mut found = Vec::new();
+    for target in &route.targets {
+        let port = i64::from(target.addr.port());
+        let declared = serving_containers(pod_spec).into_iter().find_map(|(c, _)| {
+            list(c, "/ports")
+                .iter()
+                .any(|p| p["containerPort"].as_i64() == Some(port))
+                .then(|| s(c, "/name").unwrap_or("?").to_string())
+        });
+        match declared {
+            Some(container) => {
+                found.push(format!("port {port} path {} (container {container})", target.path));
+            }
+            None => report.push(
+                Check::warn(
+                    "route target",
+                    format!(
+                        "no container of the pod declares port {port}, where route {} sends \
+                         {}; if nothing listens there, that target {}",
+                        route.public,
+                        target.path,
+                        if route.is_merged() {
+                            "is left out of every scrape"
+                        } else {
+                            "fails every scrape with 502"
+                        }
+                    ),
+                    "declare the port on the container that serves it (containerPort), or correct \
+                     the target's port",
+                )
+                .on(&x.workload_id),
+            ),
+        }
+    }
+    if !found.is_empty() {
+        report.push(
+            Check::pass("route target", format!("{} goes to {}", route.public, found.join(", ")))
+                .on(&x.workload_id),
         );
     }
 }
