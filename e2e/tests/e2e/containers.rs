@@ -141,8 +141,8 @@ async fn start_sidecar(
     let user =
         format!("{}:{}", sc.run_as_user.expect("runAsUser"), sc.run_as_group.expect("runAsGroup"));
     let mount_path = &c.volume_mounts.as_ref().expect("a config volume")[0].mount_path;
-    // The ConfigMap, as the kubelet would project it: one file per key.
-    scratch.file("config/sidecar.yaml", &example.sidecar_yaml);
+    // The ConfigMap, as the kubelet projects it: one file per key, through `..data`.
+    configmap_update(scratch, &example.sidecar_yaml);
 
     let mut request = image(&images.proxy)
         .with_cmd(c.args.clone().unwrap_or_default())
@@ -165,6 +165,25 @@ async fn start_sidecar(
         request = request.with_security_opt("no-new-privileges");
     }
     request.start().await.expect("start the sidecar container")
+}
+
+/// Writes the sidecar's ConfigMap into `config/` as the kubelet does, first and on every update:
+/// the key `sidecar.yaml` is a symlink to `..data/sidecar.yaml`, and an update writes a new
+/// version folder and renames a new `..data` symlink over the old one (never writing the file
+/// the key's path names).
+fn configmap_update(scratch: &Scratch, yaml: &str) {
+    static VERSION: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = VERSION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = scratch.0.join("config");
+    let version = format!("..2026_12_03_00_00_{n:02}.1");
+    scratch.file(&format!("config/{version}/sidecar.yaml"), yaml);
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&version, &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    if std::fs::symlink_metadata(dir.join("sidecar.yaml")).is_err() {
+        std::os::unix::fs::symlink("..data/sidecar.yaml", dir.join("sidecar.yaml")).unwrap();
+    }
 }
 
 /// A mesh CA, the gate's server certificate for APP_HOST, and an in-mesh client's certificate.
@@ -610,4 +629,63 @@ async fn a_native_sidecar_starts_before_the_app_and_stops_after_it() {
     sidecar.stop().await.expect("stop the sidecar");
     assert_eq!(docker::inspect(sidecar.id(), "{{.State.ExitCode}}"), "0");
     drop(pause);
+}
+
+/// The kubelet brings a ConfigMap update to the pod by swapping `..data`: the sidecar in its
+/// container serves the new route without a restart, and refuses a broken update while the
+/// routes in force keep serving.
+#[tokio::test]
+async fn a_configmap_update_is_served_without_a_restart() {
+    let Some(images) = docker::images_or_skip(env!("CARGO_BIN_EXE_demo-app")) else { return };
+    let example = Example::render();
+    let scratch = Scratch::new("reload");
+    let pod = start_pod(images, &example, &scratch, &network_name("reload"), false).await;
+    let id = pod.sidecar.id().to_string();
+    let base = format!("http://{}:9090", pod.ip);
+    let get = |path: &str| {
+        let url = format!("{base}{path}");
+        async move {
+            fetch::get(&url, &[], Duration::from_secs(5), 1 << 20).await.map(|f| f.status.as_u16())
+        }
+    };
+    assert_eq!(get("/extra").await.ok(), Some(404));
+
+    let mut config = meshscrape_common::ProxyConfig::from_yaml(
+        Path::new("sidecar.yaml"),
+        &example.sidecar_yaml,
+        &Default::default(),
+    )
+    .unwrap();
+    let target = config.routes[0].targets[0].clone();
+    config.routes.push(meshscrape_common::Route { public: "/extra".into(), targets: vec![target] });
+    configmap_update(&scratch, &config.to_yaml());
+    let started = Instant::now();
+    while get("/extra").await.ok() != Some(200) {
+        assert!(started.elapsed() < Duration::from_secs(30), "the new route was never served");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("the new route answered {:.1?} after the swap", started.elapsed());
+
+    // Broken: refused, and the routes in force keep serving.
+    configmap_update(&scratch, &format!("{}\nlimits: {{maxInFlight: 0}}\n", "routes: [/x=/x]"));
+    let metrics = format!("{base}/-/metrics");
+    let started = Instant::now();
+    loop {
+        let body = fetch::get(&metrics, &[], Duration::from_secs(5), 1 << 20).await.unwrap().body;
+        if String::from_utf8_lossy(&body)
+            .contains("meshscrape_proxy_config_reloads_total{result=\"failure\"} 1")
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the broken update was never refused");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(get("/extra").await.ok(), Some(200));
+    assert_eq!(get("/x").await.ok(), Some(404));
+    assert_eq!(docker::inspect(&id, "{{.State.Running}} {{.RestartCount}}"), "true 0");
+    assert!(
+        pod.gate.is_none()
+            && pod.app.is_running().await.unwrap()
+            && pod.pause.is_running().await.unwrap()
+    );
 }
