@@ -2,6 +2,7 @@
 //! route table, its deadlines and limits. Read from the YAML file the ConfigMap mounts, then
 //! overridden by flags, then validated as a whole so every bad value is reported at once.
 
+mod access;
 mod url;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -14,7 +15,10 @@ use serde_saphyr::{Location, Spanned};
 use crate::duration;
 use crate::error::{ConfigError, Origin, Problems, Sourced};
 
+pub use access::{Auth, Cidr, Tls};
 pub use url::{MAX_TARGETS, check_path};
+
+use access::{AuthFile, TlsFile};
 
 /// The path prefix of the sidecar's own endpoints; no route may live under it.
 pub const RESERVED_PREFIX: &str = "/-/";
@@ -101,6 +105,10 @@ pub struct ProxyConfig {
     /// User-Agent and the scrape-timeout header), lower-case; everything else a client sends is
     /// dropped, since the app may trust a header on loopback as if the mesh had set it.
     pub forward_headers: Vec<String>,
+    /// Who may use the routes and `/-/metrics`; open by default.
+    pub auth: Auth,
+    /// TLS on the listener; plaintext by default.
+    pub tls: Option<Tls>,
 }
 
 /// One exact public path and its loopback targets: one is forwarded as is; several are fetched
@@ -180,6 +188,12 @@ pub struct ProxyOverrides {
     pub log_format: Option<String>,
     /// When any is given, they replace the file's `forwardHeaders` entirely.
     pub forward_headers: Vec<String>,
+    pub bearer_token_file: Option<String>,
+    /// When any is given, they replace the file's `auth.allowedClients` entirely.
+    pub allowed_clients: Vec<String>,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
+    pub tls_client_ca_file: Option<String>,
 }
 
 /// The YAML file's shape. Unknown keys are errors, so a misspelt key is never silently ignored.
@@ -200,6 +214,10 @@ pub(crate) struct ProxyFile {
     pub(crate) log_format: Option<Spanned<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) forward_headers: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) auth: Option<AuthFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) tls: Option<TlsFile>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -461,6 +479,17 @@ impl ProxyConfig {
         let routes = resolve_routes(&mut c, path, file.routes, &o.routes, upstream, limits.0);
         let forward_headers =
             resolve_forward_headers(&mut c, path, file.forward_headers, &o.forward_headers);
+        let (auth, tls) = resolve_access(&mut c, path, file.auth, file.tls, o);
+        if auth.bearer_token_file.is_some() && forward_headers.iter().any(|h| h == "authorization")
+        {
+            c.push(
+                Origin::Default,
+                "forwardHeaders",
+                "`authorization` carries the sidecar's bearer token (auth.bearerTokenFile); \
+                    forwarding it would hand the token to the app: leave it out"
+                    .into(),
+            );
+        }
 
         match (listen, upstream, timeouts, limits, log_format, routes) {
             (
@@ -493,6 +522,8 @@ impl ProxyConfig {
                 },
                 log_format,
                 forward_headers,
+                auth,
+                tls,
             }),
             _ => Err(ConfigError::Invalid { problems: c.0 }),
         }
@@ -533,6 +564,27 @@ impl ProxyConfig {
                     .map(|h| Spanned::new(h.clone(), Location::UNKNOWN, Location::UNKNOWN))
                     .collect();
                 Spanned::new(names, Location::UNKNOWN, Location::UNKNOWN)
+            }),
+            auth: (self.auth != Auth::default()).then(|| AuthFile {
+                bearer_token_file: self
+                    .auth
+                    .bearer_token_file
+                    .as_ref()
+                    .and_then(|p| s(p.display().to_string())),
+                allowed_clients: (!self.auth.allowed_clients.is_empty()).then(|| {
+                    let blocks = self
+                        .auth
+                        .allowed_clients
+                        .iter()
+                        .map(|b| Spanned::new(b.to_string(), Location::UNKNOWN, Location::UNKNOWN))
+                        .collect();
+                    Spanned::new(blocks, Location::UNKNOWN, Location::UNKNOWN)
+                }),
+            }),
+            tls: self.tls.as_ref().map(|t| TlsFile {
+                cert_file: s(t.cert_file.display().to_string()),
+                key_file: s(t.key_file.display().to_string()),
+                client_ca_file: t.client_ca_file.as_ref().and_then(|p| s(p.display().to_string())),
             }),
         };
         // Serializing plain strings, numbers and sequences cannot fail.
@@ -657,6 +709,100 @@ fn resolve_forward_headers(
         }
     }
     out
+}
+
+/// A flag if given, else the file's value, if either.
+fn pick_some(
+    flag: Option<String>,
+    flag_name: &'static str,
+    file: Option<Spanned<String>>,
+    path: Option<&Path>,
+) -> Option<Sourced<String>> {
+    match (flag, file) {
+        (Some(value), _) => Some(Sourced { value, origin: Origin::Flag(flag_name) }),
+        (None, Some(s)) => Some(Sourced { origin: Origin::at(path, &s.referenced), value: s.value }),
+        (None, None) => None,
+    }
+}
+
+/// `auth` and `tls`, from flags (which win) and the file.
+fn resolve_access(
+    c: &mut Problems,
+    path: Option<&Path>,
+    auth: Option<AuthFile>,
+    tls: Option<TlsFile>,
+    o: &ProxyOverrides,
+) -> (Auth, Option<Tls>) {
+    let a = auth.unwrap_or_default();
+    let t = tls.unwrap_or_default();
+    let file_path = |text: String| {
+        if text.trim().is_empty() {
+            Err("the path is empty; give the file's path, or leave the key out".to_string())
+        } else {
+            Ok(std::path::PathBuf::from(text))
+        }
+    };
+    let token = pick_some(o.bearer_token_file.clone(), "--bearer-token-file", a.bearer_token_file, path)
+        .and_then(|v| c.check("auth.bearerTokenFile", v, file_path));
+
+    let blocks: Vec<(String, Sourced<String>)> = if o.allowed_clients.is_empty() {
+        a.allowed_clients
+            .map(|l| l.value)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let origin = Origin::at(path, &b.referenced);
+                (format!("auth.allowedClients[{i}]"), Sourced { value: b.value, origin })
+            })
+            .collect()
+    } else {
+        o.allowed_clients
+            .iter()
+            .map(|b| {
+                let origin = Origin::Flag("--allow-client");
+                ("auth.allowedClients".to_string(), Sourced { value: b.clone(), origin })
+            })
+            .collect()
+    };
+    let allowed_clients =
+        blocks.into_iter().filter_map(|(field, b)| c.check(&field, b, |b| Cidr::parse(&b))).collect();
+
+    let cert = pick_some(o.tls_cert_file.clone(), "--tls-cert-file", t.cert_file, path);
+    let key = pick_some(o.tls_key_file.clone(), "--tls-key-file", t.key_file, path);
+    let ca = pick_some(o.tls_client_ca_file.clone(), "--tls-client-ca-file", t.client_ca_file, path);
+    let tls = match (cert, key) {
+        (None, None) => {
+            if let Some(ca) = ca {
+                c.push(
+                    ca.origin,
+                    "tls.clientCAFile",
+                    "a client CA needs TLS: give tls.certFile and tls.keyFile too".into(),
+                );
+            }
+            None
+        }
+        (Some(cert), None) => {
+            c.push(cert.origin, "tls.keyFile", "tls.certFile is set but tls.keyFile is not; give both".into());
+            None
+        }
+        (None, Some(key)) => {
+            c.push(key.origin, "tls.certFile", "tls.keyFile is set but tls.certFile is not; give both".into());
+            None
+        }
+        (Some(cert), Some(key)) => {
+            let cert = c.check("tls.certFile", cert, file_path);
+            let key = c.check("tls.keyFile", key, file_path);
+            let ca = ca.and_then(|ca| c.check("tls.clientCAFile", ca, file_path));
+            match (cert, key) {
+                (Some(cert_file), Some(key_file)) => {
+                    Some(Tls { cert_file, key_file, client_ca_file: ca })
+                }
+                _ => None,
+            }
+        }
+    };
+    (Auth { bearer_token_file: token, allowed_clients }, tls)
 }
 
 /// The sidecar file's shape, for the error module's tests.

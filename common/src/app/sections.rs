@@ -228,6 +228,8 @@ pub(super) fn sidecar(
         limits: f.limits.clone(),
         log_format: f.log_format.clone(),
         forward_headers: f.forward_headers.clone(),
+        auth: None,
+        tls: None,
     };
     match ProxyConfig::resolve(Some(c.path), proxy_file, &ProxyOverrides::default()) {
         Ok(proxy) => {

@@ -347,3 +347,49 @@ fn merged_routes_are_checked_target_by_target() {
     let err = from_yaml("routes:\n  - path: /m\n    target: [/x]\n").unwrap_err();
     assert!(err.to_string().contains("target"), "{err}");
 }
+
+#[test]
+fn auth_and_tls_read_back_from_yaml_and_flags_win() {
+    let c = from_yaml(
+        "auth:\n  bearerTokenFile: /run/token\n  allowedClients: [10.0.0.0/8, 192.168.1.5]\n\
+         tls:\n  certFile: /tls/tls.crt\n  keyFile: /tls/tls.key\n  clientCAFile: /tls/ca.crt\n",
+    )
+    .unwrap();
+    assert_eq!(c.auth.bearer_token_file.as_deref(), Some(Path::new("/run/token")));
+    assert_eq!(
+        c.auth.allowed_clients.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ["10.0.0.0/8", "192.168.1.5/32"]
+    );
+    let tls = c.tls.clone().unwrap();
+    assert_eq!(tls.client_ca_file.as_deref(), Some(Path::new("/tls/ca.crt")));
+    assert_eq!(from_yaml(&c.to_yaml()).unwrap(), c, "{}", c.to_yaml());
+    assert_eq!(ProxyConfig::default().auth, Auth::default(), "off by default");
+    assert!(ProxyConfig::default().tls.is_none());
+
+    let o = ProxyOverrides { allowed_clients: vec!["fd00::/8".into()], ..Default::default() };
+    let c = ProxyConfig::from_yaml(
+        Path::new("sidecar.yaml"),
+        "auth:\n  allowedClients: [10.0.0.0/8]\n",
+        &o,
+    )
+    .unwrap();
+    assert_eq!(c.auth.allowed_clients[0].to_string(), "fd00::/8");
+}
+
+#[test]
+fn incomplete_tls_bad_blocks_and_a_leaked_token_are_errors() {
+    let p = problems(
+        from_yaml(
+            "auth:\n  bearerTokenFile: /run/token\n  allowedClients: [10.0.0.1/8]\n\
+             tls:\n  certFile: /tls/tls.crt\nforwardHeaders: [Authorization]\n",
+        )
+        .unwrap_err(),
+    );
+    let fields: Vec<_> = p.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(fields, ["auth.allowedClients[0]", "tls.keyFile", "forwardHeaders"], "{p:?}");
+    assert!(p[0].message.contains("write 10.0.0.0/8"));
+    assert_eq!(line_of(&p[0]), 3);
+    assert!(p[2].message.contains("hand the token to the app"));
+    let p = problems(from_yaml("tls:\n  clientCAFile: /ca.crt\n").unwrap_err());
+    assert!(p[0].message.contains("needs TLS"), "{p:?}");
+}
