@@ -25,4 +25,4 @@ pub mod schema;
 #[cfg(feature = "app")]
 pub use app::AppConfig;
 pub use error::{ConfigError, Origin, Problem};
-pub use proxy::{LogFormat, ProxyConfig, ProxyOverrides, Route, Target};
+pub use proxy::{Auth, Cidr, LogFormat, ProxyConfig, ProxyOverrides, Route, Target, Tls};

@@ -20,6 +20,7 @@ use meshscrape_common::proxy::SCRAPE_HEADERS;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use crate::access::{Access, ClientAddr, Denied};
 use crate::body::{ProxyBody, Stream};
 use crate::connections::Connections;
 use crate::headers::{connection_named, strip_hop_by_hop};
@@ -66,10 +67,15 @@ pub(crate) struct Table {
     /// Request headers that reach the app (besides Host and the scrape-timeout header, which
     /// the sidecar sets): the scrape's own and those the config adds.
     pub(crate) forwarded: Vec<HeaderName>,
+    /// Who may use the routes and `/-/metrics`, and the TLS listener's settings.
+    pub(crate) access: Access,
 }
 
 impl Table {
-    fn new(config: ProxyConfig, metrics: &Metrics) -> Self {
+    /// Resolves `config` and reads the files it names (token, certificates); the error says which
+    /// file is wrong and how.
+    fn new(config: ProxyConfig, metrics: &Metrics) -> Result<Self, String> {
+        let access = Access::load(&config)?;
         let mut routes = HashMap::new();
         for route in &config.routes {
             let parts = route
@@ -94,7 +100,8 @@ impl Table {
                 Entry { stats: metrics.route(&route.public, true), parts },
             );
         }
-        Table {
+        Ok(Table {
+            access,
             routes,
             upstream_timeout: config.timeouts.upstream,
             upstream_timeout_value: HeaderValue::from_str(&format!(
@@ -111,7 +118,7 @@ impl Table {
                 .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
                 .collect(),
             config,
-        }
+        })
     }
     /// The deadline for one forwarded request: the configured upstream timeout, shortened to end
     /// just before Prometheus gives up on the scrape.
@@ -181,7 +188,9 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(config: &ProxyConfig) -> Self {
+    /// The handler for `config`; fails when a file it names (token, certificate, key, CA) cannot
+    /// be used, saying which and why.
+    pub fn new(config: &ProxyConfig) -> Result<Self, String> {
         let metrics = Arc::new(Metrics::default());
         let reserved = [HEALTHY, READY, METRICS].map(|p| metrics.route(p, false));
         // Each upstream read takes up to 64 KiB: a 39 KB exposition (the bench's typical one)
@@ -195,9 +204,10 @@ impl App {
         // per-chunk cost of a read, a hand-over and a write.
         let max_pooled = usize::try_from(config.limits.max_in_flight).unwrap_or(usize::MAX);
         let pool = Pool::new(max_pooled, upstream::IDLE_TIMEOUT, 64 * 1024);
+        let table = Table::new(config.clone(), &metrics)?;
         metrics.config_loaded(config_hash(config), Vec::new(), false);
-        App {
-            table: RwLock::new(Arc::new(Table::new(config.clone(), &metrics))),
+        Ok(App {
+            table: RwLock::new(Arc::new(table)),
             started: config.clone(),
             unmatched: metrics.route(UNMATCHED, false),
             reserved,
@@ -206,7 +216,7 @@ impl App {
             connections: Connections::new(config.limits.max_connections),
             draining: AtomicBool::new(false),
             metrics,
-        }
+        })
     }
 
     /// The configuration in force now.
@@ -223,13 +233,21 @@ impl App {
     /// flight finish under the one they started with. Returns the keys whose new values wait for
     /// a restart (the listener, the limits that size it, the log format): they are reported, in
     /// the log and in `/-/metrics`, not silently ignored.
-    pub fn reload(&self, config: ProxyConfig) -> Vec<&'static str> {
+    ///
+    /// The files it names are read first; if one cannot be used, nothing changes and the error
+    /// says which file and why.
+    pub fn reload(&self, config: ProxyConfig) -> Result<Vec<&'static str>, String> {
         let restart = restart_required(&self.started, &config);
         let hash = config_hash(&config);
-        let table = Arc::new(Table::new(config, &self.metrics));
+        let table = Arc::new(Table::new(config, &self.metrics)?);
         *self.table.write().unwrap_or_else(std::sync::PoisonError::into_inner) = table;
         self.metrics.config_loaded(hash, restart.clone(), true);
-        restart
+        Ok(restart)
+    }
+
+    /// The TLS settings new connections are accepted with, if the listener speaks TLS.
+    pub(crate) fn tls(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.table().access.tls.clone()
     }
 
     /// How long in-flight responses may run after SIGTERM, as the configuration in force says.
@@ -253,7 +271,8 @@ impl App {
 
     /// What `/-/metrics` serves.
     pub fn render_metrics(&self) -> String {
-        self.metrics.render(self.in_flight.in_use(), self.connections.in_use())
+        let cert_not_after = self.table().access.cert_not_after;
+        self.metrics.render(self.in_flight.in_use(), self.connections.in_use(), cert_not_after)
     }
 
     /// Answers one request. Never fails: every problem becomes a status and a one-line reason.
@@ -298,6 +317,15 @@ impl App {
                 "absolute-form request targets are not accepted; send an origin-form request such \
                     as GET /metrics",
             );
+        }
+        // Everything but the kubelet's probes is behind the access rules, when there are any:
+        // an unknown path is not told apart from a route to a client that may not ask.
+        let path = req.uri().path();
+        if path != HEALTHY && path != READY {
+            let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
+            if let Err(denied) = table.access.check(client, req.headers()) {
+                return self.deny(table, denied, client);
+            }
         }
         match req.uri().path() {
             HEALTHY => text(StatusCode::OK, "ok"),
@@ -449,6 +477,37 @@ impl App {
             stream,
         };
         Response::from_parts(parts, body)
+    }
+}
+
+impl App {
+    fn deny(&self, table: &Table, denied: Denied, client: Option<SocketAddr>) -> Response<ProxyBody> {
+        self.metrics.denied(denied);
+        tracing::debug!(client = ?client, reason = denied.as_str(), "denied a request");
+        let (status, reason) = match denied {
+            Denied::ClientAddress => (
+                StatusCode::FORBIDDEN,
+                format!(
+                    "client address {} is not allowed here (auth.allowedClients)",
+                    client.map_or("unknown".into(), |c| c.ip().to_string())
+                ),
+            ),
+            Denied::NoToken => (
+                StatusCode::UNAUTHORIZED,
+                "a bearer token is required: send Authorization: Bearer <token>".into(),
+            ),
+            Denied::BadToken | Denied::TlsHandshake => {
+                (StatusCode::UNAUTHORIZED, "the bearer token is not valid".into())
+            }
+        };
+        let mut resp = text(status, &reason);
+        if status == StatusCode::UNAUTHORIZED && table.access.wants_token() {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"meshscrape\""),
+            );
+        }
+        resp
     }
 }
 

@@ -12,8 +12,9 @@ use meshscrape_common::ProxyOverrides;
 /// /ready, /liveness to /alive, on http://127.0.0.1:8080, listening on 0.0.0.0:9090.
 /// Only GET and HEAD are forwarded. /-/healthy, /-/ready and /-/metrics are the sidecar's own.
 ///
-/// SIGHUP, or a change of the --config file (a ConfigMap update included), reloads the
-/// configuration: validated whole, refused whole if invalid (the old one keeps serving).
+/// SIGHUP, or a change of the --config file or of a token or certificate file it names (a
+/// ConfigMap or Secret update included), reloads the configuration: validated whole, refused
+/// whole if invalid (the old one keeps serving).
 ///
 /// Exit codes: 0 after a clean drain on SIGTERM, 64 on a bad configuration, 1 on any other failure.
 #[derive(Debug, Parser)]
@@ -78,6 +79,24 @@ pub struct Args {
     /// X-Forwarded-Client-Cert, ...) it would trust on loopback [key: forwardHeaders]
     #[arg(long = "forward-header", value_name = "NAME")]
     pub forward_headers: Vec<String>,
+    /// Require `Authorization: Bearer <token>` on routes and /-/metrics, the token read from this
+    /// file (reread when it changes) [key: auth.bearerTokenFile]
+    #[arg(long, value_name = "FILE", help_heading = "Access (off by default)")]
+    pub bearer_token_file: Option<String>,
+    /// Answer routes and /-/metrics only to clients in this address block, such as 10.0.0.0/8;
+    /// repeat for more; replaces the file's list [key: auth.allowedClients]
+    #[arg(long = "allow-client", value_name = "CIDR", help_heading = "Access (off by default)")]
+    pub allowed_clients: Vec<String>,
+    /// Serve TLS with this PEM certificate chain (reread when it changes) [key: tls.certFile]
+    #[arg(long, value_name = "FILE", help_heading = "Access (off by default)")]
+    pub tls_cert_file: Option<String>,
+    /// The certificate's PEM private key [key: tls.keyFile]
+    #[arg(long, value_name = "FILE", help_heading = "Access (off by default)")]
+    pub tls_key_file: Option<String>,
+    /// Require client certificates signed by a CA in this PEM file (mutual TLS)
+    /// [key: tls.clientCAFile]
+    #[arg(long, value_name = "FILE", help_heading = "Access (off by default)")]
+    pub tls_client_ca_file: Option<String>,
 }
 
 impl Args {
@@ -96,6 +115,11 @@ impl Args {
             max_part_bytes: self.max_part_bytes,
             log_format: self.log_format.clone(),
             forward_headers: self.forward_headers.clone(),
+            bearer_token_file: self.bearer_token_file.clone(),
+            allowed_clients: self.allowed_clients.clone(),
+            tls_cert_file: self.tls_cert_file.clone(),
+            tls_key_file: self.tls_key_file.clone(),
+            tls_client_ca_file: self.tls_client_ca_file.clone(),
         }
     }
 }

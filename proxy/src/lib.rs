@@ -3,6 +3,7 @@
 //!
 //! `main.rs` only wires these together; everything testable lives here.
 
+pub mod access;
 pub mod app;
 pub mod body;
 pub mod cli;

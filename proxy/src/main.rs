@@ -32,6 +32,15 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.log_format);
+    // Reads the token and certificate files the configuration names: a file that cannot be used
+    // is a configuration error like any other.
+    let app = match App::new(&config) {
+        Ok(app) => Arc::new(app),
+        Err(e) => {
+            tracing::error!("bad configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
 
     // One thread: the sidecar runs under a 0.1 CPU limit next to one app, and a single-threaded
     // runtime keeps memory flat and latency predictable there.
@@ -43,7 +52,7 @@ fn main() -> ExitCode {
         }
     };
     let reload = (args.config.clone(), args.overrides());
-    match runtime.block_on(run(config, reload)) {
+    match runtime.block_on(run(config, app, reload)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -54,6 +63,7 @@ fn main() -> ExitCode {
 
 async fn run(
     config: ProxyConfig,
+    app: Arc<App>,
     (file, overrides): (Option<PathBuf>, ProxyOverrides),
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
@@ -67,7 +77,6 @@ async fn run(
     tracing::info!(listen = %listener.local_addr()?, upstream = %config.upstream, ?routes, "serving");
     meshscrape_proxy::memory::warn_if_too_small(&config.limits);
 
-    let app = Arc::new(App::new(&config));
     // SIGHUP, or a change of the file, reloads the configuration (see `reload`).
     let reloader = Reloader::new(app.clone(), file, overrides);
     tokio::spawn(reload::watch(reloader, reload::POLL, sighup));

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::access::Denied;
+
 /// Upper bounds (seconds) of the upstream latency histogram: loopback scrapes, 1 ms to 10 s.
 const BUCKETS: [f64; 12] =
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
@@ -134,6 +136,8 @@ pub struct Metrics {
     part_up: Mutex<BTreeMap<(String, String), bool>>,
     /// Successful and failed reloads.
     reloads: [AtomicU64; 2],
+    /// Requests and connections turned away by the access rules, by reason.
+    denied: [AtomicU64; 4],
     config: Mutex<ConfigState>,
 }
 
@@ -218,6 +222,11 @@ impl Metrics {
             ConfigState { hash, loaded_at: now, last_successful: true, restart_required };
     }
 
+    /// A request or connection turned away by the access rules.
+    pub fn denied(&self, why: Denied) {
+        self.denied[why as usize].fetch_add(1, Relaxed);
+    }
+
     /// A reload was refused; the configuration in force stays.
     pub fn reload_failed(&self) {
         self.reloads[1].fetch_add(1, Relaxed);
@@ -226,7 +235,7 @@ impl Metrics {
 
     /// Renders every metric in the Prometheus text exposition format 0.0.4. The two gauges come
     /// from the limiters, which already count them.
-    pub fn render(&self, in_flight: usize, connections: usize) -> String {
+    pub fn render(&self, in_flight: usize, connections: usize, cert_not_after: Option<i64>) -> String {
         let mut out = String::with_capacity(4096);
         let routes: Vec<Arc<RouteStats>> = lock(&self.routes).values().cloned().collect();
 
@@ -352,6 +361,33 @@ impl Metrics {
             );
         }
 
+        head(
+            &mut out,
+            "meshscrape_proxy_denied_total",
+            "counter",
+            "Requests and connections turned away by the access rules (auth, tls), by reason.",
+        );
+        for why in Denied::ALL {
+            let _ = writeln!(
+                out,
+                "meshscrape_proxy_denied_total{{reason=\"{}\"}} {}",
+                why.as_str(),
+                self.denied[why as usize].load(Relaxed)
+            );
+        }
+        if let Some(not_after) = cert_not_after {
+            head(
+                &mut out,
+                "meshscrape_proxy_tls_certificate_expiry_timestamp_seconds",
+                "gauge",
+                "When the listener's certificate in force expires, in seconds since the epoch.",
+            );
+            let _ = writeln!(
+                out,
+                "meshscrape_proxy_tls_certificate_expiry_timestamp_seconds {not_after}"
+            );
+        }
+
         let config = lock(&self.config);
         head(
             &mut out,
@@ -449,7 +485,8 @@ mod tests {
         m.part("/merged", "http://127.0.0.1:9100/metrics", Some(PartFailure::Status));
         m.config_loaded("0123abcd".into(), vec!["listen"], true);
         m.reload_failed();
-        let text = m.render(3, 2);
+        m.denied(Denied::BadToken);
+        let text = m.render(3, 2, Some(1_796_256_000));
         for line in [
             "meshscrape_proxy_requests_total{route=\"/prometheus\",status=\"200\"} 2",
             "meshscrape_proxy_requests_total{route=\"unmatched\",status=\"404\"} 1",
@@ -470,6 +507,8 @@ mod tests {
             "meshscrape_proxy_config_info{hash=\"0123abcd\"} 1",
             "meshscrape_proxy_config_restart_required{key=\"listen\"} 1",
             "meshscrape_proxy_in_flight_requests 3",
+            "meshscrape_proxy_denied_total{reason=\"bad_token\"} 1",
+            "meshscrape_proxy_tls_certificate_expiry_timestamp_seconds 1796256000",
             "meshscrape_proxy_open_connections 2",
         ] {
             assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");

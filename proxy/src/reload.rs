@@ -1,6 +1,7 @@
 //! Live reload: on SIGHUP, and when the config file's content changes, the sidecar reads its
 //! configuration again, validates all of it, and puts it in force, or refuses it whole and keeps
-//! serving the one it has.
+//! serving the one it has. The token and certificate files the configuration names are watched
+//! the same way: a rotated Secret is a reload.
 //!
 //! The file is watched by reading it, through its path, every couple of seconds and comparing
 //! what it holds, not by inotify: a ConfigMap volume replaces a file by swapping the `..data`
@@ -8,11 +9,11 @@
 //! kube-rbac-proxy's users met with their client CA). Reading a small file is a few microseconds,
 //! and the kubelet takes a minute or so to bring a ConfigMap change to the pod anyway.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshscrape_common::{ConfigError, ProxyConfig, ProxyOverrides};
+use meshscrape_common::{ProxyConfig, ProxyOverrides};
 use tokio::signal::unix::Signal;
 
 use crate::App;
@@ -47,8 +48,9 @@ fn look(path: &std::path::Path) -> Seen {
 pub enum Reloaded {
     /// In force now; these keys changed but wait for a restart.
     Applied { restart_required: Vec<&'static str> },
-    /// Refused; the configuration in force stays.
-    Refused(ConfigError),
+    /// Refused, for this reason (the file, the key, what is wrong); the configuration in force
+    /// stays.
+    Refused(String),
 }
 
 /// Reloads `app`'s configuration from its file and flags (flags still win over the file).
@@ -56,26 +58,51 @@ pub struct Reloader {
     app: Arc<App>,
     path: Option<PathBuf>,
     overrides: ProxyOverrides,
-    seen: Option<Seen>,
+    /// Every file the configuration in force depends on (its own file, the token, the TLS
+    /// certificate, key and client CA), as last looked at.
+    seen: Vec<(PathBuf, Seen)>,
+}
+
+/// The files a configuration reads: its own and those it names.
+fn watched(path: Option<&Path>, config: &ProxyConfig) -> Vec<PathBuf> {
+    let tls = config.tls.iter().flat_map(|t| {
+        [Some(&t.cert_file), Some(&t.key_file), t.client_ca_file.as_ref()].into_iter().flatten()
+    });
+    path.into_iter()
+        .map(Path::to_path_buf)
+        .chain(config.auth.bearer_token_file.iter().cloned())
+        .chain(tls.cloned())
+        .collect()
 }
 
 impl Reloader {
-    /// Watches `path` (if any) from what it holds now.
+    /// Watches the file at `path` (if any) and the files the configuration in force names, from
+    /// what they hold now.
     pub fn new(app: Arc<App>, path: Option<PathBuf>, overrides: ProxyOverrides) -> Self {
-        let seen = path.as_deref().map(look);
+        let seen = watched(path.as_deref(), &app.config())
+            .into_iter()
+            .map(|p| {
+                let now = look(&p);
+                (p, now)
+            })
+            .collect();
         Reloader { app, path, overrides, seen }
     }
 
-    /// Reads and validates the configuration and, if it is valid, puts it in force. Logs the
-    /// outcome and counts it in `/-/metrics`.
+    /// Reads and validates the configuration and the files it names and, if all are valid,
+    /// puts it in force. Logs the outcome and counts it in `/-/metrics`.
     pub fn reload(&mut self, why: &str) -> Reloaded {
-        if let Some(path) = &self.path {
-            self.seen = Some(look(path));
-        }
-        match ProxyConfig::load(self.path.as_deref(), &self.overrides) {
-            Ok(config) => {
+        let outcome = ProxyConfig::load(self.path.as_deref(), &self.overrides)
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|config| {
+                let files = watched(self.path.as_deref(), &config);
                 let hash = config_hash(&config);
-                let restart_required = self.app.reload(config);
+                let restart_required = self.app.reload(config)?;
+                Ok((files, hash, restart_required))
+            });
+        match outcome {
+            Ok((files, hash, restart_required)) => {
+                self.seen = files.into_iter().map(|p| { let now = look(&p); (p, now) }).collect();
                 tracing::info!(trigger = why, %hash, "configuration reloaded");
                 if !restart_required.is_empty() {
                     tracing::warn!(
@@ -87,25 +114,27 @@ impl Reloader {
                 Reloaded::Applied { restart_required }
             }
             Err(e) => {
+                // Looked at again, so the same broken state is not refused again every poll.
+                for (p, seen) in &mut self.seen {
+                    *seen = look(p);
+                }
                 self.app.metrics().reload_failed();
-                tracing::error!(
-                    trigger = why,
-                    "refused the new configuration, still serving the \
-                    previous one: {e:#}"
-                );
+                tracing::error!(trigger = why, "refused the new configuration, still serving the \
+                    previous one: {e}");
                 Reloaded::Refused(e)
             }
         }
     }
 
-    /// Reloads if the file holds something other than when last looked at.
+    /// Reloads if any watched file holds something other than when last looked at.
     pub fn poll(&mut self) -> Option<Reloaded> {
-        let path = self.path.as_deref()?;
-        let now = look(path);
-        if self.seen.as_ref() == Some(&now) {
-            return None;
-        }
-        Some(self.reload("file changed"))
+        let changed = self.seen.iter().find(|(p, seen)| look(p) != *seen)?;
+        let why = if Some(&changed.0) == self.path.as_ref() {
+            "file changed".to_string()
+        } else {
+            format!("{} changed", changed.0.display())
+        };
+        Some(self.reload(&why))
     }
 }
 

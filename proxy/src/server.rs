@@ -10,9 +10,14 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use meshscrape_common::ProxyConfig;
-use tokio::net::TcpListener;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
+use crate::access::{ClientAddr, Denied};
 use crate::app::App;
 use crate::metrics::Shed;
 use crate::rejections::{ClientIo, Guarded, Responding};
@@ -84,38 +89,74 @@ pub async fn serve(
         let responding = Responding::default();
         let deadline = Deadline::default();
         let activity = slot.activity();
-        // Two layers under hyper, outermost first: `rejections::ClientIo` gives hyper's own bare
-        // 400/414/431 answers their one-line reason (it never touches a response of the service:
-        // `Responding` guards each from hand-off until its body is gone and flushed), and
-        // `stall::WriteDeadline` cuts a client that stops reading past the response's deadline.
-        let io = WriteDeadline::new(TokioIo::new(stream), deadline.clone(), peer);
-        let io = ClientIo::new(io, responding.clone(), config.limits.max_request_head_bytes);
-        let conn = http.serve_connection(
-            io,
-            service_fn(move |req| {
-                // Busy from the moment the head is in until the response's body is gone: a
-                // connection answering a request never gives up its slot.
-                let busy = activity.busy();
-                let app = service_app.clone();
-                let responding = responding.clone();
-                let deadline = deadline.clone();
-                async move {
-                    let resp = app.serve(req).await?;
-                    // A forwarded response must be out by its scrape deadline; the sidecar's own
-                    // short answers get as long as a client has to send a head.
-                    deadline.set(
-                        resp.body().deadline().unwrap_or_else(|| Instant::now() + head_timeout),
-                    );
-                    let guard = responding.start();
-                    Ok::<_, std::convert::Infallible>(
-                        resp.map(|body| Guarded::new(body, (guard, busy))),
-                    )
-                }
-            }),
-        );
-        let conn = graceful.watch(conn);
+        let max_head = config.limits.max_request_head_bytes;
+        let http = http.clone();
+        let watcher = graceful.watcher();
+        // Read per connection, so a reload that rotates the certificate takes effect for the
+        // next client.
+        let tls = app.tls();
         let app = app.clone();
         tokio::spawn(async move {
+            // The TLS handshake, if any, in the connection's own task (a slow client cannot hold
+            // up the accept loop), under the request-head deadline, and evictable like a client
+            // that has not sent its head yet.
+            let stream = match tls {
+                None => ClientStream::Plain(stream),
+                Some(tls) => {
+                    let handshake = tokio::time::timeout(
+                        head_timeout,
+                        tokio_rustls::TlsAcceptor::from(tls).accept(stream),
+                    );
+                    tokio::select! {
+                        done = handshake => match done {
+                            Ok(Ok(s)) => ClientStream::Tls(Box::new(s)),
+                            Ok(Err(e)) => {
+                                app.metrics().denied(Denied::TlsHandshake);
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                app.metrics().shed(Shed::HeadTimeout);
+                                tracing::debug!(%peer, "closed: no TLS handshake in time");
+                                return;
+                            }
+                        },
+                        () = slot.evicted() => return,
+                    }
+                }
+            };
+            // Two layers under hyper, outermost first: `rejections::ClientIo` gives hyper's own
+            // bare 400/414/431 answers their one-line reason (it never touches a response of the
+            // service: `Responding` guards each from hand-off until its body is gone and
+            // flushed), and `stall::WriteDeadline` cuts a client that stops reading past the
+            // response's deadline.
+            let io = WriteDeadline::new(TokioIo::new(stream), deadline.clone(), peer);
+            let io = ClientIo::new(io, responding.clone(), max_head);
+            let conn = http.serve_connection(
+                io,
+                service_fn(move |mut req| {
+                    // Busy from the moment the head is in until the response's body is gone: a
+                    // connection answering a request never gives up its slot.
+                    let busy = activity.busy();
+                    let app = service_app.clone();
+                    let responding = responding.clone();
+                    let deadline = deadline.clone();
+                    req.extensions_mut().insert(ClientAddr(peer));
+                    async move {
+                        let resp = app.serve(req).await?;
+                        // A forwarded response must be out by its scrape deadline; the sidecar's
+                        // own short answers get as long as a client has to send a head.
+                        deadline.set(
+                            resp.body().deadline().unwrap_or_else(|| Instant::now() + head_timeout),
+                        );
+                        let guard = responding.start();
+                        Ok::<_, std::convert::Infallible>(
+                            resp.map(|body| Guarded::new(body, (guard, busy))),
+                        )
+                    }
+                }),
+            );
+            let conn = watcher.watch(conn);
             let ended = tokio::select! {
                 ended = conn => ended,
                 () = slot.evicted() => {
@@ -166,5 +207,69 @@ async fn housekeeping(app: Arc<App>) {
     loop {
         tick.tick().await;
         app.housekeeping();
+    }
+}
+
+/// A client connection, plain or TLS.
+enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            ClientStream::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ClientStream::Plain(s) => s.is_write_vectored(),
+            ClientStream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ClientStream::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ClientStream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
     }
 }

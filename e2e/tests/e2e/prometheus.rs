@@ -149,7 +149,7 @@ async fn scrape_through_the_sidecar_and_recover(binary: &Path, version: Version)
             .unwrap();
     let listener = TcpListener::bind(proxy_config.listen).await.unwrap();
     let sidecar_addr = listener.local_addr().unwrap();
-    let proxy_app = Arc::new(meshscrape_proxy::App::new(&proxy_config));
+    let proxy_app = Arc::new(meshscrape_proxy::App::new(&proxy_config).unwrap());
     let served = proxy_app.clone();
     tokio::spawn(async move {
         meshscrape_proxy::server::serve(listener, served, &proxy_config, std::future::pending())
@@ -432,7 +432,7 @@ async fn each_prometheus_stores_a_merged_scrape_of_the_app_and_node_exporter() {
     .unwrap();
     let listener = TcpListener::bind(proxy_config.listen).await.unwrap();
     let sidecar_addr = listener.local_addr().unwrap();
-    let proxy_app = Arc::new(meshscrape_proxy::App::new(&proxy_config));
+    let proxy_app = Arc::new(meshscrape_proxy::App::new(&proxy_config).unwrap());
     let served = proxy_app.clone();
     tokio::spawn(async move {
         meshscrape_proxy::server::serve(listener, served, &proxy_config, std::future::pending())

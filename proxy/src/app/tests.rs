@@ -11,7 +11,7 @@ fn app(routes: &[&str], upstream: &str) -> App {
         routes: routes.iter().map(|r| (*r).to_string()).collect(),
         ..Default::default()
     };
-    App::new(&ProxyConfig::load(None, &overrides).unwrap())
+    App::new(&ProxyConfig::load(None, &overrides).unwrap()).unwrap()
 }
 
 fn get(path: &str) -> Request<Empty<Bytes>> {

@@ -40,7 +40,7 @@ async fn a_configmap_update_puts_the_new_routes_in_force_and_a_bad_one_is_refuse
     cm.update(&format!("{}  - /-/x=/x\n", routes_to(&up, "/c=/c")));
     match reloader.poll() {
         Some(Reloaded::Refused(e)) => {
-            let shown = format!("{e:#}");
+            let shown = e;
             assert!(shown.contains("sidecar.yaml:4:") && shown.contains("/-/"), "{shown}");
         }
         other => panic!("expected a refusal, got {other:?}"),

@@ -33,7 +33,7 @@ impl Sidecar {
         let config = ProxyConfig::load(file, &overrides).expect("test config is valid");
         let listener = TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = Arc::new(App::new(&config));
+        let app = Arc::new(App::new(&config).expect("the files the test config names are usable"));
         let (stop, stopped) = oneshot::channel();
         let served = app.clone();
         let done = tokio::spawn(async move {
