@@ -720,7 +720,9 @@ fn pick_some(
 ) -> Option<Sourced<String>> {
     match (flag, file) {
         (Some(value), _) => Some(Sourced { value, origin: Origin::Flag(flag_name) }),
-        (None, Some(s)) => Some(Sourced { origin: Origin::at(path, &s.referenced), value: s.value }),
+        (None, Some(s)) => {
+            Some(Sourced { origin: Origin::at(path, &s.referenced), value: s.value })
+        }
         (None, None) => None,
     }
 }
@@ -742,8 +744,9 @@ fn resolve_access(
             Ok(std::path::PathBuf::from(text))
         }
     };
-    let token = pick_some(o.bearer_token_file.clone(), "--bearer-token-file", a.bearer_token_file, path)
-        .and_then(|v| c.check("auth.bearerTokenFile", v, file_path));
+    let token =
+        pick_some(o.bearer_token_file.clone(), "--bearer-token-file", a.bearer_token_file, path)
+            .and_then(|v| c.check("auth.bearerTokenFile", v, file_path));
 
     let blocks: Vec<(String, Sourced<String>)> = if o.allowed_clients.is_empty() {
         a.allowed_clients
@@ -765,12 +768,15 @@ fn resolve_access(
             })
             .collect()
     };
-    let allowed_clients =
-        blocks.into_iter().filter_map(|(field, b)| c.check(&field, b, |b| Cidr::parse(&b))).collect();
+    let allowed_clients = blocks
+        .into_iter()
+        .filter_map(|(field, b)| c.check(&field, b, |b| Cidr::parse(&b)))
+        .collect();
 
     let cert = pick_some(o.tls_cert_file.clone(), "--tls-cert-file", t.cert_file, path);
     let key = pick_some(o.tls_key_file.clone(), "--tls-key-file", t.key_file, path);
-    let ca = pick_some(o.tls_client_ca_file.clone(), "--tls-client-ca-file", t.client_ca_file, path);
+    let ca =
+        pick_some(o.tls_client_ca_file.clone(), "--tls-client-ca-file", t.client_ca_file, path);
     let tls = match (cert, key) {
         (None, None) => {
             if let Some(ca) = ca {
@@ -783,11 +789,19 @@ fn resolve_access(
             None
         }
         (Some(cert), None) => {
-            c.push(cert.origin, "tls.keyFile", "tls.certFile is set but tls.keyFile is not; give both".into());
+            c.push(
+                cert.origin,
+                "tls.keyFile",
+                "tls.certFile is set but tls.keyFile is not; give both".into(),
+            );
             None
         }
         (None, Some(key)) => {
-            c.push(key.origin, "tls.certFile", "tls.keyFile is set but tls.certFile is not; give both".into());
+            c.push(
+                key.origin,
+                "tls.certFile",
+                "tls.keyFile is set but tls.certFile is not; give both".into(),
+            );
             None
         }
         (Some(cert), Some(key)) => {

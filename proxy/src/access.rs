@@ -80,7 +80,11 @@ impl Access {
     }
 
     /// Lets a request to a route or `/-/metrics` through, or says why not.
-    pub(crate) fn check(&self, client: Option<SocketAddr>, headers: &HeaderMap) -> Result<(), Denied> {
+    pub(crate) fn check(
+        &self,
+        client: Option<SocketAddr>,
+        headers: &HeaderMap,
+    ) -> Result<(), Denied> {
         if !self.allowed.is_empty() {
             let allowed = client.is_some_and(|c| self.allowed.iter().any(|b| b.contains(c.ip())));
             if !allowed {
@@ -163,7 +167,10 @@ fn server_config(tls: &Tls) -> Result<(Arc<ServerConfig>, i64), String> {
         ));
     }
     if now > not_after {
-        return Err(format!("tls.certFile {cert_shown}: the certificate expired on {}", utc(not_after)));
+        return Err(format!(
+            "tls.certFile {cert_shown}: the certificate expired on {}",
+            utc(not_after)
+        ));
     }
     let key_shown = tls.key_file.display();
     let key = PrivateKeyDer::from_pem_file(&tls.key_file)
@@ -177,10 +184,11 @@ fn server_config(tls: &Tls) -> Result<(Arc<ServerConfig>, i64), String> {
         Some(ca) => {
             let shown = ca.display();
             let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(ca)
-                .map_err(|e| format!("tls.clientCAFile {shown}: cannot read it: {}", pem_error(&e)))?
-            {
-                let cert = cert.map_err(|e| format!("tls.clientCAFile {shown}: {}", pem_error(&e)))?;
+            for cert in CertificateDer::pem_file_iter(ca).map_err(|e| {
+                format!("tls.clientCAFile {shown}: cannot read it: {}", pem_error(&e))
+            })? {
+                let cert =
+                    cert.map_err(|e| format!("tls.clientCAFile {shown}: {}", pem_error(&e)))?;
                 roots
                     .add(cert)
                     .map_err(|e| format!("tls.clientCAFile {shown}: not a CA certificate: {e}"))?;
@@ -204,7 +212,9 @@ fn server_config(tls: &Tls) -> Result<(Arc<ServerConfig>, i64), String> {
 
 fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
     match e {
-        rustls::pki_types::pem::Error::NoItemsFound => "holds no PEM block of the right kind".into(),
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            "holds no PEM block of the right kind".into()
+        }
         rustls::pki_types::pem::Error::Io(io) => io.to_string(),
         other => format!("not valid PEM: {other:?}"),
     }

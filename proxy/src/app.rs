@@ -481,7 +481,12 @@ impl App {
 }
 
 impl App {
-    fn deny(&self, table: &Table, denied: Denied, client: Option<SocketAddr>) -> Response<ProxyBody> {
+    fn deny(
+        &self,
+        table: &Table,
+        denied: Denied,
+        client: Option<SocketAddr>,
+    ) -> Response<ProxyBody> {
         self.metrics.denied(denied);
         tracing::debug!(client = ?client, reason = denied.as_str(), "denied a request");
         let (status, reason) = match denied {

@@ -235,7 +235,12 @@ impl Metrics {
 
     /// Renders every metric in the Prometheus text exposition format 0.0.4. The two gauges come
     /// from the limiters, which already count them.
-    pub fn render(&self, in_flight: usize, connections: usize, cert_not_after: Option<i64>) -> String {
+    pub fn render(
+        &self,
+        in_flight: usize,
+        connections: usize,
+        cert_not_after: Option<i64>,
+    ) -> String {
         let mut out = String::with_capacity(4096);
         let routes: Vec<Arc<RouteStats>> = lock(&self.routes).values().cloned().collect();
 

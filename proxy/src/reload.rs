@@ -102,7 +102,13 @@ impl Reloader {
             });
         match outcome {
             Ok((files, hash, restart_required)) => {
-                self.seen = files.into_iter().map(|p| { let now = look(&p); (p, now) }).collect();
+                self.seen = files
+                    .into_iter()
+                    .map(|p| {
+                        let now = look(&p);
+                        (p, now)
+                    })
+                    .collect();
                 tracing::info!(trigger = why, %hash, "configuration reloaded");
                 if !restart_required.is_empty() {
                     tracing::warn!(
@@ -119,8 +125,11 @@ impl Reloader {
                     *seen = look(p);
                 }
                 self.app.metrics().reload_failed();
-                tracing::error!(trigger = why, "refused the new configuration, still serving the \
-                    previous one: {e}");
+                tracing::error!(
+                    trigger = why,
+                    "refused the new configuration, still serving the \
+                    previous one: {e}"
+                );
                 Reloaded::Refused(e)
             }
         }

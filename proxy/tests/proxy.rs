@@ -2,6 +2,7 @@
 //! raw client bytes. One test binary with topic modules.
 
 mod proxy {
+    mod access;
     mod forwarding;
     mod fuzz;
     mod hostile;

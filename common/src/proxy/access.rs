@@ -49,9 +49,12 @@ impl Cidr {
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
-            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| {
-                format!("`{text}` has prefix length `{p}`; use 0 to {max}")
-            })?,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{text}` has prefix length `{p}`; use 0 to {max}"))?,
         };
         let cidr = Cidr { addr, prefix };
         if cidr.network() != addr {
