@@ -71,6 +71,42 @@ pub struct Sidecar {
     /// A Kubernetes native sidecar (an init container with `restartPolicy: Always`, GA in
     /// 1.33): started before the app once its startup probe passes, stopped after it.
     pub native: bool,
+    /// The Secret (in each workload namespace, and of the same name in the monitor's) holding
+    /// the bearer token the sidecar requires and Prometheus sends.
+    pub token_secret: Option<SecretKey>,
+    /// TLS on the sidecar's port, and what Prometheus needs to speak it.
+    pub tls: Option<SidecarTls>,
+}
+
+/// One key of a Secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretKey {
+    pub name: String,
+    pub key: String,
+}
+
+/// The Secrets behind the sidecar's TLS and Prometheus's side of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SidecarTls {
+    /// A `kubernetes.io/tls` Secret in each workload namespace (`tls.crt`, `tls.key`), as
+    /// cert-manager writes one.
+    pub secret: String,
+    /// A DNS name in that certificate, which Prometheus checks (it scrapes pod IPs).
+    pub server_name: String,
+    /// The CA Prometheus trusts, in the monitor's namespace.
+    pub ca: SecretKey,
+    /// The CA the sidecar checks client certificates against (mutual TLS), in each workload
+    /// namespace.
+    pub client_ca: Option<SecretKey>,
+    /// Prometheus's client certificate, a `kubernetes.io/tls` Secret in the monitor's namespace.
+    pub client_cert_secret: Option<String>,
+}
+
+/// Where the sidecar container finds the Secrets it mounts.
+pub mod mounts {
+    pub const TOKEN: &str = "/var/run/meshscrape/token";
+    pub const TLS: &str = "/var/run/meshscrape/tls";
+    pub const CLIENT_CA: &str = "/var/run/meshscrape/client-ca";
 }
 
 /// CPU and memory requests and limits, as Kubernetes quantities.
@@ -207,7 +243,14 @@ impl AppConfig {
             sections::service(&mut c, &file.service, name.as_ref(), &container, &pod_labels);
         let sidecar = sections::sidecar(&mut c, &file.sidecar, &container)?;
         let proxy = sidecar.as_ref().map(|s| &s.proxy);
-        let monitor = sections::monitor(&mut c, &file.monitor, name.as_ref(), proxy, &service);
+        let monitor = sections::monitor(
+            &mut c,
+            &file.monitor,
+            name.as_ref(),
+            proxy,
+            file.sidecar.tls.is_some(),
+            &service,
+        );
         let (istio, dataplane) = sections::istio(&mut c, &file.istio);
         let network_policy =
             sections::network_policy(&mut c, &file.network_policy, &monitor.namespace);

@@ -63,6 +63,56 @@ pub struct Endpoint {
     pub scrape_timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub honor_labels: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_config: Option<TlsConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
+}
+
+/// An endpoint's `tlsConfig` (the operator's SafeTLSConfig, Secret references only).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TlsConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<SecretOrConfigMap>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<SecretOrConfigMap>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_secret: Option<SecretKeySelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_skip_verify: Option<bool>,
+}
+
+/// A key of a Secret or of a ConfigMap.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SecretOrConfigMap {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretKeySelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<SecretKeySelector>,
+}
+
+/// `{name, key}` of a Secret (or ConfigMap) in the monitor's namespace.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SecretKeySelector {
+    pub name: String,
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optional: Option<bool>,
+}
+
+/// An endpoint's `authorization`: the credentials Prometheus sends, `Bearer` unless `type` says.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Authorization {
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<SecretKeySelector>,
 }
 
 /// `monitoring.coreos.com/v1` PodMonitor.

@@ -2,7 +2,7 @@
 //! route table, its deadlines and limits. Read from the YAML file the ConfigMap mounts, then
 //! overridden by flags, then validated as a whole so every bad value is reported at once.
 
-mod access;
+pub(crate) mod access;
 mod url;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

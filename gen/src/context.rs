@@ -74,6 +74,20 @@ fn base(c: &AppConfig) -> Value {
             "config_yaml": config_yaml,
             "config_hash": fnv1a(&config_yaml),
             "native": c.sidecar.native,
+            "scheme": if c.sidecar.tls.is_some() { "https" } else { "http" },
+            "token": c.sidecar.token_secret.as_ref().map(|t| json!({"name": t.name, "key": t.key})),
+            "tls": c.sidecar.tls.as_ref().map(|t| json!({
+                "secret": t.secret,
+                "server_name": t.server_name,
+                "ca": {"name": t.ca.name, "key": t.ca.key},
+                "client_ca": t.client_ca.as_ref().map(|ca| json!({"name": ca.name, "key": ca.key})),
+                "client_cert_secret": t.client_cert_secret,
+            })),
+            "mounts": {
+                "token": meshscrape_common::app::mounts::TOKEN,
+                "tls": meshscrape_common::app::mounts::TLS,
+                "client_ca": meshscrape_common::app::mounts::CLIENT_CA,
+            },
             "resources": {
                 "requests_cpu": c.sidecar.resources.requests_cpu,
                 "requests_memory": c.sidecar.resources.requests_memory,

@@ -19,6 +19,8 @@ use crate::templates::Templates;
 const WORKLOADS: [&str; 3] = ["Deployment", "StatefulSet", "DaemonSet"];
 const SIDECAR: &str = "meshscrape-proxy";
 const VOLUME: &str = "meshscrape-config";
+/// Every volume the sidecar brings is named so.
+const VOLUME_PREFIX: &str = "meshscrape-";
 const EXCLUDE: &str = "traffic.sidecar.istio.io/excludeInboundPorts";
 
 /// What to emit besides the injected workloads and their ConfigMaps.
@@ -178,7 +180,8 @@ struct Parts {
     container: Value,
     /// Whether the container is a native sidecar (it goes in `initContainers`).
     native: bool,
-    volume: Value,
+    /// The sidecar's volumes: its ConfigMap, and the Secrets of its access settings if any.
+    volumes: Vec<Value>,
     annotations: Map<String, Value>,
     config_map: Value,
 }
@@ -215,8 +218,18 @@ fn sidecar_parts(
         container: native
             .or_else(|| find("/spec/template/spec/containers", SIDECAR))
             .ok_or_else(|| missing("meshscrape-proxy container"))?,
-        volume: find("/spec/template/spec/volumes", VOLUME)
-            .ok_or_else(|| missing("meshscrape-config volume"))?,
+        volumes: {
+            find("/spec/template/spec/volumes", VOLUME)
+                .ok_or_else(|| missing("meshscrape-config volume"))?;
+            value
+                .pointer("/spec/template/spec/volumes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|v| v["name"].as_str().is_some_and(|n| n.starts_with(VOLUME_PREFIX)))
+                .cloned()
+                .collect()
+        },
         annotations: value
             .pointer("/spec/template/metadata/annotations")
             .and_then(Value::as_object)
@@ -256,7 +269,16 @@ fn apply(doc: &mut Value, parts: &Parts) {
     };
     remove_named(spec, out_of, SIDECAR);
     upsert_named(spec, &format!("/{into}"), parts.container.clone());
-    upsert_named(spec, "/volumes", parts.volume.clone());
+    // Ours from an earlier injection that this one no longer has (TLS turned off) go.
+    if let Some(list) = spec.get_mut("volumes").and_then(Value::as_array_mut) {
+        list.retain(|v| {
+            let name = v["name"].as_str().unwrap_or("");
+            !name.starts_with(VOLUME_PREFIX) || parts.volumes.iter().any(|p| p["name"] == name)
+        });
+    }
+    for volume in &parts.volumes {
+        upsert_named(spec, "/volumes", volume.clone());
+    }
 }
 
 /// Removes the item called `name` from the list `key` of `v`, and the list if that empties it.

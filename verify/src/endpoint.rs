@@ -31,6 +31,11 @@ pub struct Options {
     pub fallback_protocol: Option<String>,
     /// Ask for protobuf first, as Prometheus does when it scrapes native histograms.
     pub protobuf: bool,
+    /// Send `Authorization: Bearer` with this token, as a monitor's `authorization` makes
+    /// Prometheus do.
+    pub bearer_token: Option<String>,
+    /// For https URLs: the CA, client certificate and server name of the monitor's `tlsConfig`.
+    pub tls: Option<crate::tls::Client>,
 }
 
 impl Default for Options {
@@ -42,6 +47,8 @@ impl Default for Options {
             version: Version::V3,
             fallback_protocol: None,
             protobuf: false,
+            bearer_token: None,
+            tls: None,
         }
     }
 }
@@ -57,13 +64,17 @@ fn accept(o: &Options) -> &'static str {
 
 pub async fn check(url: &str, o: &Options) -> Report {
     let mut report = Report::default();
-    let headers = [
+    let mut headers = vec![
         ("accept", accept(o).to_string()),
         ("accept-encoding", "gzip".to_string()),
         ("x-prometheus-scrape-timeout-seconds", format!("{}", o.timeout.as_secs_f64())),
         ("user-agent", concat!("meshscrape-verify/", env!("CARGO_PKG_VERSION")).to_string()),
     ];
-    let fetched = match fetch::get(url, &headers, o.timeout, o.max_bytes).await {
+    if let Some(token) = &o.bearer_token {
+        headers.push(("authorization", format!("Bearer {token}")));
+    }
+    let fetched = match fetch::get_with(url, &headers, o.timeout, o.max_bytes, o.tls.as_ref()).await
+    {
         Ok(f) => f,
         Err(e) => {
             report.push(
@@ -98,7 +109,9 @@ pub async fn check(url: &str, o: &Options) -> Report {
             Check::fail(
                 "status",
                 format!("{}: {reason}", fetched.status),
-                "see the reason; 404 means no route, 502 the app is down, 504 the app is too slow",
+                "see the reason; 404 means no route, 502 the app is down, 504 the app is too slow, \
+                 401 the sidecar wants a bearer token (--bearer-token-file), 403 it does not admit \
+                 this client's address (auth.allowedClients)",
             )
             .on(url),
         );
@@ -260,7 +273,9 @@ async fn probes(url: &str, o: &Options, mut report: Report) -> Report {
                 Some(path_start) => format!("{}{probe}", &url[..path_start]),
                 None => format!("{url}{probe}"),
             };
-        match fetch::get(&probe_url, &[], o.timeout, 1 << 20).await {
+        let auth: Vec<(&str, String)> =
+            o.bearer_token.iter().map(|t| ("authorization", format!("Bearer {t}"))).collect();
+        match fetch::get_with(&probe_url, &auth, o.timeout, 1 << 20, o.tls.as_ref()).await {
             Ok(f) if f.status == http::StatusCode::OK => {
                 report.push(Check::pass("probe", "200").on(&probe_url))
             }

@@ -27,6 +27,10 @@ pub enum Error {
     /// A flag's value is not what the flag takes; `message` says what would be.
     #[error("{flag} {value}: {message}")]
     Flag { flag: &'static str, value: String, message: String },
+    /// A credential file given on the command line (token, CA, client certificate) is unusable;
+    /// the message names the flag, the file and why.
+    #[error("{0}")]
+    Credentials(String),
     /// No cluster to talk to: no kubeconfig, context or in-cluster service account.
     #[error("{0}")]
     Kubeconfig(String),
@@ -55,8 +59,11 @@ pub enum FetchError {
     /// The URL does not parse.
     #[error("`{0}` is not a URL")]
     NotUrl(String),
-    /// An https URL: the sidecar serves plain http.
-    #[error("`{0}` uses https; the sidecar and this check speak plain http")]
+    /// An https URL without the CA to check the server's certificate against.
+    #[error(
+        "`{0}` uses https; give the CA that signed the sidecar's certificate (--ca-file), as the \
+         monitor's tlsConfig.ca does"
+    )]
     Https(String),
     /// Another scheme, or none.
     #[error("`{0}` is not an http:// URL")]

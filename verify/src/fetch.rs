@@ -28,14 +28,25 @@ pub async fn get(
     timeout: Duration,
     max_bytes: usize,
 ) -> Result<Fetched, FetchError> {
+    get_with(url, headers, timeout, max_bytes, None).await
+}
+
+/// `get`, over TLS when `url` is https: `tls` says which CA to trust, which client certificate
+/// to present and which name to expect (see [`tls::client`](crate::tls::client)).
+pub async fn get_with(
+    url: &str,
+    headers: &[(&str, String)],
+    timeout: Duration,
+    max_bytes: usize,
+    tls: Option<&crate::tls::Client>,
+) -> Result<Fetched, FetchError> {
     let uri: Uri = url.parse().map_err(|_| FetchError::NotUrl(url.to_string()))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(FetchError::Https(url.to_string()));
-        }
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") if tls.is_some() => true,
+        Some("https") => return Err(FetchError::Https(url.to_string())),
         _ => return Err(FetchError::NotHttp(url.to_string())),
-    }
+    };
     let mut req = Request::get(uri);
     for (k, v) in headers {
         req = req.header(*k, v);
@@ -43,7 +54,27 @@ pub async fn get(
     let req = req
         .body(Empty::<Bytes>::new())
         .map_err(|e| FetchError::Exchange(format!("cannot send this request: {e}")))?;
-    let client = Client::builder(TokioExecutor::new()).build_http();
+    let client = match tls.filter(|_| https) {
+        Some(tls) => {
+            let builder = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config((*tls.config).clone())
+                .https_only();
+            let builder = match &tls.server_name {
+                Some(name) => builder.with_server_name_resolver(
+                    hyper_rustls::FixedServerNameResolver::new(name.clone()),
+                ),
+                None => builder,
+            };
+            Client::builder(TokioExecutor::new()).build(builder.enable_http1().build())
+        }
+        None => Client::builder(TokioExecutor::new()).build(
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(crate::tls::plain_only())
+                .https_or_http()
+                .enable_http1()
+                .build(),
+        ),
+    };
     let started = Instant::now();
     let exchange = async {
         let resp = client.request(req).await.map_err(|e| describe(&e))?;

@@ -13,3 +13,4 @@ pub mod prometheus;
 pub mod promql;
 pub mod protobuf;
 pub mod report;
+pub mod tls;

@@ -71,6 +71,34 @@ pub(super) struct SidecarFile {
     pub(super) log_format: Option<S<String>>,
     pub(super) forward_headers: Option<S<Vec<S<String>>>>,
     pub(super) native: Option<bool>,
+    pub(super) auth: Option<SidecarAuthFile>,
+    pub(super) tls: Option<SidecarTlsFile>,
+}
+
+/// A key of a Secret.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct SecretKeyFile {
+    pub(super) name: S<String>,
+    pub(super) key: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct SidecarAuthFile {
+    pub(super) bearer_token_secret: Option<SecretKeyFile>,
+    pub(super) allowed_clients: Option<S<Vec<S<String>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct SidecarTlsFile {
+    pub(super) secret: S<String>,
+    pub(super) server_name: S<String>,
+    pub(super) ca_secret: SecretKeyFile,
+    #[serde(rename = "clientCASecret")]
+    pub(super) client_ca_secret: Option<SecretKeyFile>,
+    pub(super) client_cert_secret: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,11 +9,12 @@ use std::path::Path;
 use serde_saphyr::{Location, Spanned};
 
 use super::file::{
-    ContainerFile, IstioFile, Labels, MonitorFile, NetworkPolicyFile, S, ServiceFile, SidecarFile,
+    ContainerFile, IstioFile, Labels, MonitorFile, NetworkPolicyFile, S, SecretKeyFile,
+    ServiceFile, SidecarFile,
 };
 use super::{
     Container, DEFAULT_SIDECAR_IMAGE, Dataplane, IstioMode, Monitor, MonitorKind, NetworkPolicy,
-    Resources, Service, Sidecar,
+    Resources, SecretKey, Service, Sidecar, SidecarTls, mounts,
 };
 use crate::error::{ConfigError, Origin, Problem, Problems, Sourced};
 use crate::proxy::{self, ProxyConfig, ProxyFile, ProxyOverrides};
@@ -216,6 +217,7 @@ pub(super) fn sidecar(
         limits_cpu: quantity("sidecar.resources.limits.cpu", &r.limits.cpu, "100m"),
         limits_memory: quantity("sidecar.resources.limits.memory", &r.limits.memory, "15Mi"),
     };
+    let access = access(c, f);
     let derived = |v: String| Some(Spanned::new(v, Location::UNKNOWN, Location::UNKNOWN));
     let app_port = if container.port == 0 { 8080 } else { container.port };
     let proxy_file = ProxyFile {
@@ -228,8 +230,8 @@ pub(super) fn sidecar(
         limits: f.limits.clone(),
         log_format: f.log_format.clone(),
         forward_headers: f.forward_headers.clone(),
-        auth: None,
-        tls: None,
+        auth: access.auth_file(),
+        tls: access.tls_file(),
     };
     match ProxyConfig::resolve(Some(c.path), proxy_file, &ProxyOverrides::default()) {
         Ok(proxy) => {
@@ -241,6 +243,8 @@ pub(super) fn sidecar(
                 resources,
                 proxy,
                 native: f.native.unwrap_or(false),
+                token_secret: access.token,
+                tls: access.tls,
             }))
         }
         Err(ConfigError::Invalid { problems }) => {
@@ -261,6 +265,7 @@ pub(super) fn monitor(
     f: &MonitorFile,
     app: Option<&String>,
     proxy: Option<&ProxyConfig>,
+    tls: bool,
     service: &Service,
 ) -> Monitor {
     let kind = c.value("monitor.kind", &or_default(&f.kind, "ServiceMonitor".into()), |k| {
@@ -286,17 +291,16 @@ pub(super) fn monitor(
             ),
         );
     }
+    let want = if tls { "https" } else { "http" };
     if let Some(scheme) = &f.scheme
-        && scheme.value != "http"
+        && scheme.value != want
     {
-        c.fail(
-            "monitor.scheme",
-            &scheme.referenced,
-            format!(
-                "`{}`: the sidecar serves plain http, so the scheme must be http",
-                scheme.value
-            ),
-        );
+        let why = if tls {
+            "the sidecar serves TLS (sidecar.tls), so the scheme must be https"
+        } else {
+            "the sidecar serves plain http, so the scheme must be http (or set sidecar.tls)"
+        };
+        c.fail("monitor.scheme", &scheme.referenced, format!("`{}`: {why}", scheme.value));
     }
     let path_s = or_default(&f.path, "/prometheus".into());
     if let Some(proxy) = proxy
@@ -471,4 +475,112 @@ fn image(s: &String) -> Result<String, String> {
 
 fn probe_path(s: &str) -> Result<String, String> {
     proxy::check_path(s).map(|()| s.to_string())
+}
+
+/// The sidecar's optional access settings, as Secrets to mount and the files the sidecar reads.
+struct SidecarAccess {
+    token: Option<SecretKey>,
+    allowed_clients: Option<S<Vec<S<String>>>>,
+    tls: Option<SidecarTls>,
+}
+
+impl SidecarAccess {
+    fn auth_file(&self) -> Option<proxy::access::AuthFile> {
+        let derived = |v: String| Spanned::new(v, Location::UNKNOWN, Location::UNKNOWN);
+        (self.token.is_some() || self.allowed_clients.is_some()).then(|| proxy::access::AuthFile {
+            bearer_token_file: self
+                .token
+                .as_ref()
+                .map(|t| derived(format!("{}/{}", mounts::TOKEN, t.key))),
+            allowed_clients: self.allowed_clients.clone(),
+        })
+    }
+
+    fn tls_file(&self) -> Option<proxy::access::TlsFile> {
+        let derived = |v: String| Some(Spanned::new(v, Location::UNKNOWN, Location::UNKNOWN));
+        self.tls.as_ref().map(|t| proxy::access::TlsFile {
+            cert_file: derived(format!("{}/tls.crt", mounts::TLS)),
+            key_file: derived(format!("{}/tls.key", mounts::TLS)),
+            client_ca_file: t
+                .client_ca
+                .as_ref()
+                .and_then(|ca| derived(format!("{}/{}", mounts::CLIENT_CA, ca.key))),
+        })
+    }
+}
+
+/// A Secret's key name: what Kubernetes allows in `data`.
+fn secret_key(k: &String) -> Result<String, String> {
+    let ok = !k.is_empty()
+        && k.len() <= 253
+        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        && k != "."
+        && k != "..";
+    if ok {
+        Ok(k.clone())
+    } else {
+        Err(format!("`{k}` is not a Secret key; use letters, digits, -, _ and ."))
+    }
+}
+
+fn secret_ref(c: &mut Check<'_>, field: &str, f: &SecretKeyFile) -> Option<SecretKey> {
+    let name = c.value(&format!("{field}.name"), &f.name, |n| {
+        names::dns1123_subdomain(n).map(|()| n.clone())
+    });
+    let key = c.value(&format!("{field}.key"), &f.key, secret_key);
+    Some(SecretKey { name: name?, key: key? })
+}
+
+fn access(c: &mut Check<'_>, f: &SidecarFile) -> SidecarAccess {
+    let token = f
+        .auth
+        .as_ref()
+        .and_then(|a| a.bearer_token_secret.as_ref())
+        .and_then(|t| secret_ref(c, "sidecar.auth.bearerTokenSecret", t));
+    let allowed_clients = f.auth.as_ref().and_then(|a| a.allowed_clients.clone());
+    let tls = f.tls.as_ref().and_then(|t| {
+        let secret = c.value("sidecar.tls.secret", &t.secret, |n| {
+            names::dns1123_subdomain(n).map(|()| n.clone())
+        });
+        let server_name = c.value("sidecar.tls.serverName", &t.server_name, |n| {
+            names::dns1123_subdomain(n)
+                .map(|()| n.clone())
+                .map_err(|e| format!("{e}; give a DNS name the sidecar's certificate carries"))
+        });
+        let ca = secret_ref(c, "sidecar.tls.caSecret", &t.ca_secret);
+        let client_ca = t
+            .client_ca_secret
+            .as_ref()
+            .and_then(|ca| secret_ref(c, "sidecar.tls.clientCASecret", ca));
+        let client_cert_secret = t.client_cert_secret.as_ref().and_then(|n| {
+            c.value("sidecar.tls.clientCertSecret", n, |n| {
+                names::dns1123_subdomain(n).map(|()| n.clone())
+            })
+        });
+        match (&t.client_ca_secret, &t.client_cert_secret) {
+            (Some(ca), None) => c.fail(
+                "sidecar.tls.clientCertSecret",
+                &ca.name.referenced,
+                "with clientCASecret the sidecar demands a client certificate: name the \
+                 kubernetes.io/tls Secret in the monitor's namespace that holds Prometheus's"
+                    .into(),
+            ),
+            (None, Some(cert)) => c.fail(
+                "sidecar.tls.clientCASecret",
+                &cert.referenced,
+                "a client certificate is sent only where the sidecar checks one: give \
+                 clientCASecret, the CA that signed it, or leave clientCertSecret out"
+                    .into(),
+            ),
+            _ => {}
+        }
+        Some(SidecarTls {
+            secret: secret?,
+            server_name: server_name?,
+            ca: ca?,
+            client_ca,
+            client_cert_secret,
+        })
+    });
+    SidecarAccess { token, allowed_clients, tls }
 }

@@ -254,3 +254,38 @@ fn the_default_limits_fit_the_default_memory_limit_and_larger_ones_must_be_paid_
     );
     assert!(parse(&paid).is_ok(), "{:?}", problems(&paid));
 }
+
+#[test]
+fn sidecar_access_becomes_mounted_files_and_half_a_pair_is_an_error() {
+    let tls = "sidecar:\n  auth:\n    bearerTokenSecret: {name: tok, key: token}\n    allowedClients: [10.0.0.0/8]\n  \
+        tls:\n    secret: app-tls\n    serverName: app.metrics\n    caSecret: {name: ca, key: ca.crt}\n";
+    let c = parse(&format!("{MINIMAL}{tls}")).unwrap();
+    let proxy = &c.sidecar.proxy;
+    assert_eq!(
+        proxy.auth.bearer_token_file.as_deref(),
+        Some(Path::new("/var/run/meshscrape/token/token"))
+    );
+    assert_eq!(proxy.tls.as_ref().unwrap().cert_file, Path::new("/var/run/meshscrape/tls/tls.crt"));
+    assert!(proxy.tls.as_ref().unwrap().client_ca_file.is_none());
+    assert_eq!(c.sidecar.tls.as_ref().unwrap().server_name, "app.metrics");
+
+    // A client CA without Prometheus's certificate, a bad block, a bad key and http to a TLS port.
+    let bad = format!(
+        "{}{tls}    clientCASecret: {{name: cca, key: 'c a'}}\n",
+        MINIMAL.replace("namespace: monitoring", "namespace: monitoring, scheme: http")
+    )
+    .replace("10.0.0.0/8", "10.0.0.1/8");
+    let p = problems(&bad);
+    let fields: Vec<&str> = p.iter().map(|p| p.field.as_str()).collect();
+    for want in [
+        "sidecar.tls.clientCASecret.key",
+        "sidecar.tls.clientCertSecret",
+        "sidecar.auth.allowedClients[0]",
+        "monitor.scheme",
+    ] {
+        assert!(fields.contains(&want), "{want} not in {fields:?}");
+    }
+    let scheme = p.iter().find(|p| p.field == "monitor.scheme").unwrap();
+    assert!(scheme.message.contains("must be https"), "{}", scheme.message);
+    assert!(p.iter().all(|p| line(p) > 0), "every problem has its line: {p:?}");
+}

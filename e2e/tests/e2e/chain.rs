@@ -100,3 +100,64 @@ fn a_merged_route_is_rendered_as_a_list_and_each_target_is_followed() {
         ]
     );
 }
+
+/// The example with the sidecar's access rules on: the verifier finds the monitor's TLS settings
+/// and token agreeing with the sidecar's (and valid against the operator's CRD), and names the
+/// link that breaks when the monitor loses one.
+#[test]
+fn the_access_example_agrees_with_its_monitor_and_a_missing_credential_is_named() {
+    let example =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/identity-service-tls.yaml");
+    let config = AppConfig::load(&example).unwrap_or_else(|e| panic!("{e}"));
+    let rendered = meshscrape_gen::render(&config, &Templates::load(None).unwrap()).unwrap();
+    let stream = format!("{}---\n{PROMETHEUS}", meshscrape_gen::output::stream(&rendered));
+    let check = |stream: String| {
+        let objects = manifests::load(&["-".into()], || Ok(stream)).unwrap();
+        manifests::check(&objects, &Options::default())
+    };
+    let report = check(stream.clone());
+    let not_passed: Vec<String> = report
+        .checks
+        .iter()
+        .filter(|c| c.status != Status::Pass && c.status != Status::Info)
+        .map(|c| format!("{} {:?}: {}", c.name, c.object, c.message))
+        .collect();
+    assert_eq!(not_passed, Vec::<String>::new());
+    assert!(report.checks.iter().any(|c| c.name == "sidecar access"
+        && c.status == Status::Pass
+        && c.message
+            == "the sidecar requires TLS, client certificates, a bearer token and the monitor provides it"));
+    assert!(report.checks.iter().any(|c| c.name == "schema"
+        && c.status == Status::Pass
+        && c.message.contains("ServiceMonitor CRD")));
+
+    // The monitor without its `authorization` block (and the lines under it).
+    let mut skipping = false;
+    let without_token: String = stream
+        .lines()
+        .filter(|line| {
+            if line.trim_start() == "authorization:" {
+                skipping = true;
+                return false;
+            }
+            skipping &= line.starts_with("        ");
+            !skipping
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let report = check(without_token);
+    let failed: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Fail)
+        .map(|c| c.message.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        ["the sidecar requires a bearer token but the monitor sends none: every scrape gets 401"]
+    );
+    let plain = stream.replace("      scheme: https\n", "      scheme: http\n");
+    let report = check(plain);
+    assert!(report.checks.iter().any(|c| c.status == Status::Fail
+        && c.message.starts_with("the sidecar serves TLS but the monitor scrapes plain http")));
+}

@@ -81,6 +81,10 @@ pub fn run(args: &Args) -> Result<Report, Error> {
             // These two are taken from the selecting monitor when the scrape is made.
             fallback_protocol: None,
             protobuf: false,
+            // The cluster check scrapes through a port-forward; a sidecar that requires
+            // credentials is checked with `endpoint` and the monitor's Secrets.
+            bearer_token: None,
+            tls: None,
         },
         expect_metric: args.expect_metric.clone(),
         prometheus_version: args.prometheus_version,

@@ -1,5 +1,7 @@
 //! `meshscrape-verify endpoint`: one scrape as Prometheus makes it, and the probes.
 
+use std::path::PathBuf;
+
 use super::{duration, runtime};
 use crate::endpoint;
 use crate::error::Error;
@@ -31,11 +33,59 @@ pub struct Args {
     /// a protobuf answer is decoded and its native histograms counted
     #[arg(long)]
     pub protobuf: bool,
+    /// Send the token in this file as `Authorization: Bearer`, as the monitor's `authorization`
+    /// makes Prometheus do (the sidecar's auth.bearerTokenFile)
+    #[arg(long, value_name = "FILE", help_heading = "When the sidecar requires credentials")]
+    pub bearer_token_file: Option<PathBuf>,
+    /// For an https URL: the CA that signed the sidecar's certificate (the monitor's
+    /// tlsConfig.ca)
+    #[arg(long, value_name = "FILE", help_heading = "When the sidecar requires credentials")]
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate to present, for a sidecar that requires one (tls.clientCAFile);
+    /// with --key-file
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "key_file",
+        help_heading = "When the sidecar requires credentials"
+    )]
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's key
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "cert_file",
+        help_heading = "When the sidecar requires credentials"
+    )]
+    pub key_file: Option<PathBuf>,
+    /// The name the sidecar's certificate must carry when it is not the URL's host (the
+    /// monitor's tlsConfig.serverName)
+    #[arg(long, value_name = "NAME", help_heading = "When the sidecar requires credentials")]
+    pub server_name: Option<String>,
 }
 
 pub fn run(args: &Args) -> Result<Report, Error> {
     let timeout = duration("--timeout", &args.timeout)?;
     eprintln!("scraping {} (timeout {}s)…", args.url, timeout.as_secs_f64());
+    let bearer_token = match &args.bearer_token_file {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                Error::Credentials(format!("--bearer-token-file {}: {e}", file.display()))
+            })?;
+            Some(text.trim().to_string())
+        }
+        None => None,
+    };
+    let tls = match &args.ca_file {
+        Some(ca) => {
+            let cert = args.cert_file.as_deref().zip(args.key_file.as_deref());
+            Some(
+                crate::tls::client(ca, cert, args.server_name.as_deref())
+                    .map_err(Error::Credentials)?,
+            )
+        }
+        None => None,
+    };
     let options = endpoint::Options {
         timeout,
         max_bytes: args.max_bytes,
@@ -43,6 +93,8 @@ pub fn run(args: &Args) -> Result<Report, Error> {
         version: args.prometheus_version,
         fallback_protocol: args.fallback_scrape_protocol.clone(),
         protobuf: args.protobuf,
+        bearer_token,
+        tls,
     };
     Ok(runtime()?.block_on(endpoint::check(&args.url, &options)))
 }

@@ -94,6 +94,7 @@ pub(super) fn check(x: &Scrape<'_>, report: &mut Report) {
             .at(format!("data.{key}")),
         );
     }
+    access(x, &proxy, report);
     if let Some(route) = proxy.routes.iter().find(|r| r.public == path) {
         report.push(Check::pass("sidecar route", format!("the sidecar routes {path}")).on(&cmid));
         targets(x, route, report);
@@ -113,6 +114,167 @@ pub(super) fn check(x: &Scrape<'_>, report: &mut Report) {
             )
             .on(x.monitor_id)
             .at(format!("{}.path", x.field)),
+        );
+    }
+}
+
+/// The sidecar's access settings against the monitor's: the scheme, the CA and client
+/// certificate of TLS, the bearer token; and every file the sidecar reads for them mounted.
+fn access(x: &Scrape<'_>, proxy: &ProxyConfig, report: &mut Report) {
+    let ep = x.endpoint;
+    let at = |field: &str| format!("{}.{field}", x.field);
+    let scheme = ep.get("scheme").and_then(Value::as_str).unwrap_or("http");
+    let tls_config = ep.get("tlsConfig");
+    let has =
+        |pointer: &str| tls_config.and_then(|t| t.pointer(pointer)).is_some_and(|v| !v.is_null());
+    let mut says = Vec::new();
+    let before = report.checks.len();
+    match (&proxy.tls, scheme) {
+        (Some(_), "http") => report.push(
+            Check::fail(
+                "sidecar access",
+                "the sidecar serves TLS but the monitor scrapes plain http: every scrape fails \
+                 its handshake",
+                format!("set {}.scheme to https, with a tlsConfig", x.field),
+            )
+            .on(x.monitor_id)
+            .at(at("scheme")),
+        ),
+        (None, "https") => report.push(
+            Check::fail(
+                "sidecar access",
+                "the monitor scrapes https but the sidecar serves plain http",
+                "set the scheme to http, or give the sidecar tls.certFile and tls.keyFile",
+            )
+            .on(x.monitor_id)
+            .at(at("scheme")),
+        ),
+        (Some(tls), _) => {
+            says.push("TLS".to_string());
+            if !has("/ca") && !has("/insecureSkipVerify") {
+                report.push(
+                    Check::fail(
+                        "sidecar access",
+                        "the monitor gives Prometheus no CA to check the sidecar's certificate \
+                         with",
+                        "set tlsConfig.ca to the Secret key holding the CA that signed it",
+                    )
+                    .on(x.monitor_id)
+                    .at(at("tlsConfig.ca")),
+                );
+            }
+            if !has("/serverName") && !has("/insecureSkipVerify") {
+                report.push(
+                    Check::warn(
+                        "sidecar access",
+                        "no tlsConfig.serverName: Prometheus checks the certificate against the \
+                         pod IP it scrapes, which certificates rarely carry",
+                        "set tlsConfig.serverName to a DNS name in the sidecar's certificate",
+                    )
+                    .on(x.monitor_id)
+                    .at(at("tlsConfig.serverName")),
+                );
+            }
+            if tls.client_ca_file.is_some() {
+                says.push("client certificates".into());
+                if !has("/cert") || !has("/keySecret") {
+                    report.push(
+                        Check::fail(
+                            "sidecar access",
+                            "the sidecar demands a client certificate (tls.clientCAFile) but the \
+                             monitor sends none: every handshake fails",
+                            "set tlsConfig.cert and tlsConfig.keySecret to Prometheus's \
+                             certificate and key, signed by that CA",
+                        )
+                        .on(x.monitor_id)
+                        .at(at("tlsConfig")),
+                    );
+                }
+            }
+        }
+        (None, _) => {}
+    }
+    let sends_token = ep.pointer("/authorization/credentials").is_some_and(|v| !v.is_null())
+        || ep.get("bearerTokenSecret").is_some_and(|v| !v.is_null());
+    let bearer = ep
+        .pointer("/authorization/type")
+        .and_then(Value::as_str)
+        .is_none_or(|t| t.eq_ignore_ascii_case("bearer"));
+    match (&proxy.auth.bearer_token_file, sends_token && bearer) {
+        (Some(_), false) => report.push(
+            Check::fail(
+                "sidecar access",
+                "the sidecar requires a bearer token but the monitor sends none: every scrape \
+                 gets 401",
+                format!(
+                    "set {}.authorization.credentials to the Secret key holding the token",
+                    x.field
+                ),
+            )
+            .on(x.monitor_id)
+            .at(at("authorization")),
+        ),
+        (None, true) => report.push(
+            Check::warn(
+                "sidecar access",
+                "the monitor sends a bearer token that the sidecar does not check",
+                "give the sidecar auth.bearerTokenFile, or drop the monitor's authorization",
+            )
+            .on(x.monitor_id)
+            .at(at("authorization")),
+        ),
+        (Some(_), true) => says.push("a bearer token".into()),
+        (None, false) => {}
+    }
+    // Every file the sidecar reads for these must be in a volume mounted into its container.
+    let files = proxy.auth.bearer_token_file.iter().chain(
+        proxy
+            .tls
+            .iter()
+            .flat_map(|t| [Some(&t.cert_file), Some(&t.key_file), t.client_ca_file.as_ref()])
+            .flatten(),
+    );
+    for file in files {
+        let shown = file.display().to_string();
+        let mounted = list(x.container, "/volumeMounts").iter().any(|m| {
+            s(m, "/mountPath").is_some_and(|dir| {
+                shown.strip_prefix(dir.trim_end_matches('/')).is_some_and(|r| r.starts_with('/'))
+            })
+        });
+        if !mounted {
+            report.push(
+                Check::fail(
+                    "sidecar access",
+                    format!(
+                        "the sidecar reads {shown}, but no volume is mounted there: it would \
+                         exit 64 at start"
+                    ),
+                    "mount the Secret holding it into the meshscrape-proxy container",
+                )
+                .on(&x.workload_id),
+            );
+        }
+    }
+    if !proxy.auth.allowed_clients.is_empty() {
+        let blocks: Vec<String> =
+            proxy.auth.allowed_clients.iter().map(ToString::to_string).collect();
+        report.push(
+            Check::info(
+                "sidecar access",
+                format!("the sidecar answers only clients in {}", blocks.join(", ")),
+                "Prometheus's pod addresses must be in these blocks",
+            )
+            .on(&x.workload_id),
+        );
+    }
+    let failed = report.checks[before..].iter().any(|c| c.status == crate::report::Status::Fail);
+    if !says.is_empty() && !failed {
+        report.push(
+            Check::pass(
+                "sidecar access",
+                format!("the sidecar requires {} and the monitor provides it", says.join(", ")),
+            )
+            .on(x.monitor_id),
         );
     }
 }
