@@ -107,12 +107,17 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 
 /// Starts `binary` with the scrape jobs (see `meshscrape_e2e::prometheus_yml`).
 fn start_prometheus(binary: &Path, jobs: &[ScrapeJob]) -> Prometheus {
+    start_prometheus_with(binary, |_| prometheus_yml(jobs))
+}
+
+/// Starts `binary` with the prometheus.yml `config` writes, given the folder it runs in.
+fn start_prometheus_with(binary: &Path, config: impl FnOnce(&Path) -> String) -> Prometheus {
     static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = RUN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("meshscrape-e2e-prom-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("prometheus.yml"), prometheus_yml(jobs)).unwrap();
+    std::fs::write(dir.join("prometheus.yml"), config(&dir)).unwrap();
     let (child, port) = start_on_free_port(
         |port| {
             let mut c = Command::new(binary);
@@ -488,4 +493,139 @@ async fn each_prometheus_stores_a_merged_scrape_of_the_app_and_node_exporter() {
     assert!(!rendered.contains("meshscrape_proxy_merge_target_failures_total{"), "{rendered}");
     let _ = exporter.kill();
     let _ = exporter.wait();
+}
+
+/// The sidecar with every access rule on (TLS, client certificates from a CA of its own, a bearer
+/// token), and each Prometheus scraping it with the settings a monitor renders into its config:
+/// `tls_config` (CA, client certificate, server name) and `authorization`. A job without the
+/// token is refused with 401. The verifier's endpoint check scrapes it with the same credentials.
+#[tokio::test]
+async fn each_prometheus_scrapes_a_sidecar_that_requires_tls_client_certificates_and_a_token() {
+    let servers = prometheus_servers();
+    if servers.is_empty() {
+        return;
+    }
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let dir = std::env::temp_dir().join(format!("meshscrape-e2e-access-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let ca = |cn: &str| {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
+    };
+    let leaf = |issuer: &CertifiedIssuer<'_, KeyPair>, names: Vec<String>| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(names).unwrap().signed_by(&key, issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    // The sidecar's certificate from one CA; Prometheus's client certificate from another.
+    let server_ca = ca("meshscrape test server CA");
+    let client_ca = ca("meshscrape test client CA");
+    let (server_crt, server_key) =
+        leaf(&server_ca, vec!["identity-service.metrics.meshscrape".into()]);
+    let (client_crt, client_key) = leaf(&client_ca, vec!["prometheus".into()]);
+    let files = [
+        ("server.crt", server_crt),
+        ("server.key", server_key),
+        ("client-ca.crt", client_ca.pem()),
+        ("ca.crt", server_ca.pem()),
+        ("client.crt", client_crt),
+        ("client.key", client_key),
+        ("token", "e2e-token\n".to_string()),
+    ];
+    let path: std::collections::BTreeMap<&str, String> =
+        files.iter().map(|(name, text)| (*name, write(name, text))).collect();
+
+    let (_app, app_addr) = DemoApp::start();
+    let proxy_config = ProxyConfig::load(
+        None,
+        &ProxyOverrides {
+            listen: Some("127.0.0.1:0".into()),
+            upstream: Some(format!("http://{app_addr}")),
+            routes: vec!["/prometheus=/prometheus".into()],
+            tls_cert_file: Some(path["server.crt"].clone()),
+            tls_key_file: Some(path["server.key"].clone()),
+            tls_client_ca_file: Some(path["client-ca.crt"].clone()),
+            bearer_token_file: Some(path["token"].clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let listener = TcpListener::bind(proxy_config.listen).await.unwrap();
+    let sidecar_addr = listener.local_addr().unwrap();
+    let proxy_app = Arc::new(meshscrape_proxy::App::new(&proxy_config).unwrap());
+    let served = proxy_app.clone();
+    tokio::spawn(async move {
+        meshscrape_proxy::server::serve(listener, served, &proxy_config, std::future::pending())
+            .await
+    });
+
+    // The verifier with the monitor's credentials, and without the token.
+    let url = format!("https://{sidecar_addr}/prometheus");
+    let credentials = [
+        "--ca-file",
+        path["ca.crt"].as_str(),
+        "--cert-file",
+        path["client.crt"].as_str(),
+        "--key-file",
+        path["client.key"].as_str(),
+        "--server-name",
+        "identity-service.metrics.meshscrape",
+    ];
+    let mut args = vec!["endpoint", url.as_str(), "--bearer-token-file", path["token"].as_str()];
+    args.extend(credentials);
+    let (code, out) = meshscrape_e2e::verify_cli(&args).await;
+    assert_eq!(code, 0, "{out}");
+    let mut args = vec!["endpoint", url.as_str()];
+    args.extend(credentials);
+    let (code, out) = meshscrape_e2e::verify_cli(&args).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("401 Unauthorized: a bearer token is required"), "{out}");
+
+    for (version, binary) in servers {
+        let job = |name: &str, token: bool| {
+            let auth = if token {
+                format!(
+                    "    authorization:\n      type: Bearer\n      credentials_file: {}\n",
+                    path["token"]
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "  - job_name: {name}\n    metrics_path: /prometheus\n    scheme: https\n    \
+                 scrape_interval: 1s\n    scrape_timeout: 1s\n    tls_config:\n      ca_file: {}\n      \
+                 cert_file: {}\n      key_file: {}\n      server_name: identity-service.metrics.meshscrape\n\
+                 {auth}    static_configs:\n      - targets: [\"{sidecar_addr}\"]\n",
+                path["ca.crt"], path["client.crt"], path["client.key"]
+            )
+        };
+        let prom = start_prometheus_with(&binary, |_| {
+            format!("scrape_configs:\n{}{}", job("with-token", true), job("without-token", false))
+        });
+        let options = |job: &str| prometheus::Options {
+            version,
+            scrape_pool: Some(job.into()),
+            job: Some(job.into()),
+            expect_metric: Some(format!("{METRIC}_count")),
+            timeout: Duration::from_secs(5),
+            ..Default::default()
+        };
+        let report = until(&prom.url, &options("with-token"), false, Duration::from_secs(60)).await;
+        assert!(!report.failed(), "Prometheus {version}: {}", human(&report));
+        let report =
+            until(&prom.url, &options("without-token"), true, Duration::from_secs(60)).await;
+        assert!(
+            report.checks.iter().any(|c| c.status == Status::Fail && c.message.contains("401")),
+            "Prometheus {version}: {}",
+            human(&report)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
