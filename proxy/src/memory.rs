@@ -82,7 +82,7 @@ mod tests {
         assert!(
             warning.starts_with(
                 "32 requests in flight and 256 connections need a memory limit \
-                of about 23 MiB, but this container's is 15 MiB"
+                of about 24 MiB, but this container's is 15 MiB"
             ),
             "{warning}"
         );

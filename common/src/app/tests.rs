@@ -243,13 +243,13 @@ fn the_default_limits_fit_the_default_memory_limit_and_larger_ones_must_be_paid_
         fit.message.contains("32 scrapes in flight and 256 connections")
             && fit.message.contains("sidecar.resources.limits.memory is 15Mi")
             && fit.message.contains("lower sidecar.limits.maxInFlight to ")
-            && fit.message.contains("need a memory limit of at least 23Mi"),
+            && fit.message.contains("need a memory limit of at least 24Mi"),
         "{}",
         fit.message
     );
     // Paid for with a larger memory limit, they are accepted.
     let paid = format!(
-        "{MINIMAL}sidecar:\n  resources: {{limits: {{memory: 23Mi}}}}\n  limits:\n    \
+        "{MINIMAL}sidecar:\n  resources: {{limits: {{memory: 24Mi}}}}\n  limits:\n    \
             maxInFlight: 32\n    maxConnections: 256\n"
     );
     assert!(parse(&paid).is_ok(), "{:?}", problems(&paid));
