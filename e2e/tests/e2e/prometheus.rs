@@ -152,14 +152,7 @@ async fn scrape_through_the_sidecar_and_recover(binary: &Path, version: Version)
     let proxy_config =
         ProxyConfig::from_yaml(Path::new("sidecar.yaml"), &example.sidecar_yaml, &overrides)
             .unwrap();
-    let listener = TcpListener::bind(proxy_config.listen).await.unwrap();
-    let sidecar_addr = listener.local_addr().unwrap();
-    let proxy_app = Arc::new(meshscrape_proxy::App::new(&proxy_config).unwrap());
-    let served = proxy_app.clone();
-    tokio::spawn(async move {
-        meshscrape_proxy::server::serve(listener, served, &proxy_config, std::future::pending())
-            .await
-    });
+    let (sidecar_addr, proxy_app) = serve_sidecar(proxy_config).await;
 
     let mut job = example.job();
     job.target = sidecar_addr.to_string();
@@ -217,6 +210,18 @@ async fn scrape_through_the_sidecar_and_recover(binary: &Path, version: Version)
             .render_metrics()
             .contains("meshscrape_proxy_requests_total{route=\"/prometheus\",status=\"502\"}")
     );
+}
+
+/// The sidecar with `config`, served in this process; its address and handler.
+async fn serve_sidecar(config: ProxyConfig) -> (SocketAddr, Arc<meshscrape_proxy::App>) {
+    let listener = TcpListener::bind(config.listen).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Arc::new(meshscrape_proxy::App::new(&config).unwrap());
+    let served = app.clone();
+    tokio::spawn(async move {
+        meshscrape_proxy::server::serve(listener, served, &config, std::future::pending()).await
+    });
+    (addr, app)
 }
 
 /// The Prometheus servers on this machine: 3.5 and 2.42. One that is missing is skipped with a
@@ -435,14 +440,7 @@ async fn each_prometheus_stores_a_merged_scrape_of_the_app_and_node_exporter() {
         },
     )
     .unwrap();
-    let listener = TcpListener::bind(proxy_config.listen).await.unwrap();
-    let sidecar_addr = listener.local_addr().unwrap();
-    let proxy_app = Arc::new(meshscrape_proxy::App::new(&proxy_config).unwrap());
-    let served = proxy_app.clone();
-    tokio::spawn(async move {
-        meshscrape_proxy::server::serve(listener, served, &proxy_config, std::future::pending())
-            .await
-    });
+    let (sidecar_addr, proxy_app) = serve_sidecar(proxy_config).await;
 
     // The verifier, as each Prometheus asks.
     let url = format!("http://{sidecar_addr}/metrics");
@@ -557,14 +555,7 @@ async fn each_prometheus_scrapes_a_sidecar_that_requires_tls_client_certificates
         },
     )
     .unwrap();
-    let listener = TcpListener::bind(proxy_config.listen).await.unwrap();
-    let sidecar_addr = listener.local_addr().unwrap();
-    let proxy_app = Arc::new(meshscrape_proxy::App::new(&proxy_config).unwrap());
-    let served = proxy_app.clone();
-    tokio::spawn(async move {
-        meshscrape_proxy::server::serve(listener, served, &proxy_config, std::future::pending())
-            .await
-    });
+    let (sidecar_addr, proxy_app) = serve_sidecar(proxy_config).await;
 
     // The verifier with the monitor's credentials, and without the token.
     let url = format!("https://{sidecar_addr}/prometheus");
@@ -627,5 +618,11 @@ async fn each_prometheus_scrapes_a_sidecar_that_requires_tls_client_certificates
             human(&report)
         );
     }
+    // The job without the token was turned away by the sidecar, not lost on the way.
+    let rendered = proxy_app.render_metrics();
+    assert!(
+        !rendered.contains("meshscrape_proxy_denied_total{reason=\"no_token\"} 0\n"),
+        "{rendered}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
