@@ -9,6 +9,7 @@
 //! Both tiers scrape the demo app `src/bin/demo-app.rs`: a process in tier 2, an image in tier 3.
 
 pub mod docker;
+pub mod pod;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! Tier 3: the claim, shown the way it runs. A pod is a pause container owning a network namespace
+//! Tier 3: the claim, shown the way it runs (the pod itself is `meshscrape_e2e::pod`). A pod is a pause container owning a network namespace
 //! that the app, the mesh gate and the sidecar join (`--network container:<pause>`), as a kubelet
 //! does. The sidecar runs the locally built image with the generated ConfigMap mounted where the
 //! generated Deployment mounts it, with that Deployment's args, user, read-only root, dropped
@@ -11,228 +11,19 @@
 //! Without them the tests print `SKIPPED:` and pass, unless MESHSCRAPE_E2E_REQUIRE_DOCKER is set,
 //! as `.ci/run` does.
 
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use meshscrape_e2e::docker::{self, Images};
-use meshscrape_e2e::{Example, METRIC, ScrapeJob, human, prometheus_yml, until, verify_cli};
+use meshscrape_e2e::pod::{
+    APP_HOST, Scratch, configmap_update, exec, image, network_name, start_pod, start_sidecar,
+    wait_ready,
+};
+use meshscrape_e2e::{Example, METRIC, ScrapeJob, human, until, verify_cli};
 use meshscrape_verify::report::Status;
 use meshscrape_verify::{endpoint, fetch, prometheus};
-use testcontainers::core::{AccessMode, ExecCommand, Mount};
+use testcontainers::ImageExt as _;
 use testcontainers::runners::AsyncRunner as _;
-use testcontainers::{ContainerAsync, GenericImage, ImageExt as _};
-
-/// The service name the gate's certificate carries (the mesh's identity for the app).
-const APP_HOST: &str = "identity-service.tools.svc";
-
-fn image(reference: &str) -> GenericImage {
-    let (name, tag) = reference.rsplit_once(':').unwrap_or((reference, "latest"));
-    GenericImage::new(name, tag)
-}
-
-/// A folder of the test's files on the host, bind-mounted into containers; removed at the end.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir =
-            std::env::temp_dir().join(format!("meshscrape-e2e-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn file(&self, rel: &str, contents: &str) -> String {
-        let path = self.0.join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, contents).unwrap();
-        path.display().to_string()
-    }
-
-    fn dir(&self, rel: &str) -> String {
-        let path = self.0.join(rel);
-        std::fs::create_dir_all(&path).unwrap();
-        path.display().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// One pod. Fields drop in declaration order, so the pause container, whose namespace the others
-/// share, goes last.
-struct Pod {
-    ip: IpAddr,
-    sidecar: ContainerAsync<GenericImage>,
-    gate: Option<ContainerAsync<GenericImage>>,
-    app: ContainerAsync<GenericImage>,
-    pause: ContainerAsync<GenericImage>,
-}
-
-/// Starts a pod on `network`: pause, app, optionally the mTLS gate (certificates in `certs`), and
-/// the sidecar exactly as the generated Deployment describes its container.
-async fn start_pod(
-    images: &Images,
-    example: &Example,
-    scratch: &Scratch,
-    network: &str,
-    gate: bool,
-) -> Pod {
-    let pause = image(&images.base)
-        .with_cmd(["sleep", "infinity"])
-        .with_network(network)
-        .with_mount(Mount::bind_mount(scratch.dir("certs"), "/certs"))
-        .start()
-        .await
-        .expect("start the pod's pause container");
-    let ip = pause.get_bridge_ip_address().await.expect("the pod's IP");
-    let netns = format!("container:{}", pause.id());
-
-    // The app: loopback only (the image's default), like an app whose sole inbound path is the
-    // mesh's proxy.
-    let app =
-        image(&images.app).with_network(&netns).start().await.expect("start the app container");
-
-    let gate = if gate {
-        issue_certificates(&pause).await;
-        // Istio's STRICT inbound: the app's port, seen from outside the pod, completes a TLS
-        // handshake only with a client certificate signed by the mesh CA.
-        let listen = format!(
-            "openssl-listen:8080,bind={ip},reuseaddr,fork,cert=/certs/gate.crt,key=/certs/gate.key,cafile=/certs/ca.crt,verify=1"
-        );
-        Some(
-            image(&images.base)
-                .with_cmd(["socat".to_string(), listen, "tcp:127.0.0.1:8080".into()])
-                .with_network(&netns)
-                .with_mount(
-                    Mount::bind_mount(scratch.dir("certs"), "/certs")
-                        .with_access_mode(AccessMode::ReadOnly),
-                )
-                .start()
-                .await
-                .expect("start the mesh gate"),
-        )
-    } else {
-        None
-    };
-
-    let sidecar = start_sidecar(images, example, scratch, &netns).await;
-    let pod = Pod { ip, sidecar, gate, app, pause };
-    wait_ready(&format!("http://{}:9090/-/ready", pod.ip), Duration::from_secs(30)).await;
-    pod
-}
-
-/// The sidecar container, with everything the generated Deployment says about it.
-async fn start_sidecar(
-    images: &Images,
-    example: &Example,
-    scratch: &Scratch,
-    netns: &str,
-) -> ContainerAsync<GenericImage> {
-    let c = example.sidecar_container();
-    let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref()).expect("resource limits");
-    let memory = docker::memory_bytes(&limits["memory"].0).unwrap();
-    let cpus = docker::nano_cpus(&limits["cpu"].0).unwrap();
-    let sc = c.security_context.as_ref().expect("a securityContext");
-    let user =
-        format!("{}:{}", sc.run_as_user.expect("runAsUser"), sc.run_as_group.expect("runAsGroup"));
-    let mount_path = &c.volume_mounts.as_ref().expect("a config volume")[0].mount_path;
-    // The ConfigMap, as the kubelet projects it: one file per key, through `..data`.
-    configmap_update(scratch, &example.sidecar_yaml);
-
-    let mut request = image(&images.proxy)
-        .with_cmd(c.args.clone().unwrap_or_default())
-        .with_network(netns)
-        .with_user(user)
-        .with_readonly_rootfs(sc.read_only_root_filesystem.unwrap_or(false))
-        .with_mount(
-            Mount::bind_mount(scratch.0.join("config").display().to_string(), mount_path.as_str())
-                .with_access_mode(AccessMode::ReadOnly),
-        )
-        .with_host_config_modifier(move |hc| {
-            hc.memory = Some(memory);
-            hc.memory_swap = Some(memory); // no swap: the limit is the limit
-            hc.nano_cpus = Some(cpus);
-        });
-    for cap in sc.capabilities.as_ref().and_then(|c| c.drop.clone()).unwrap_or_default() {
-        request = request.with_cap_drop(cap);
-    }
-    if sc.allow_privilege_escalation == Some(false) {
-        request = request.with_security_opt("no-new-privileges");
-    }
-    request.start().await.expect("start the sidecar container")
-}
-
-/// Writes the sidecar's ConfigMap into `config/` as the kubelet does, first and on every update:
-/// the key `sidecar.yaml` is a symlink to `..data/sidecar.yaml`, and an update writes a new
-/// version folder and renames a new `..data` symlink over the old one (never writing the file
-/// the key's path names).
-fn configmap_update(scratch: &Scratch, yaml: &str) {
-    static VERSION: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = VERSION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let dir = scratch.0.join("config");
-    let version = format!("..2026_12_03_00_00_{n:02}.1");
-    scratch.file(&format!("config/{version}/sidecar.yaml"), yaml);
-    let tmp = dir.join("..data_tmp");
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(&version, &tmp).unwrap();
-    std::fs::rename(&tmp, dir.join("..data")).unwrap();
-    if std::fs::symlink_metadata(dir.join("sidecar.yaml")).is_err() {
-        std::os::unix::fs::symlink("..data/sidecar.yaml", dir.join("sidecar.yaml")).unwrap();
-    }
-}
-
-/// A mesh CA, the gate's server certificate for APP_HOST, and an in-mesh client's certificate.
-async fn issue_certificates(pause: &ContainerAsync<GenericImage>) {
-    let script = format!(
-        "set -e; cd /certs
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=mesh-ca -keyout ca.key -out ca.crt
-        for who in gate client; do
-          openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=$who -keyout $who.key -out $who.csr
-        done
-        printf 'subjectAltName=DNS:{APP_HOST}\\n' > gate.ext
-        printf 'subjectAltName=URI:spiffe://cluster.local/ns/tools/sa/client\\n' > client.ext
-        for who in gate client; do
-          openssl x509 -req -in $who.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -extfile $who.ext -out $who.crt
-        done
-        chmod 644 *.key"
-    );
-    let (code, _, err) = exec(pause, &["sh", "-c", &script]).await;
-    assert_eq!(code, Some(0), "issuing the mesh certificates failed: {err}");
-}
-
-/// Runs a command in a container; returns its exit code, stdout and stderr.
-async fn exec(
-    container: &ContainerAsync<GenericImage>,
-    cmd: &[&str],
-) -> (Option<i64>, String, String) {
-    let mut result =
-        container.exec(ExecCommand::new(cmd.iter().copied())).await.expect("docker exec");
-    let out = String::from_utf8_lossy(&result.stdout_to_vec().await.unwrap()).into_owned();
-    let err = String::from_utf8_lossy(&result.stderr_to_vec().await.unwrap()).into_owned();
-    (result.exit_code().await.unwrap(), out, err)
-}
-
-async fn wait_ready(url: &str, limit: Duration) {
-    let started = Instant::now();
-    loop {
-        match fetch::get(url, &[], Duration::from_secs(2), 4096).await {
-            Ok(f) if f.status == 200 => return,
-            other if started.elapsed() > limit => {
-                panic!("{url} not ready after {limit:?}: {:?}", other.map(|f| f.status))
-            }
-            _ => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-}
-
-fn network_name(test: &str) -> String {
-    format!("meshscrape-e2e-{}-{test}", std::process::id())
-}
 
 #[tokio::test]
 async fn prometheus_scrapes_a_strict_mtls_pod_through_the_sidecar_and_sees_it_recover() {
@@ -248,7 +39,9 @@ async fn scrape_a_strict_mtls_pod_and_recover(images: &Images, prometheus: &str,
     let example = Example::render_fast();
     let scratch = Scratch::new(name);
     let network = network_name(name);
-    let pod = start_pod(images, &example, &scratch, &network, true).await;
+    let pod = start_pod(images, &example, &scratch, &network, true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 
     // Prometheus, in its own container: the operator's job for the generated ServiceMonitor, and a
     // second job that tries the app's own port in plaintext, as Prometheus would without the sidecar.
@@ -260,26 +53,14 @@ async fn scrape_a_strict_mtls_pod_and_recover(images: &Images, prometheus: &str,
         target: format!("{}:8080", pod.ip),
         ..job.clone()
     };
-    let config =
-        scratch.file("prometheus/prometheus.yml", &prometheus_yml(&[job.clone(), direct.clone()]));
-    let prom = image(prometheus)
-        .with_network(&network)
-        .with_mount(
-            Mount::bind_mount(
-                Path::new(&config).parent().unwrap().display().to_string(),
-                "/etc/prometheus",
-            )
-            .with_access_mode(AccessMode::ReadOnly),
-        )
-        .with_mount(
-            Mount::bind_mount(scratch.dir("certs"), "/certs")
-                .with_access_mode(AccessMode::ReadOnly),
-        )
-        .start()
-        .await
-        .expect("start the Prometheus container");
-    let prom_url = format!("http://{}:9090", prom.get_bridge_ip_address().await.unwrap());
-    wait_ready(&format!("{prom_url}/-/ready"), Duration::from_secs(60)).await;
+    let (prom, prom_url) = meshscrape_e2e::pod::start_prometheus(
+        prometheus,
+        &network,
+        &scratch,
+        &[job.clone(), direct.clone()],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 
     // 1. The mesh gate. Plaintext to the app's port fails, from the test host and from Prometheus.
     let plain = endpoint::check(
@@ -308,7 +89,9 @@ async fn scrape_a_strict_mtls_pod_and_recover(images: &Images, prometheus: &str,
     let resolve = format!("{APP_HOST}:8080:{}", pod.ip);
     let curl =
         ["curl", "-sS", "--max-time", "5", "--resolve", &resolve, "--cacert", "/certs/ca.crt"];
-    let (code, _, err) = exec(&prom, &[&curl[..], &[https.as_str()]].concat()).await;
+    let (code, _, err) = exec(&prom, &[&curl[..], &[https.as_str()]].concat())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_ne!(code, Some(0), "TLS without a client certificate got through the gate: {err}");
     let (code, out, err) = exec(
         &prom,
@@ -318,7 +101,8 @@ async fn scrape_a_strict_mtls_pod_and_recover(images: &Images, prometheus: &str,
         ]
         .concat(),
     )
-    .await;
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(code, Some(0), "an in-mesh mTLS client was refused by the gate: {err}");
     assert!(out.contains(METRIC), "the gate did not reach the app: {out}");
 
@@ -405,7 +189,9 @@ async fn repeated_twenty_megabyte_scrapes_fit_the_generated_limits() {
     let Some(images) = docker::images_or_skip(env!("CARGO_BIN_EXE_demo-app")) else { return };
     let example = Example::render();
     let scratch = Scratch::new("limits");
-    let pod = start_pod(images, &example, &scratch, &network_name("limits"), false).await;
+    let pod = start_pod(images, &example, &scratch, &network_name("limits"), false)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let id = pod.sidecar.id().to_string();
     // The limits really are on the container, so nothing below passes by running unconfined.
     assert_eq!(
@@ -450,7 +236,9 @@ async fn repeated_twenty_megabyte_scrapes_fit_the_generated_limits() {
         docker::inspect(&id, "{{.State.Running}} {{.State.OOMKilled}} {{.RestartCount}}"),
         "true false 0"
     );
-    wait_ready(&format!("http://{}:9090/-/ready", pod.ip), Duration::from_secs(5)).await;
+    wait_ready(&format!("http://{}:9090/-/ready", pod.ip), Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let peak = docker::peak_memory(&id).map_or("not exposed by this host's cgroups".into(), |b| {
         format!("{:.1} MiB", b as f64 / 1048576.0)
     });
@@ -502,7 +290,9 @@ async fn a_burst_of_slow_scrapes_and_idle_connections_at_the_generated_limits_is
     .expect("the generated sidecar.yaml reads");
     let (in_flight, conns) = (proxy.limits.max_in_flight, proxy.limits.max_connections);
     let scratch = Scratch::new("burst");
-    let pod = start_pod(images, &example, &scratch, &network_name("burst"), false).await;
+    let pod = start_pod(images, &example, &scratch, &network_name("burst"), false)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let id = pod.sidecar.id().to_string();
     let limit: u64 = docker::inspect(&id, "{{.HostConfig.Memory}}").parse().unwrap();
     assert_eq!(limit, 15 << 20, "the generated 15Mi limit is on the container");
@@ -599,8 +389,11 @@ async fn a_native_sidecar_starts_before_the_app_and_stops_after_it() {
     let metrics = format!("{base}/prometheus");
 
     // 1. The sidecar first; the app starts only once the startup probe passes.
-    let sidecar = start_sidecar(images, &example, &scratch, &netns).await;
-    wait_ready(&format!("{base}/-/ready"), Duration::from_secs(30)).await;
+    let sidecar =
+        start_sidecar(images, &example, &scratch, &netns).await.unwrap_or_else(|e| panic!("{e}"));
+    wait_ready(&format!("{base}/-/ready"), Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let before = fetch::get(&metrics, &[], Duration::from_secs(5), 1 << 20).await.unwrap();
     assert_eq!(before.status, 502, "no app yet: {}", String::from_utf8_lossy(&before.body));
 
@@ -639,7 +432,9 @@ async fn a_configmap_update_is_served_without_a_restart() {
     let Some(images) = docker::images_or_skip(env!("CARGO_BIN_EXE_demo-app")) else { return };
     let example = Example::render();
     let scratch = Scratch::new("reload");
-    let pod = start_pod(images, &example, &scratch, &network_name("reload"), false).await;
+    let pod = start_pod(images, &example, &scratch, &network_name("reload"), false)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let id = pod.sidecar.id().to_string();
     let base = format!("http://{}:9090", pod.ip);
     let get = |path: &str| {
@@ -658,7 +453,7 @@ async fn a_configmap_update_is_served_without_a_restart() {
     .unwrap();
     let target = config.routes[0].targets[0].clone();
     config.routes.push(meshscrape_common::Route { public: "/extra".into(), targets: vec![target] });
-    configmap_update(&scratch, &config.to_yaml());
+    configmap_update(&scratch, &config.to_yaml()).unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
     while get("/extra").await.ok() != Some(200) {
         assert!(started.elapsed() < Duration::from_secs(30), "the new route was never served");
@@ -667,7 +462,8 @@ async fn a_configmap_update_is_served_without_a_restart() {
     eprintln!("the new route answered {:.1?} after the swap", started.elapsed());
 
     // Broken: refused, and the routes in force keep serving.
-    configmap_update(&scratch, &format!("{}\nlimits: {{maxInFlight: 0}}\n", "routes: [/x=/x]"));
+    configmap_update(&scratch, &format!("{}\nlimits: {{maxInFlight: 0}}\n", "routes: [/x=/x]"))
+        .unwrap_or_else(|e| panic!("{e}"));
     let metrics = format!("{base}/-/metrics");
     let started = Instant::now();
     loop {
