@@ -4,5 +4,6 @@
 ARG BASE
 FROM ${BASE}
 COPY prometheus /usr/local/bin/prometheus3
+EXPOSE 9090
 USER 65534:65534
 ENTRYPOINT ["prometheus3", "--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/tmp/prometheus", "--web.listen-address=0.0.0.0:9090"]

@@ -45,7 +45,9 @@ pub fn images_or_skip(demo_app: &str) -> Option<&'static Images> {
     }
 }
 
-fn build_images(demo_app: &Path) -> Result<Images, String> {
+/// Builds (or finds cached) every image a pod and its Prometheus need; the error says what is
+/// missing and how to get it. Progress of the long steps goes to stderr.
+pub fn build_images(demo_app: &Path) -> Result<Images, String> {
     let info = Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output();
     match info {
         Err(e) => {

@@ -262,12 +262,15 @@ pub async fn wait_ready(url: &str, limit: Duration) -> Result<(), String> {
 }
 
 /// A Prometheus in a container of its own on `network`, with `jobs` (and the mesh certificates
-/// mounted at /certs, for tests that try the gate from there); its container and URL.
+/// mounted at /certs, for tests that try the gate from there); its container and URL. With
+/// `publish`, its port is also published on 127.0.0.1 of this machine at that port (loopback
+/// only: a demo's Prometheus is for the person at this machine).
 pub async fn start_prometheus(
     prometheus_image: &str,
     network: &str,
     scratch: &Scratch,
     jobs: &[ScrapeJob],
+    publish: Option<u16>,
 ) -> Result<(ContainerAsync<GenericImage>, String), String> {
     let config = scratch.file("prometheus/prometheus.yml", &prometheus_yml(jobs));
     let config_dir =
@@ -281,6 +284,18 @@ pub async fn start_prometheus(
             Mount::bind_mount(scratch.dir("certs"), "/certs")
                 .with_access_mode(AccessMode::ReadOnly),
         )
+        .with_host_config_modifier(move |hc| {
+            if let Some(port) = publish {
+                let binding = testcontainers::bollard::models::PortBinding {
+                    host_ip: Some("127.0.0.1".into()),
+                    host_port: Some(port.to_string()),
+                };
+                hc.port_bindings = Some(std::collections::HashMap::from([(
+                    "9090/tcp".to_string(),
+                    Some(vec![binding]),
+                )]));
+            }
+        })
         .start()
         .await
         .map_err(|e| format!("starting the Prometheus container: {e}"))?;

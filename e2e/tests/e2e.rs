@@ -4,5 +4,6 @@
 mod e2e {
     mod chain;
     mod containers;
+    mod demo;
     mod prometheus;
 }

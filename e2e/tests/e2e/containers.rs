@@ -58,6 +58,7 @@ async fn scrape_a_strict_mtls_pod_and_recover(images: &Images, prometheus: &str,
         &network,
         &scratch,
         &[job.clone(), direct.clone()],
+        None,
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
