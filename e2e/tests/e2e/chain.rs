@@ -156,6 +156,26 @@ fn the_access_example_agrees_with_its_monitor_and_a_missing_credential_is_named(
         failed,
         ["the sidecar requires a bearer token but the monitor sends none: every scrape gets 401"]
     );
+    // The same rules rendered into a PodMonitor: agreeing, and valid against its CRD.
+    let text = std::fs::read_to_string(&example)
+        .unwrap()
+        .replace("  kind: ServiceMonitor\n", "  kind: PodMonitor\n");
+    let text = if text.contains("kind: PodMonitor") {
+        text
+    } else {
+        text.replace("monitor:\n", "monitor:\n  kind: PodMonitor\n")
+    };
+    let pod_config = AppConfig::from_yaml(&example, &text).unwrap_or_else(|e| panic!("{e}"));
+    let rendered = meshscrape_gen::render(&pod_config, &Templates::load(None).unwrap()).unwrap();
+    let pod_stream = format!("{}---\n{PROMETHEUS}", meshscrape_gen::output::stream(&rendered));
+    assert!(pod_stream.contains("kind: PodMonitor") && pod_stream.contains("podMetricsEndpoints"));
+    let report = check(pod_stream);
+    assert!(
+        report.checks.iter().any(|c| c.name == "sidecar access" && c.status == Status::Pass),
+        "{report:?}"
+    );
+    assert!(!report.failed(), "{report:?}");
+
     let plain = stream.replace("      scheme: https\n", "      scheme: http\n");
     let report = check(plain);
     assert!(report.checks.iter().any(|c| c.status == Status::Fail
