@@ -11,6 +11,7 @@
 //!
 //! Only GET, LIST and the port-forward are used; nothing is ever written.
 
+mod credentials;
 mod forward;
 mod live;
 mod read;
@@ -352,7 +353,38 @@ pub async fn check(
                             == Some(&Value::Bool(true)),
                     ..options.endpoint.clone()
                 };
+                // With the monitor's credentials, if it gives Prometheus any (the sidecar's
+                // access rules).
+                let monitor_ns = s(&monitor, "/metadata/namespace").unwrap_or(ns).to_string();
+                let monitor_id = format!(
+                    "{}/{monitor_ns}/{}",
+                    s(&monitor, "/kind").unwrap_or("?"),
+                    name_of(&monitor)
+                );
+                let pod_ip = pods
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .find(|p| name_of(p) == pod)
+                    .and_then(|p| s(p, "/status/podIP"))
+                    .map(str::to_string);
+                let credentials = credentials::read(
+                    &reader,
+                    &monitor_ns,
+                    &monitor_id,
+                    &monitor_endpoint,
+                    pod_ip.as_deref(),
+                    &mut report,
+                )
+                .await?;
+                let endpoint_options = endpoint::Options {
+                    bearer_token: credentials.token.or(endpoint_options.bearer_token.clone()),
+                    tls: credentials.tls.or(endpoint_options.tls.clone()),
+                    ..endpoint_options
+                };
+                let https = credentials.https;
                 let found = through_forward(connector.clone(), ns, pod, *port, &target, |base| {
+                    let base = if https { base.replacen("http://", "https://", 1) } else { base };
                     let url = format!("{base}{path}");
                     async move { endpoint::check(&url, &endpoint_options).await }
                 })

@@ -23,15 +23,44 @@ pub fn client(
     cert: Option<(&Path, &Path)>,
     server_name: Option<&str>,
 ) -> Result<Client, String> {
+    let read = |flag: &str, path: &Path| {
+        std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
+    };
+    let ca = read("--ca-file", ca_file)?;
+    let pair = match cert {
+        Some((c, k)) => Some((read("--cert-file", c)?, read("--key-file", k)?)),
+        None => None,
+    };
+    let names = Names {
+        ca: format!("--ca-file {}", ca_file.display()),
+        cert: cert.map_or(String::new(), |(c, _)| format!("--cert-file {}", c.display())),
+        key: cert.map_or(String::new(), |(_, k)| format!("--key-file {}", k.display())),
+    };
+    client_from_pem(&ca, pair.as_ref().map(|(c, k)| (&c[..], &k[..])), server_name, &names)
+}
+
+/// What to call each piece in messages: a flag and file, or a Secret's key.
+#[derive(Debug, Default)]
+pub struct Names {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+}
+
+/// [`client`] from PEM already read (from files, or from a monitor's Secrets).
+pub fn client_from_pem(
+    ca: &[u8],
+    cert: Option<(&[u8], &[u8])>,
+    server_name: Option<&str>,
+    names: &Names,
+) -> Result<Client, String> {
     let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca_file)
-        .map_err(|e| format!("--ca-file {}: {e}", ca_file.display()))?;
-    for c in certs {
-        let c = c.map_err(|e| format!("--ca-file {}: {e}", ca_file.display()))?;
-        roots.add(c).map_err(|e| format!("--ca-file {}: {e}", ca_file.display()))?;
+    for c in CertificateDer::pem_slice_iter(ca) {
+        let c = c.map_err(|e| format!("{}: {e}", names.ca))?;
+        roots.add(c).map_err(|e| format!("{}: {e}", names.ca))?;
     }
     if roots.is_empty() {
-        return Err(format!("--ca-file {} holds no PEM certificate", ca_file.display()));
+        return Err(format!("{} holds no PEM certificate", names.ca));
     }
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -41,21 +70,21 @@ pub fn client(
     .with_root_certificates(roots);
     let config = match cert {
         Some((cert, key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .and_then(|c| c.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("--cert-file {}: {e}", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| format!("--key-file {}: {e}", key.display()))?;
-            builder.with_client_auth_cert(chain, key).map_err(|e| {
-                format!("--key-file does not go with --cert-file {}: {e}", cert.display())
-            })?
+            let chain = CertificateDer::pem_slice_iter(cert)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{}: {e}", names.cert))?;
+            let key =
+                PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("{}: {e}", names.key))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("{} does not go with {}: {e}", names.key, names.cert))?
         }
         None => builder.with_no_client_auth(),
     };
     let server_name = server_name
         .map(|n| {
             ServerName::try_from(n.to_string())
-                .map_err(|_| format!("--server-name `{n}` is not a DNS name or an IP address"))
+                .map_err(|_| format!("server name `{n}` is not a DNS name or an IP address"))
         })
         .transpose()?;
     Ok(Client { config: Arc::new(config), server_name })

@@ -10,6 +10,22 @@ fn run(args: &[&str]) -> Output {
     Command::new(BIN).args(args).current_dir(root()).output().unwrap()
 }
 
+/// The verifier's cluster tests read the access example's rendering from a fixture too.
+#[test]
+fn the_verifiers_access_fixture_is_the_access_example_rendered() {
+    let out = run(&["--config", "examples/identity-service-tls.yaml"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let fixture =
+        std::fs::read_to_string(root().join("verify/tests/fixtures/identity-service-tls.yaml"))
+            .unwrap();
+    assert!(
+        fixture == String::from_utf8_lossy(&out.stdout),
+        "verify/tests/fixtures/identity-service-tls.yaml differs from the access example's \
+         rendering; refresh it: cargo run -p meshscrape-gen -- --config \
+         examples/identity-service-tls.yaml > verify/tests/fixtures/identity-service-tls.yaml"
+    );
+}
+
 #[test]
 fn renders_the_example_snapshot() {
     let out = run(&["--config", "examples/identity-service.yaml"]);

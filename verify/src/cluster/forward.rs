@@ -88,11 +88,15 @@ where
     let base = format!("http://{addr}");
     let mut found = run(base.clone()).await;
     task.abort();
+    // The scrape may have gone over https (a sidecar that serves TLS): both forms are local.
+    let https = format!("https://{addr}");
     for c in &mut found.checks {
-        if let Some(o) = &mut c.object {
-            *o = o.replace(&base, target);
+        for local in [&https, &base] {
+            if let Some(o) = &mut c.object {
+                *o = o.replace(local.as_str(), target);
+            }
+            c.message = c.message.replace(local.as_str(), target);
         }
-        c.message = c.message.replace(&base, target);
     }
     if let Some(e) = errors.lock().ok().and_then(|mut e| e.take()) {
         found.checks.insert(

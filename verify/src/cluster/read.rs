@@ -62,6 +62,50 @@ impl Reader<'_> {
         }
     }
 
+    /// Like `get`, but a refusal (403) is a warning in `report` and `Ok(None)`, and a missing
+    /// object is a failed check: for Secrets the check needs but may not be allowed to read.
+    pub(super) async fn get_or_warn(
+        &self,
+        ar: &ApiResource,
+        namespace: &str,
+        name: &str,
+        report: &mut Report,
+    ) -> Result<Option<Value>, Error> {
+        match self.api(ar, Some(namespace)).get(name).await {
+            Ok(o) => Ok(Some(Self::value(ar, o))),
+            Err(kube::Error::Api(s)) if s.is_forbidden() => {
+                report.push(Check::warn(
+                    "access",
+                    format!("may not read {}/{namespace}/{name}: {}", ar.kind, s.message),
+                    format!(
+                        "grant get on {} in {namespace} to scrape with the monitor's credentials; \
+                         without them the scrape is made as an anonymous client",
+                        ar.plural
+                    ),
+                ));
+                Ok(None)
+            }
+            Err(kube::Error::Api(s)) if s.is_not_found() => {
+                report.push(
+                    Check::fail(
+                        "scrape",
+                        format!(
+                            "{}/{namespace}/{name}, which the monitor names, does not exist",
+                            ar.kind
+                        ),
+                        "create it: Prometheus cannot scrape without it either",
+                    )
+                    .on(format!("{}/{namespace}/{name}", ar.kind)),
+                );
+                Ok(None)
+            }
+            Err(e) => Err(Error::Api {
+                action: format!("reading {}/{namespace}/{name}", ar.kind),
+                message: api_error(&e),
+            }),
+        }
+    }
+
     /// A list; kinds the cluster does not serve are empty. `None` when it may not be read, with a
     /// warning in `report`, so that checks needing it are skipped rather than failed.
     pub(super) async fn list(

@@ -513,3 +513,79 @@ async fn under_ambient_the_cluster_is_judged_by_ztunnel_rules() {
         text(&report)
     );
 }
+
+/// The access example applied (TLS with client certificates, a bearer token), the monitor's
+/// Secrets in its namespace as base64 `data`: the check reads them and scrapes the sidecar over
+/// https, as Prometheus would, and the offline chain finds the two sides agreeing. Without leave
+/// to read Secrets, it says so and the scrape, made anonymously, is refused.
+#[tokio::test]
+async fn a_sidecar_with_access_rules_is_scraped_with_the_monitors_credentials() {
+    fn b64(bytes: &[u8]) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().fold(0u32, |acc, b| acc << 8 | u32::from(*b))
+                << (8 * (3 - chunk.len()));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+    let (sidecar, [ca, client_crt, client_key]) =
+        tls_sidecar("identity-service.metrics.meshscrape", "s3cret").await;
+    let mut world = world_of(include_str!("../fixtures/identity-service-tls.yaml"));
+    for (name, data) in [
+        ("meshscrape-ca", json!({"ca.crt": b64(ca.as_bytes())})),
+        (
+            "prometheus-meshscrape-client",
+            json!({"tls.crt": b64(client_crt.as_bytes()), "tls.key": b64(client_key.as_bytes())}),
+        ),
+        ("meshscrape-token", json!({"token": b64(b"s3cret\n")})),
+    ] {
+        world.objects.push(json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": "monitoring"}, "data": data}));
+    }
+    let stubs = Arc::new(Stubs {
+        sidecar,
+        prom: stubs(true, JOB).await.prom,
+        asked: std::sync::Mutex::default(),
+    });
+    let report = cluster::check(&world.client(), &options(), stubs.clone()).await.unwrap();
+    assert!(!report.failed(), "{}", text(&report));
+    let pod = "pod/tools/identity-service-7d9f8-abcde:9090";
+    assert!(
+        report.checks.iter().any(|c| c.name == "status"
+            && c.status == Status::Pass
+            && c.object.as_deref() == Some(&format!("{pod}/prometheus"))),
+        "{}",
+        text(&report)
+    );
+    assert!(
+        report.checks.iter().any(|c| c.name == "sidecar access" && c.status == Status::Pass),
+        "{}",
+        text(&report)
+    );
+    assert!(!text(&report).contains("127.0.0.1"), "a local address leaked:\n{}", text(&report));
+
+    // No leave to read Secrets: a warning naming the Secret, and the anonymous scrape refused.
+    world.forbidden.push("secrets");
+    let report = cluster::check(&world.client(), &options(), stubs).await.unwrap();
+    assert!(
+        find(&report, "access").iter().any(|c| c.status == Status::Warn
+            && c.message.starts_with("may not read Secret/monitoring/")),
+        "{}",
+        text(&report)
+    );
+    assert!(
+        find(&report, "scrape")
+            .iter()
+            .any(|c| c.status == Status::Fail && c.message.contains("uses https; give the CA")),
+        "{}",
+        text(&report)
+    );
+}

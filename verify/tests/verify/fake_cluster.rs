@@ -78,6 +78,17 @@ impl World {
                 && labels_match(o, &labels)
         });
         match name {
+            Some(n) if self.forbidden.contains(&plural_name) => (
+                StatusCode::FORBIDDEN,
+                status(
+                    403,
+                    "Forbidden",
+                    &format!(
+                        "{plural_name} \"{n}\" is forbidden: User \"ci\" cannot get resource \
+                         \"{plural_name}\""
+                    ),
+                ),
+            ),
             Some(n) => match found.next().cloned() {
                 Some(o) => (StatusCode::OK, o),
                 None => (
@@ -134,7 +145,12 @@ impl World {
 
 /// The generated example as `kubectl apply` leaves it, plus what a cluster adds around it.
 pub(crate) fn healthy() -> World {
-    let fixture = include_str!("../fixtures/identity-service.yaml");
+    world_of(include_str!("../fixtures/identity-service.yaml"))
+}
+
+/// The cluster `fixture` (gen's output) makes once applied: its objects, the kube-prometheus
+/// Prometheus object, the namespaces, the pod, its EndpointSlice and Prometheus's own Service and pod.
+pub(crate) fn world_of(fixture: &str) -> World {
     let mut objects: Vec<Value> = serde_saphyr::from_multiple(fixture).unwrap();
     objects.push(serde_saphyr::from_str(include_str!("../fixtures/prometheus.yaml")).unwrap());
     let deployment = objects.iter().find(|o| o["kind"] == "Deployment").unwrap().clone();
@@ -426,4 +442,91 @@ pub(crate) fn kubeconfig(server: SocketAddr) -> std::path::PathBuf {
     );
     std::fs::write(&path, yaml).unwrap();
     path
+}
+
+/// A sidecar with every access rule on, standing in for one behind a port-forward: TLS with a
+/// certificate for `server_name` from one CA, client certificates required from another, and the
+/// bearer token `token`; it answers `/prometheus` and `/readiness`. Also the PEM a monitor's
+/// Secrets hold: (server CA, client certificate, client key).
+pub(crate) async fn tls_sidecar(
+    server_name: &str,
+    token: &'static str,
+) -> (SocketAddr, [String; 3]) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use tokio_rustls::rustls::{self, pki_types::pem::PemObject as _};
+    let ca = |cn: &str| {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
+    };
+    let (server_ca, client_ca) = (ca("server CA"), ca("client CA"));
+    let leaf = |issuer: &CertifiedIssuer<'_, KeyPair>, name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .signed_by(&key, issuer)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_crt, server_key) = leaf(&server_ca, server_name);
+    let (client_crt, client_key) = leaf(&client_ca, "prometheus");
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(client_ca.der().clone()).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![rustls::pki_types::CertificateDer::from_pem_slice(server_crt.as_bytes()).unwrap()],
+            rustls::pki_types::PrivateKeyDer::from_pem_slice(server_key.as_bytes()).unwrap(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let authorized = head
+                    .lines()
+                    .any(|l| l.eq_ignore_ascii_case(&format!("authorization: Bearer {token}")));
+                let path = head.split(' ').nth(1).unwrap_or("");
+                let (status, body) = match (authorized, path) {
+                    (false, _) => ("401 Unauthorized", "a bearer token is required\n".to_string()),
+                    (true, "/prometheus") => ("200 OK", SEED.to_string()),
+                    (true, "/readiness") => ("200 OK", "ok\n".to_string()),
+                    _ => ("404 Not Found", "no route\n".to_string()),
+                };
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(reply.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (addr, [server_ca.pem(), client_crt, client_key])
 }
