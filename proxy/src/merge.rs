@@ -117,7 +117,7 @@ impl Ask<'_> {
     async fn fetch(&self, part: &Part, accept: Option<&HeaderValue>) -> Outcome {
         let outcome = self.exchange(part, accept).await;
         if let Err(why) = &outcome {
-            tracing::warn!(route = self.route, target = %part.url, reason = why.as_str(),
+            tracing::warn!(route = self.route, upstream = %part.url, reason = why.as_str(),
                 "left a target out of the merged scrape");
         }
         outcome
@@ -144,7 +144,7 @@ impl Ask<'_> {
             Ok(Err(err)) => {
                 let (kind, reason) = classify(&err);
                 self.app.metrics.upstream_error(kind);
-                tracing::debug!(target = %part.url, "{reason}");
+                tracing::debug!(upstream = %part.url, "{reason}");
                 return Err(match kind {
                     UpstreamError::Connect => PartFailure::Connect,
                     _ => PartFailure::Protocol,
@@ -263,7 +263,7 @@ pub(crate) async fn forward<B>(
                 outcomes[i] = match outcome {
                     Ok(f) if f.format == Format::Text => Ok(f),
                     Ok(_) => {
-                        tracing::warn!(route, target = %entry.parts[i].url,
+                        tracing::warn!(route, upstream = %entry.parts[i].url,
                             "left a target out of the merged scrape: it does not answer in \
                             plain text, and the other targets' format differs from its own");
                         Err(PartFailure::Format)
