@@ -16,7 +16,30 @@ use crate::objects::Object;
 use crate::render::{monitor_template, render_one};
 use crate::templates::Templates;
 
-const WORKLOADS: [&str; 3] = ["Deployment", "StatefulSet", "DaemonSet"];
+/// Where each kind keeps its pod template: the pod's `metadata` and `spec` are at this pointer
+/// ("" for a bare Pod, whose own metadata and spec they are).
+pub fn pod_template(kind: &str) -> Option<&'static str> {
+    match kind {
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => Some("/spec/template"),
+        "CronJob" => Some("/spec/jobTemplate/spec/template"),
+        "Pod" => Some(""),
+        _ => None,
+    }
+}
+
+/// Whether pods of this kind run to completion, so that a classic sidecar, which never exits,
+/// would keep them from ever finishing: those get the native sidecar (Kubernetes 1.29+), which
+/// the kubelet stops once the app's containers are done.
+fn runs_to_completion(kind: &str, doc: &Value, template: &str) -> bool {
+    match kind {
+        "Job" | "CronJob" => true,
+        "Pod" => doc
+            .pointer(&format!("{template}/spec/restartPolicy"))
+            .and_then(Value::as_str)
+            .is_some_and(|p| p != "Always"),
+        _ => false,
+    }
+}
 const SIDECAR: &str = "meshscrape-proxy";
 const VOLUME: &str = "meshscrape-config";
 /// Every volume the sidecar brings is named so.
@@ -100,8 +123,9 @@ pub fn inject(
     for mut doc in docs {
         let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
         let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
-        if WORKLOADS.contains(&kind.as_str())
-            && let Err(why) = injectable(&doc)
+        let template = pod_template(&kind);
+        if let Some(template) = template
+            && let Err(why) = injectable(&doc, template)
         {
             // A workload the user asked to inject but whose shape Kubernetes would refuse too:
             // say where, rather than guess, overwrite or skip it.
@@ -110,18 +134,19 @@ pub fn inject(
                 message: format!("cannot inject: {why}"),
             });
         }
-        if !WORKLOADS.contains(&kind.as_str())
-            || !doc.pointer("/spec/template").is_some_and(Value::is_object)
-        {
+        let Some(template) =
+            template.filter(|t| doc.pointer(&format!("{t}/spec")).is_some_and(Value::is_object))
+        else {
             if !is_ours(&doc) && kind != "Service" {
                 out.notes.push(format!(
-                    "passing {} through untouched: not a Deployment, StatefulSet or DaemonSet",
+                    "passing {} through untouched: not a workload with a pod template \
+                     (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod)",
                     describe(&kind, &name)
                 ));
             }
             out.documents.push(doc);
             continue;
-        }
+        };
         let namespace =
             doc.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
         let render_ns = namespace.clone().unwrap_or_else(|| config.namespaces[0].clone());
@@ -130,9 +155,17 @@ pub fn inject(
             parts_by_ns.insert(render_ns.clone(), sidecar_parts(config, templates, &render_ns)?);
         }
         let parts = &parts_by_ns[&render_ns];
-        apply(&mut doc, parts);
+        let native = parts.native || runs_to_completion(&kind, &doc, template);
+        if native && !parts.native {
+            out.notes.push(format!(
+                "{} runs to completion: its sidecar is a native one (an init container with \
+                 restartPolicy: Always, Kubernetes 1.29+), which stops when the app is done",
+                describe(&kind, &name)
+            ));
+        }
+        apply(&mut doc, template, parts, native);
         if let Some(labels) =
-            doc.pointer("/spec/template/metadata/labels").and_then(Value::as_object)
+            doc.pointer(&format!("{template}/metadata/labels")).and_then(Value::as_object)
         {
             pod_labels.push((namespace.clone(), labels.clone()));
         }
@@ -178,8 +211,10 @@ pub fn inject(
 /// The pieces of the rendered Deployment that make up the sidecar.
 struct Parts {
     container: Value,
-    /// Whether the container is a native sidecar (it goes in `initContainers`).
+    /// Whether the config asks for a native sidecar (it goes in `initContainers`).
     native: bool,
+    /// The container as a native sidecar, for pods that run to completion.
+    native_container: Value,
     /// The sidecar's volumes: its ConfigMap, and the Secrets of its access settings if any.
     volumes: Vec<Value>,
     annotations: Map<String, Value>,
@@ -213,8 +248,27 @@ fn sidecar_parts(
         message: format!("the deployment template has no {what}"),
     };
     let native = find("/spec/template/spec/initContainers", SIDECAR);
+    // The native form too, rendered from the same template, when the config asks for the classic.
+    let native_container = match &native {
+        Some(c) => c.clone(),
+        None => {
+            let mut native_config = config.clone();
+            native_config.sidecar.native = true;
+            let rendered = render_one(&native_config, templates, "deployment.yaml.j2", namespace)?;
+            let value: Value = serde_saphyr::from_str(&rendered.text).map_err(|e| {
+                GenError::Input { path: rendered.source.clone(), message: e.to_string() }
+            })?;
+            value
+                .pointer("/spec/template/spec/initContainers")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().find(|c| c["name"] == SIDECAR))
+                .cloned()
+                .ok_or_else(|| missing("native meshscrape-proxy container"))?
+        }
+    };
     Ok(Parts {
         native: native.is_some(),
+        native_container,
         container: native
             .or_else(|| find("/spec/template/spec/containers", SIDECAR))
             .ok_or_else(|| missing("meshscrape-proxy container"))?,
@@ -240,8 +294,8 @@ fn sidecar_parts(
     })
 }
 
-fn apply(doc: &mut Value, parts: &Parts) {
-    let template = &mut doc["spec"]["template"];
+fn apply(doc: &mut Value, template: &str, parts: &Parts, native: bool) {
+    let Some(template) = doc.pointer_mut(template) else { return };
     let meta = object_at(template, "metadata");
     let annotations = object_at(meta, "annotations");
     for (k, v) in &parts.annotations {
@@ -262,13 +316,13 @@ fn apply(doc: &mut Value, parts: &Parts) {
     let spec = object_at(template, "spec");
     // A native sidecar lives in initContainers, a classic one in containers; a change of the
     // setting moves it, so the pod never holds two.
-    let (into, out_of) = if parts.native {
-        ("initContainers", "containers")
+    let (into, out_of, container) = if native {
+        ("initContainers", "containers", &parts.native_container)
     } else {
-        ("containers", "initContainers")
+        ("containers", "initContainers", &parts.container)
     };
     remove_named(spec, out_of, SIDECAR);
-    upsert_named(spec, &format!("/{into}"), parts.container.clone());
+    upsert_named(spec, &format!("/{into}"), container.clone());
     // Ours from an earlier injection that this one no longer has (TLS turned off) go.
     if let Some(list) = spec.get_mut("volumes").and_then(Value::as_array_mut) {
         list.retain(|v| {
@@ -294,7 +348,7 @@ fn remove_named(v: &mut Value, key: &str, name: &str) {
 
 /// Whether a workload has the shape injection writes into: every field it touches absent, null
 /// or of the kind Kubernetes defines. `Err` names the first field that is not, and what it is.
-fn injectable(doc: &Value) -> Result<(), String> {
+fn injectable(doc: &Value, template: &str) -> Result<(), String> {
     let shape = |v: &Value| match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -317,18 +371,23 @@ fn injectable(doc: &Value) -> Result<(), String> {
         }
     };
     want("/spec", true)?;
-    match doc.pointer("/spec/template") {
-        None | Some(Value::Null) => return Ok(()), // not a pod template: passed through
-        Some(Value::Object(_)) => {}
-        Some(other) => return Err(format!("spec.template is {}, not a mapping", shape(other))),
+    if !template.is_empty() {
+        match doc.pointer(template) {
+            None | Some(Value::Null) => return Ok(()), // not a pod template: passed through
+            Some(Value::Object(_)) => {}
+            Some(other) => {
+                let field = template.trim_start_matches('/').replace('/', ".");
+                return Err(format!("{field} is {}, not a mapping", shape(other)));
+            }
+        }
     }
-    want("/spec/template/metadata", true)?;
-    want("/spec/template/metadata/annotations", true)?;
-    want("/spec/template/metadata/labels", true)?;
-    want("/spec/template/spec", true)?;
-    want("/spec/template/spec/containers", false)?;
-    want("/spec/template/spec/initContainers", false)?;
-    want("/spec/template/spec/volumes", false)
+    want(&format!("{template}/metadata"), true)?;
+    want(&format!("{template}/metadata/annotations"), true)?;
+    want(&format!("{template}/metadata/labels"), true)?;
+    want(&format!("{template}/spec"), true)?;
+    want(&format!("{template}/spec/containers"), false)?;
+    want(&format!("{template}/spec/initContainers"), false)?;
+    want(&format!("{template}/spec/volumes"), false)
 }
 
 /// `v[key]`, made an object if it was absent or null.

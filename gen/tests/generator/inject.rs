@@ -47,7 +47,13 @@ fn adds_the_sidecar_and_keeps_everything_else() {
     assert_eq!(stripped, before[0]);
 
     assert_eq!(after[1], before[1], "the Service is untouched without --with-service-port");
-    assert_eq!(after[2], before[2], "the CronJob passes through");
+    // The CronJob's pods run to completion: a native sidecar, which stops when the job is done.
+    let job_pod = &after[2]["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(job_pod["initContainers"][0]["name"], "meshscrape-proxy");
+    assert_eq!(job_pod["initContainers"][0]["restartPolicy"], "Always");
+    assert!(
+        job_pod["containers"].as_array().unwrap().iter().all(|c| c["name"] != "meshscrape-proxy")
+    );
     assert_eq!(after[3]["kind"], "ConfigMap");
     assert_eq!(after[3]["metadata"]["namespace"], "tools");
     assert_eq!(after.len(), 4);
@@ -88,7 +94,10 @@ fn binary_reads_stdin_notes_pass_through_and_rejects_non_yaml() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("passing CronJob/cleanup through untouched"), "{stderr}");
+    assert!(
+        stderr.contains("CronJob/cleanup runs to completion: its sidecar is a native one"),
+        "{stderr}"
+    );
     let docs: Vec<Value> =
         serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap();
     // Annotations must stay strings after the YAML round trip.
@@ -142,4 +151,79 @@ fn a_native_sidecar_goes_in_init_containers_and_moves_when_the_setting_changes()
         inject(&native, &templates, classic, Extras::default()).unwrap().documents,
         injected
     );
+}
+
+/// Every kind with a pod template, and a bare Pod: the sidecar where the kind keeps its pod, the
+/// native form for pods that run to completion, each a valid object of its kind, and twice = once.
+#[test]
+fn every_workload_kind_and_a_bare_pod_get_the_sidecar_where_their_pod_is() {
+    use k8s_openapi::api::apps::v1::{DaemonSet, ReplicaSet, StatefulSet};
+    use k8s_openapi::api::batch::v1::{CronJob, Job};
+    use k8s_openapi::api::core::v1::Pod;
+    let pod = r#"{"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "app", "image": "x:1"}]}}"#;
+    let template: Value = serde_json::from_str(pod).unwrap();
+    let with_restart = |policy: &str| {
+        let mut t = template.clone();
+        t["spec"]["restartPolicy"] = policy.into();
+        t
+    };
+    let meta = |kind: &str| serde_json::json!({"name": kind.to_lowercase(), "namespace": "tools"});
+    let docs = vec![
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta("StatefulSet"), "spec": {"serviceName": "x", "selector": {"matchLabels": {"app": "x"}}, "template": template}}),
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta("DaemonSet"), "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": template}}),
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": meta("ReplicaSet"), "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": template}}),
+        serde_json::json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": meta("Job"), "spec": {"template": with_restart("Never")}}),
+        serde_json::json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta("CronJob"), "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": with_restart("OnFailure")}}}}),
+        {
+            let mut p = with_restart("Always");
+            p["apiVersion"] = "v1".into();
+            p["kind"] = "Pod".into();
+            p["metadata"] = meta("Pod");
+            p
+        },
+        {
+            let mut p = with_restart("Never");
+            p["apiVersion"] = "v1".into();
+            p["kind"] = "Pod".into();
+            p["metadata"] = serde_json::json!({"name": "one-shot", "namespace": "tools"});
+            p
+        },
+    ];
+    let once = run(docs, Extras::default());
+    let twice = run(once.clone(), Extras::default());
+    assert_eq!(once, twice, "injecting twice changes nothing");
+    let sidecar_in = |doc: &Value, pointer: &str| -> (bool, bool) {
+        let spec = doc.pointer(pointer).unwrap();
+        let has = |list: &str| {
+            spec[list].as_array().is_some_and(|a| a.iter().any(|c| c["name"] == "meshscrape-proxy"))
+        };
+        (has("containers"), has("initContainers"))
+    };
+    for (i, (pointer, native)) in [
+        ("/spec/template/spec", false),
+        ("/spec/template/spec", false),
+        ("/spec/template/spec", false),
+        ("/spec/template/spec", true),
+        ("/spec/jobTemplate/spec/template/spec", true),
+        ("/spec", false),
+        ("/spec", true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let doc = &once[i];
+        assert_eq!(sidecar_in(doc, pointer), (!native, native), "{}: {doc}", doc["kind"]);
+        let volumes = doc.pointer(&format!("{pointer}/volumes")).unwrap();
+        assert!(volumes.as_array().unwrap().iter().any(|v| v["name"] == "meshscrape-config"));
+    }
+    // Each still a valid object of its kind.
+    let _: StatefulSet = serde_json::from_value(once[0].clone()).unwrap();
+    let _: DaemonSet = serde_json::from_value(once[1].clone()).unwrap();
+    let _: ReplicaSet = serde_json::from_value(once[2].clone()).unwrap();
+    let _: Job = serde_json::from_value(once[3].clone()).unwrap();
+    let _: CronJob = serde_json::from_value(once[4].clone()).unwrap();
+    let _: Pod = serde_json::from_value(once[5].clone()).unwrap();
+    let _: Pod = serde_json::from_value(once[6].clone()).unwrap();
+    assert_eq!(once[7]["kind"], "ConfigMap");
+    assert_eq!(once.len(), 8, "one ConfigMap for the namespace");
 }
