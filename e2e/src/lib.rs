@@ -167,6 +167,25 @@ pub struct ScrapeJob {
     pub target: String,
 }
 
+impl ScrapeJob {
+    /// The verifier's Prometheus check of this job's targets, as `version` answers it, expecting
+    /// `metric` among the series it stored.
+    pub fn expecting(
+        &self,
+        metric: &str,
+        version: meshscrape_verify::promql::Version,
+    ) -> prometheus::Options {
+        prometheus::Options {
+            version,
+            scrape_pool: Some(self.name.clone()),
+            job: Some(self.job.clone()),
+            expect_metric: Some(metric.to_string()),
+            timeout: Duration::from_secs(5),
+            ..Default::default()
+        }
+    }
+}
+
 /// A prometheus.yml with the jobs as prometheus-operator writes them for a monitor's endpoint
 /// (the scrape pool as job name, path, scheme, honor_labels, interval, timeout, and the
 /// relabeling that sets `job`), with static targets in place of Kubernetes service discovery.

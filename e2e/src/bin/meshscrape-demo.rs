@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use meshscrape_e2e::pod::{self, Scratch};
 use meshscrape_e2e::{Example, METRIC, docker, human, until};
-use meshscrape_verify::{endpoint, prometheus};
+use meshscrape_verify::endpoint;
 
 /// Try meshscrape on this machine: an app behind an mTLS gate, the sidecar, and Prometheus 3.5
 /// scraping through it, in containers; checked by meshscrape-verify.
@@ -145,13 +145,7 @@ async fn demo(args: &Args, network: &str) -> Result<(), String> {
     step.done("the sidecar serves the app's metrics");
 
     let step = Step::start(5, "meshscrape-verify prometheus: the target as Prometheus sees it");
-    let options = prometheus::Options {
-        scrape_pool: Some(job.name.clone()),
-        job: Some(job.job.clone()),
-        expect_metric: Some(format!("{METRIC}_count")),
-        timeout: Duration::from_secs(5),
-        ..Default::default()
-    };
+    let options = job.expecting(&format!("{METRIC}_count"), Default::default());
     let report = until(&prom_url, &options, false, Duration::from_secs(90)).await;
     eprintln!("{}", indent(&human(&report)));
     if report.failed() {

@@ -108,13 +108,7 @@ async fn scrape_a_strict_mtls_pod_and_recover(images: &Images, prometheus: &str,
     assert!(out.contains(METRIC), "the gate did not reach the app: {out}");
 
     // 2. Through the sidecar's excluded port: Prometheus has the target up and the seed's metric.
-    let options = prometheus::Options {
-        scrape_pool: Some(job.name.clone()),
-        job: Some(job.job.clone()),
-        expect_metric: Some(format!("{METRIC}_count")),
-        timeout: Duration::from_secs(5),
-        ..Default::default()
-    };
+    let options = job.expecting(&format!("{METRIC}_count"), Default::default());
     let report = until(&prom_url, &options, false, Duration::from_secs(60)).await;
     assert!(!report.failed(), "{}", human(&report));
     assert!(

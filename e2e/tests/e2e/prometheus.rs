@@ -158,14 +158,7 @@ async fn scrape_through_the_sidecar_and_recover(binary: &Path, version: Version)
     job.target = sidecar_addr.to_string();
     let path = job.path.clone();
     let prom = start_prometheus(binary, std::slice::from_ref(&job));
-    let options = prometheus::Options {
-        version,
-        scrape_pool: Some(job.name.clone()),
-        job: Some(job.job.clone()),
-        expect_metric: Some(format!("{METRIC}_count")),
-        timeout: Duration::from_secs(5),
-        ..Default::default()
-    };
+    let options = job.expecting(&format!("{METRIC}_count"), version);
 
     // 1. Prometheus reports the target up and has the seed's metric.
     let report = until(&prom.url, &options, false, Duration::from_secs(60)).await;
@@ -222,6 +215,21 @@ async fn serve_sidecar(config: ProxyConfig) -> (SocketAddr, Arc<meshscrape_proxy
         meshscrape_proxy::server::serve(listener, served, &config, std::future::pending()).await
     });
     (addr, app)
+}
+
+/// node_exporter 1.11, from beside Prometheus 3.5's binary, on a free port; it and the port.
+fn start_node_exporter(prometheus3: &Path) -> (Child, u16) {
+    let node_exporter = prometheus3.with_file_name("node_exporter");
+    assert!(node_exporter.is_file(), "{} is missing", node_exporter.display());
+    start_on_free_port(
+        |port| {
+            let mut c = Command::new(&node_exporter);
+            c.arg(format!("--web.listen-address=127.0.0.1:{port}"));
+            c
+        },
+        "/metrics",
+        "node_exporter_build_info",
+    )
 }
 
 /// The Prometheus servers on this machine: 3.5 and 2.42. One that is missing is skipped with a
@@ -359,17 +367,7 @@ async fn protobuf_from_node_exporter_and_prometheus_decodes_to_their_text_famili
     else {
         return;
     };
-    let node_exporter = prometheus3.with_file_name("node_exporter");
-    assert!(node_exporter.is_file(), "{} is missing", node_exporter.display());
-    let (mut exporter, port) = start_on_free_port(
-        |port| {
-            let mut c = Command::new(&node_exporter);
-            c.arg(format!("--web.listen-address=127.0.0.1:{port}"));
-            c
-        },
-        "/metrics",
-        "node_exporter_build_info",
-    );
+    let (mut exporter, port) = start_node_exporter(&prometheus3);
     let prom = start_prometheus(&prometheus3, &[]);
     for url in [format!("http://127.0.0.1:{port}/metrics"), format!("{}/metrics", prom.url)] {
         let text = until_answered(&url, false).await;
@@ -417,17 +415,7 @@ async fn until_answered(url: &str, protobuf: bool) -> meshscrape_verify::report:
 async fn each_prometheus_stores_a_merged_scrape_of_the_app_and_node_exporter() {
     let servers = prometheus_servers();
     let Some((_, prometheus3)) = servers.iter().find(|(v, _)| *v == Version::V3) else { return };
-    let node_exporter = prometheus3.with_file_name("node_exporter");
-    assert!(node_exporter.is_file(), "{} is missing", node_exporter.display());
-    let (mut exporter, port) = start_on_free_port(
-        |port| {
-            let mut c = Command::new(&node_exporter);
-            c.arg(format!("--web.listen-address=127.0.0.1:{port}"));
-            c
-        },
-        "/metrics",
-        "node_exporter_build_info",
-    );
+    let (mut exporter, port) = start_node_exporter(prometheus3);
     let (_app, app_addr) = DemoApp::start();
     let app_url = format!("http://{app_addr}/prometheus");
     let exporter_url = format!("http://127.0.0.1:{port}/metrics");
@@ -469,14 +457,7 @@ async fn each_prometheus_stores_a_merged_scrape_of_the_app_and_node_exporter() {
             "node_exporter_build_info".into(),
             "meshscrape_merge_target_up".into(),
         ] {
-            let options = prometheus::Options {
-                version,
-                scrape_pool: Some(job.name.clone()),
-                job: Some(job.job.clone()),
-                expect_metric: Some(metric.clone()),
-                timeout: Duration::from_secs(5),
-                ..Default::default()
-            };
+            let options = job.expecting(&metric, version);
             let report = until(&prom.url, &options, false, Duration::from_secs(60)).await;
             assert!(!report.failed(), "Prometheus {version}, {metric}: {}", human(&report));
         }
