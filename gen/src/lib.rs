@@ -2,6 +2,7 @@
 //! for every namespace, from minijinja templates; each object is parsed back into its typed form
 //! before anything is written.
 
+pub mod admission;
 pub mod cli;
 mod context;
 pub mod inject;

@@ -1,6 +1,7 @@
 //! Tests of meshscrape-gen: rendering, schemas, the scrape chain, options, and the binary.
 
 mod generator {
+    pub(crate) mod admission;
     mod chain;
     mod cli;
     mod fuzz;
