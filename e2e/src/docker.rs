@@ -174,6 +174,22 @@ pub fn nano_cpus(quantity: &str) -> Result<i64, String> {
     Ok((n * scale) as i64)
 }
 
+/// The admission webhook's FROM-scratch image, built by `scripts/build-webhook-image` (only the
+/// tests that run the webhook need it).
+pub fn webhook_image() -> Result<String, String> {
+    let tag = "meshscrape-webhook:e2e".to_string();
+    let built = Command::new(crate::root().join("scripts/build-webhook-image"))
+        .arg(&tag)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .status()
+        .map_err(|e| format!("scripts/build-webhook-image: {e}"))?;
+    if !built.success() {
+        return Err("scripts/build-webhook-image failed (its message is above)".into());
+    }
+    Ok(tag)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

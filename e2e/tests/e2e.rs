@@ -6,4 +6,5 @@ mod e2e {
     mod containers;
     mod demo;
     mod prometheus;
+    mod webhook;
 }

@@ -38,13 +38,45 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Add the sidecar to existing Deployment, StatefulSet or DaemonSet YAML, like istioctl kube-inject
+    /// Add the sidecar to existing workload YAML (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod), like istioctl kube-inject
     ///
     /// Reads the files (or stdin), adds the meshscrape-proxy container, its ConfigMap volume and the
     /// Istio exclusion to every workload, keeps everything else as it was, and prints the result
     /// followed by the sidecar's ConfigMap. Other documents pass through untouched (noted on
     /// stderr). Injecting twice changes nothing.
     Inject(InjectArgs),
+    /// Render the admission webhook: ServiceAccount, its config, its serving certificate (a CA of
+    /// its own), Deployment, Service and MutatingWebhookConfiguration
+    ///
+    /// Pod templates annotated meshscrape.io/inject: "true", or in namespaces labelled
+    /// meshscrape.io/inject=enabled, then get the sidecar when they are applied, through the
+    /// same code as `inject`. It fails open (failurePolicy: Ignore) and skips kube-system and its
+    /// own namespace. Render again before the certificate expires (the Secret's
+    /// meshscrape.io/not-after) and apply: the webhook rereads it without a restart. Each app
+    /// namespace still needs the sidecar's ConfigMap (`meshscrape-gen --namespace NS`).
+    Webhook(WebhookArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WebhookArgs {
+    /// Application config (YAML) the webhook injects with
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The namespace the webhook runs in
+    #[arg(long, default_value = "meshscrape-system", value_name = "NS")]
+    pub namespace: String,
+    /// The webhook's image (build it with scripts/build-webhook-image)
+    #[arg(long, default_value = "meshscrape-webhook:0.1.0", value_name = "IMAGE")]
+    pub image: String,
+    /// Replicas of the webhook
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub replicas: u32,
+    /// Days the serving certificate is valid
+    #[arg(long, default_value_t = 365, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub valid_days: u32,
+    /// Folder of *.yaml.j2 files that replace the embedded templates of the same name
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,6 +119,7 @@ pub struct RenderArgs {
 pub fn run(args: &Args) -> Result<(), GenError> {
     match &args.command {
         Some(Command::Inject(inject)) => run_inject(inject),
+        Some(Command::Webhook(webhook)) => run_webhook(webhook),
         None => run_render(&args.render),
     }
 }
@@ -122,6 +155,36 @@ fn run_render(args: &RenderArgs) -> Result<(), GenError> {
             out.flush().map_err(|source| GenError::Io { path: "stdout".into(), source })
         }
     }
+}
+
+fn run_webhook(args: &WebhookArgs) -> Result<(), GenError> {
+    let config_text = std::fs::read_to_string(&args.config)
+        .map_err(|source| GenError::Io { path: args.config.display().to_string(), source })?;
+    // Validated here as the webhook will validate it at start-up.
+    let config = AppConfig::from_yaml(&args.config, &config_text)?;
+    meshscrape_common::names::dns1123_label(&args.namespace)
+        .map_err(|message| GenError::Input { path: "--namespace".into(), message })?;
+    let templates = Templates::load(args.templates.as_deref())?;
+    let options = crate::webhook::Options {
+        namespace: args.namespace.clone(),
+        name: "meshscrape-webhook".into(),
+        image: args.image.clone(),
+        replicas: args.replicas,
+        config_text,
+        valid_days: args.valid_days,
+    };
+    let cert = crate::webhook::certificate(&options)?;
+    let rendered = crate::webhook::render(&config, &templates, &options, &cert)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    write!(out, "{}", output::stream(&rendered))
+        .and_then(|()| out.flush())
+        .map_err(|source| GenError::Io { path: "stdout".into(), source })?;
+    eprintln!(
+        "meshscrape-gen: the webhook's certificate is valid until {}; render and apply again \
+         before then",
+        cert.not_after
+    );
+    Ok(())
 }
 
 fn run_inject(args: &InjectArgs) -> Result<(), GenError> {

@@ -10,6 +10,7 @@ pub mod objects;
 pub mod output;
 pub mod render;
 pub mod templates;
+pub mod webhook;
 
 pub use render::{Rendered, render};
 

@@ -2,8 +2,9 @@
 //! meshscrape-common's types for the custom resources. Fields the typed form does not know are
 //! errors, as they would be under `kubectl apply --validate=strict`.
 
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use meshscrape_common::crd::{PeerAuthentication, PodMonitor, ServiceMonitor};
 use serde::Serialize;
@@ -20,6 +21,9 @@ pub enum Object {
     ServiceMonitor(Box<ServiceMonitor>),
     PodMonitor(Box<PodMonitor>),
     PeerAuthentication(Box<PeerAuthentication>),
+    Secret(Box<Secret>),
+    ServiceAccount(Box<ServiceAccount>),
+    MutatingWebhookConfiguration(Box<MutatingWebhookConfiguration>),
 }
 
 /// Parses one YAML document into its typed form; `Err` says what is wrong.
@@ -35,6 +39,9 @@ pub fn parse(text: &str) -> Result<(Object, Value), String> {
         "ServiceMonitor" => Object::ServiceMonitor(strict(&value)?),
         "PodMonitor" => Object::PodMonitor(strict(&value)?),
         "PeerAuthentication" => Object::PeerAuthentication(strict(&value)?),
+        "Secret" => Object::Secret(strict(&value)?),
+        "ServiceAccount" => Object::ServiceAccount(strict(&value)?),
+        "MutatingWebhookConfiguration" => Object::MutatingWebhookConfiguration(strict(&value)?),
         other => return Err(format!("kind {other} is not one meshscrape-gen renders")),
     };
     Ok((object, value))

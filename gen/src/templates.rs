@@ -10,7 +10,7 @@ use meshscrape_common::error::chain;
 use crate::GenError;
 
 /// Every template, by file name, with its embedded text.
-pub const EMBEDDED: [(&str, &str); 7] = [
+pub const EMBEDDED: [(&str, &str); 13] = [
     ("configmap.yaml.j2", include_str!("../../templates/configmap.yaml.j2")),
     ("deployment.yaml.j2", include_str!("../../templates/deployment.yaml.j2")),
     ("service.yaml.j2", include_str!("../../templates/service.yaml.j2")),
@@ -18,6 +18,19 @@ pub const EMBEDDED: [(&str, &str); 7] = [
     ("networkpolicy.yaml.j2", include_str!("../../templates/networkpolicy.yaml.j2")),
     ("servicemonitor.yaml.j2", include_str!("../../templates/servicemonitor.yaml.j2")),
     ("podmonitor.yaml.j2", include_str!("../../templates/podmonitor.yaml.j2")),
+    // `meshscrape-gen webhook`: the admission webhook and what it needs.
+    (
+        "webhook-serviceaccount.yaml.j2",
+        include_str!("../../templates/webhook-serviceaccount.yaml.j2"),
+    ),
+    ("webhook-configmap.yaml.j2", include_str!("../../templates/webhook-configmap.yaml.j2")),
+    ("webhook-secret.yaml.j2", include_str!("../../templates/webhook-secret.yaml.j2")),
+    ("webhook-deployment.yaml.j2", include_str!("../../templates/webhook-deployment.yaml.j2")),
+    ("webhook-service.yaml.j2", include_str!("../../templates/webhook-service.yaml.j2")),
+    (
+        "webhook-mutatingwebhookconfiguration.yaml.j2",
+        include_str!("../../templates/webhook-mutatingwebhookconfiguration.yaml.j2"),
+    ),
 ];
 
 /// A loaded template set.

@@ -211,3 +211,65 @@ fn a_failure_in_the_last_namespace_leaves_no_output_on_stdout_or_in_out() {
     assert!(left.is_empty(), "files left behind: {left:?}");
     std::fs::remove_dir_all(&base).unwrap();
 }
+
+/// `meshscrape-gen webhook`: the six objects, each valid as its kind; both webhooks fail open and
+/// never see kube-system or the webhook's namespace; the caBundle is the CA in the Secret; the
+/// webhook reads the very config file given.
+#[test]
+fn the_webhook_is_rendered_whole_and_fails_open() {
+    let out =
+        run(&["webhook", "--config", "examples/identity-service.yaml", "--namespace", "mesh-ops"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("valid until"));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let docs = meshscrape_gen::inject::read_inputs(&["-".into()], || Ok(text.clone())).unwrap();
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "ServiceAccount",
+            "ConfigMap",
+            "Secret",
+            "Deployment",
+            "Service",
+            "MutatingWebhookConfiguration"
+        ]
+    );
+    let hook = &docs[5];
+    let secret = &docs[2];
+    for w in hook["webhooks"].as_array().unwrap() {
+        assert_eq!(w["failurePolicy"], "Ignore");
+        assert_eq!(w["sideEffects"], "None");
+        let excluded = &w["namespaceSelector"]["matchExpressions"][1];
+        assert_eq!(excluded["operator"], "NotIn");
+        assert_eq!(excluded["values"], serde_json::json!(["kube-system", "mesh-ops"]));
+        assert_eq!(w["clientConfig"]["service"]["namespace"], "mesh-ops");
+        let bundle: k8s_openapi::ByteString =
+            serde_json::from_value(w["clientConfig"]["caBundle"].clone()).unwrap();
+        assert_eq!(String::from_utf8(bundle.0).unwrap(), secret["stringData"]["ca.crt"]);
+    }
+    let paths: Vec<&str> = hook["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["clientConfig"]["service"]["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["/inject-namespace", "/inject"]);
+    assert_eq!(
+        docs[1]["data"]["app.yaml"].as_str().unwrap(),
+        std::fs::read_to_string(root().join("examples/identity-service.yaml")).unwrap()
+    );
+    assert_eq!(docs[0]["automountServiceAccountToken"], false, "it calls no API");
+    // Two renderings make two certificates: rendering again rotates it.
+    let again = run(&["webhook", "--config", "examples/identity-service.yaml"]);
+    assert_ne!(String::from_utf8(again.stdout).unwrap(), text);
+
+    let bad =
+        run(&["webhook", "--config", "examples/identity-service.yaml", "--namespace", "Mesh_Ops"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--namespace"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

@@ -1,0 +1,132 @@
+//! `meshscrape-gen webhook`: everything the admission webhook needs, rendered from the templates
+//! like the rest: its ServiceAccount (no Role: it calls no API), the ConfigMap with the
+//! application config it injects with, the Secret with its serving certificate, its Deployment
+//! and Service, and the MutatingWebhookConfiguration whose `caBundle` trusts that certificate.
+//!
+//! The certificate is made here: a CA of its own and a serving certificate for the Service's
+//! names, valid `valid_days` from now. Rendering again makes new ones; applied, the kubelet
+//! updates the Secret and the webhook rereads it without a restart, and the caBundle changes with
+//! it. The Secret carries its expiry (`meshscrape.io/not-after`) to schedule that by.
+
+use meshscrape_common::AppConfig;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use serde_json::json;
+
+use crate::GenError;
+use crate::objects;
+use crate::render::Rendered;
+use crate::templates::Templates;
+
+/// What the webhook is deployed as.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub namespace: String,
+    pub name: String,
+    pub image: String,
+    pub replicas: u32,
+    /// The application config file's text, as the webhook will read it.
+    pub config_text: String,
+    pub valid_days: u32,
+}
+
+const TEMPLATES: [&str; 6] = [
+    "webhook-serviceaccount.yaml.j2",
+    "webhook-configmap.yaml.j2",
+    "webhook-secret.yaml.j2",
+    "webhook-deployment.yaml.j2",
+    "webhook-service.yaml.j2",
+    "webhook-mutatingwebhookconfiguration.yaml.j2",
+];
+
+/// A CA, and a serving certificate it signs for the Service's DNS names; PEM, and the expiry.
+pub struct Certificate {
+    pub ca: String,
+    pub crt: String,
+    pub key: String,
+    pub not_after: String,
+}
+
+/// Makes the webhook's CA and serving certificate.
+pub fn certificate(o: &Options) -> Result<Certificate, GenError> {
+    let fail = |e: rcgen::Error| GenError::Input {
+        path: "webhook certificate".into(),
+        message: e.to_string(),
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let until = now + time::Duration::days(i64::from(o.valid_days));
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.distinguished_name.push(DnType::CommonName, format!("{} CA", o.name));
+    ca_params.not_before = now - time::Duration::hours(1);
+    ca_params.not_after = until;
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().map_err(fail)?)
+        .map_err(fail)?;
+    let names = vec![
+        o.name.clone(),
+        format!("{}.{}", o.name, o.namespace),
+        format!("{}.{}.svc", o.name, o.namespace),
+        format!("{}.{}.svc.cluster.local", o.name, o.namespace),
+    ];
+    let mut params = CertificateParams::new(names).map_err(fail)?;
+    params.distinguished_name.push(DnType::CommonName, format!("{}.{}.svc", o.name, o.namespace));
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = until;
+    let key = KeyPair::generate().map_err(fail)?;
+    let cert = params.signed_by(&key, &ca).map_err(fail)?;
+    let not_after = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        until.year(),
+        u8::from(until.month()),
+        until.day(),
+        until.hour(),
+        until.minute(),
+        until.second()
+    );
+    Ok(Certificate { ca: ca.pem(), crt: cert.pem(), key: key.serialize_pem(), not_after })
+}
+
+/// Renders and checks every object of the webhook, in the order they can be applied.
+pub fn render(
+    _config: &AppConfig,
+    templates: &Templates,
+    o: &Options,
+    cert: &Certificate,
+) -> Result<Vec<Rendered>, GenError> {
+    let ca_bundle = serde_json::to_value(k8s_openapi::ByteString(cert.ca.as_bytes().to_vec()))
+        .unwrap_or_default();
+    let ctx = minijinja::Value::from(minijinja::value::Serde(json!({
+        "webhook": {
+            "name": o.name,
+            "namespace": o.namespace,
+            "image": o.image,
+            "replicas": o.replicas,
+            "config_text": o.config_text,
+            "cert": {
+                "ca": cert.ca, "crt": cert.crt, "key": cert.key,
+                "ca_bundle": ca_bundle, "not_after": cert.not_after,
+            },
+        }
+    })));
+    let mut out = Vec::new();
+    for name in TEMPLATES {
+        let text = templates.render(name, &ctx)?;
+        let source = templates.source(name);
+        let (object, value) = objects::parse(&text).map_err(|message| GenError::Object {
+            template: source.clone(),
+            kind: "object".into(),
+            name: String::new(),
+            message,
+        })?;
+        let field =
+            |p: &str| value.pointer(p).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        out.push(Rendered {
+            namespace: field("/metadata/namespace"),
+            kind: field("/kind"),
+            name: field("/metadata/name"),
+            source,
+            text,
+            object,
+        });
+    }
+    Ok(out)
+}
