@@ -52,8 +52,8 @@ pub enum Command {
     /// meshscrape.io/inject=enabled, then get the sidecar when they are applied, through the
     /// same code as `inject`. It fails open (failurePolicy: Ignore) and skips kube-system and its
     /// own namespace. Render again before the certificate expires (the Secret's
-    /// meshscrape.io/not-after) and apply: the webhook rereads it without a restart. Each app
-    /// namespace still needs the sidecar's ConfigMap (`meshscrape-gen --namespace NS`).
+    /// meshscrape.io/not-after) and apply: the webhook rereads it without a restart. The
+    /// sidecar's ConfigMap, which injected pods mount, is rendered for each --app-namespace.
     Webhook(WebhookArgs),
 }
 
@@ -74,6 +74,10 @@ pub struct WebhookArgs {
     /// Days the serving certificate is valid
     #[arg(long, default_value_t = 365, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub valid_days: u32,
+    /// Also render the sidecar's ConfigMap into this namespace, which injected pods mount; repeat
+    /// for more [default: the config's namespaces]
+    #[arg(long = "app-namespace", value_name = "NS")]
+    pub app_namespaces: Vec<String>,
     /// Folder of *.yaml.j2 files that replace the embedded templates of the same name
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
@@ -174,7 +178,16 @@ fn run_webhook(args: &WebhookArgs) -> Result<(), GenError> {
         valid_days: args.valid_days,
     };
     let cert = crate::webhook::certificate(&options)?;
-    let rendered = crate::webhook::render(&config, &templates, &options, &cert)?;
+    let mut rendered = crate::webhook::render(&config, &templates, &options, &cert)?;
+    // The sidecar's ConfigMap in every namespace whose pods may be injected.
+    let config = if args.app_namespaces.is_empty() {
+        config
+    } else {
+        config.with_namespaces(args.app_namespaces.clone())?
+    };
+    for ns in &config.namespaces {
+        rendered.push(crate::render::render_one(&config, &templates, "configmap.yaml.j2", ns)?);
+    }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     write!(out, "{}", output::stream(&rendered))
         .and_then(|()| out.flush())

@@ -217,8 +217,15 @@ fn a_failure_in_the_last_namespace_leaves_no_output_on_stdout_or_in_out() {
 /// webhook reads the very config file given.
 #[test]
 fn the_webhook_is_rendered_whole_and_fails_open() {
-    let out =
-        run(&["webhook", "--config", "examples/identity-service.yaml", "--namespace", "mesh-ops"]);
+    let out = run(&[
+        "webhook",
+        "--config",
+        "examples/identity-service.yaml",
+        "--namespace",
+        "mesh-ops",
+        "--app-namespace",
+        "shop",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("valid until"));
     let text = String::from_utf8(out.stdout).unwrap();
@@ -232,9 +239,13 @@ fn the_webhook_is_rendered_whole_and_fails_open() {
             "Secret",
             "Deployment",
             "Service",
-            "MutatingWebhookConfiguration"
+            "MutatingWebhookConfiguration",
+            "ConfigMap"
         ]
     );
+    // The sidecar's ConfigMap for the app namespace, which injected pods mount.
+    assert_eq!(docs[6]["metadata"]["namespace"], "shop");
+    assert_eq!(docs[6]["metadata"]["name"], "identity-service-meshscrape");
     let hook = &docs[5];
     let secret = &docs[2];
     for w in hook["webhooks"].as_array().unwrap() {
