@@ -74,6 +74,13 @@ pub struct WebhookArgs {
     /// Days the serving certificate is valid
     #[arg(long, default_value_t = 365, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub valid_days: u32,
+    /// Let cert-manager issue and renew the serving certificate (a self-signed Issuer is
+    /// rendered too, unless --issuer names one) instead of making it here
+    #[arg(long)]
+    pub cert_manager: bool,
+    /// With --cert-manager: the issuer to use, as Issuer/NAME or ClusterIssuer/NAME
+    #[arg(long, value_name = "KIND/NAME", requires = "cert_manager")]
+    pub issuer: Option<String>,
     /// Also render the sidecar's ConfigMap into this namespace, which injected pods mount; repeat
     /// for more [default: the config's namespaces]
     #[arg(long = "app-namespace", value_name = "NS")]
@@ -169,7 +176,27 @@ fn run_webhook(args: &WebhookArgs) -> Result<(), GenError> {
     meshscrape_common::names::dns1123_label(&args.namespace)
         .map_err(|message| GenError::Input { path: "--namespace".into(), message })?;
     let templates = Templates::load(args.templates.as_deref())?;
+    let issuer = match &args.issuer {
+        None => None,
+        Some(text) => match text.split_once('/') {
+            Some((kind @ ("Issuer" | "ClusterIssuer"), name))
+                if meshscrape_common::names::dns1123_subdomain(name).is_ok() =>
+            {
+                Some((kind.to_string(), name.to_string()))
+            }
+            _ => {
+                return Err(GenError::Input {
+                    path: "--issuer".into(),
+                    message: format!(
+                        "`{text}` is not Issuer/NAME or ClusterIssuer/NAME, such as \
+                         ClusterIssuer/internal-ca"
+                    ),
+                });
+            }
+        },
+    };
     let options = crate::webhook::Options {
+        cert_manager: args.cert_manager.then_some(crate::webhook::CertManager { issuer }),
         namespace: args.namespace.clone(),
         name: "meshscrape-webhook".into(),
         image: args.image.clone(),
@@ -177,8 +204,11 @@ fn run_webhook(args: &WebhookArgs) -> Result<(), GenError> {
         config_text,
         valid_days: args.valid_days,
     };
-    let cert = crate::webhook::certificate(&options)?;
-    let mut rendered = crate::webhook::render(&config, &templates, &options, &cert)?;
+    let cert = match options.cert_manager {
+        Some(_) => None,
+        None => Some(crate::webhook::certificate(&options)?),
+    };
+    let mut rendered = crate::webhook::render(&config, &templates, &options, cert.as_ref())?;
     // The sidecar's ConfigMap in every namespace whose pods may be injected.
     let config = if args.app_namespaces.is_empty() {
         config
@@ -192,11 +222,16 @@ fn run_webhook(args: &WebhookArgs) -> Result<(), GenError> {
     write!(out, "{}", output::stream(&rendered))
         .and_then(|()| out.flush())
         .map_err(|source| GenError::Io { path: "stdout".into(), source })?;
-    eprintln!(
-        "meshscrape-gen: the webhook's certificate is valid until {}; render and apply again \
-         before then",
-        cert.not_after
-    );
+    match &cert {
+        Some(cert) => eprintln!(
+            "meshscrape-gen: the webhook's certificate is valid until {}; render and apply again \
+             before then",
+            cert.not_after
+        ),
+        None => {
+            eprintln!("meshscrape-gen: cert-manager issues and renews the webhook's certificate")
+        }
+    }
     Ok(())
 }
 

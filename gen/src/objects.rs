@@ -6,7 +6,7 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use meshscrape_common::crd::{PeerAuthentication, PodMonitor, ServiceMonitor};
+use meshscrape_common::crd::{Certificate, Issuer, PeerAuthentication, PodMonitor, ServiceMonitor};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -24,6 +24,8 @@ pub enum Object {
     Secret(Box<Secret>),
     ServiceAccount(Box<ServiceAccount>),
     MutatingWebhookConfiguration(Box<MutatingWebhookConfiguration>),
+    Certificate(Box<Certificate>),
+    Issuer(Box<Issuer>),
 }
 
 /// Parses one YAML document into its typed form; `Err` says what is wrong.
@@ -42,6 +44,8 @@ pub fn parse(text: &str) -> Result<(Object, Value), String> {
         "Secret" => Object::Secret(strict(&value)?),
         "ServiceAccount" => Object::ServiceAccount(strict(&value)?),
         "MutatingWebhookConfiguration" => Object::MutatingWebhookConfiguration(strict(&value)?),
+        "Certificate" => Object::Certificate(strict(&value)?),
+        "Issuer" => Object::Issuer(strict(&value)?),
         other => return Err(format!("kind {other} is not one meshscrape-gen renders")),
     };
     Ok((object, value))

@@ -10,7 +10,7 @@ use meshscrape_common::error::chain;
 use crate::GenError;
 
 /// Every template, by file name, with its embedded text.
-pub const EMBEDDED: [(&str, &str); 13] = [
+pub const EMBEDDED: [(&str, &str); 15] = [
     ("configmap.yaml.j2", include_str!("../../templates/configmap.yaml.j2")),
     ("deployment.yaml.j2", include_str!("../../templates/deployment.yaml.j2")),
     ("service.yaml.j2", include_str!("../../templates/service.yaml.j2")),
@@ -27,6 +27,8 @@ pub const EMBEDDED: [(&str, &str); 13] = [
     ("webhook-secret.yaml.j2", include_str!("../../templates/webhook-secret.yaml.j2")),
     ("webhook-deployment.yaml.j2", include_str!("../../templates/webhook-deployment.yaml.j2")),
     ("webhook-service.yaml.j2", include_str!("../../templates/webhook-service.yaml.j2")),
+    ("webhook-issuer.yaml.j2", include_str!("../../templates/webhook-issuer.yaml.j2")),
+    ("webhook-certificate.yaml.j2", include_str!("../../templates/webhook-certificate.yaml.j2")),
     (
         "webhook-mutatingwebhookconfiguration.yaml.j2",
         include_str!("../../templates/webhook-mutatingwebhookconfiguration.yaml.j2"),

@@ -3,10 +3,13 @@
 //! application config it injects with, the Secret with its serving certificate, its Deployment
 //! and Service, and the MutatingWebhookConfiguration whose `caBundle` trusts that certificate.
 //!
-//! The certificate is made here: a CA of its own and a serving certificate for the Service's
-//! names, valid `valid_days` from now. Rendering again makes new ones; applied, the kubelet
-//! updates the Secret and the webhook rereads it without a restart, and the caBundle changes with
-//! it. The Secret carries its expiry (`meshscrape.io/not-after`) to schedule that by.
+//! The certificate is made here by default: a CA of its own and a serving certificate for the
+//! Service's names, valid `valid_days` from now. Rendering again makes new ones; applied, the
+//! kubelet updates the Secret and the webhook rereads it without a restart, and the caBundle
+//! changes with it. The Secret carries its expiry (`meshscrape.io/not-after`) to schedule that
+//! by. With cert-manager, a Certificate (and a self-signed Issuer, unless one is named) is
+//! rendered instead: cert-manager issues and renews the Secret, and its cainjector keeps the
+//! caBundle in step.
 
 use meshscrape_common::AppConfig;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
@@ -27,16 +30,36 @@ pub struct Options {
     /// The application config file's text, as the webhook will read it.
     pub config_text: String,
     pub valid_days: u32,
+    /// Let cert-manager issue and renew the certificate instead of making one here.
+    pub cert_manager: Option<CertManager>,
 }
 
-const TEMPLATES: [&str; 6] = [
-    "webhook-serviceaccount.yaml.j2",
-    "webhook-configmap.yaml.j2",
-    "webhook-secret.yaml.j2",
-    "webhook-deployment.yaml.j2",
-    "webhook-service.yaml.j2",
-    "webhook-mutatingwebhookconfiguration.yaml.j2",
-];
+/// The cert-manager issuer of the webhook's certificate.
+#[derive(Clone, Debug)]
+pub struct CertManager {
+    /// `Issuer` or `ClusterIssuer`, and its name; `None`: a self-signed Issuer rendered here.
+    pub issuer: Option<(String, String)>,
+}
+
+/// The templates for `o`, in the order their objects can be applied.
+fn templates_for(o: &Options) -> Vec<&'static str> {
+    let mut names = vec!["webhook-serviceaccount.yaml.j2", "webhook-configmap.yaml.j2"];
+    match &o.cert_manager {
+        None => names.push("webhook-secret.yaml.j2"),
+        Some(cm) => {
+            if cm.issuer.is_none() {
+                names.push("webhook-issuer.yaml.j2");
+            }
+            names.push("webhook-certificate.yaml.j2");
+        }
+    }
+    names.extend([
+        "webhook-deployment.yaml.j2",
+        "webhook-service.yaml.j2",
+        "webhook-mutatingwebhookconfiguration.yaml.j2",
+    ]);
+    names
+}
 
 /// A CA, and a serving certificate it signs for the Service's DNS names; PEM, and the expiry.
 pub struct Certificate {
@@ -90,10 +113,17 @@ pub fn render(
     _config: &AppConfig,
     templates: &Templates,
     o: &Options,
-    cert: &Certificate,
+    cert: Option<&Certificate>,
 ) -> Result<Vec<Rendered>, GenError> {
-    let ca_bundle = serde_json::to_value(k8s_openapi::ByteString(cert.ca.as_bytes().to_vec()))
-        .unwrap_or_default();
+    let cert_value = cert.map(|c| {
+        let ca_bundle = serde_json::to_value(k8s_openapi::ByteString(c.ca.as_bytes().to_vec()))
+            .unwrap_or_default();
+        json!({"ca": c.ca, "crt": c.crt, "key": c.key, "ca_bundle": ca_bundle, "not_after": c.not_after})
+    });
+    let cert_manager = o.cert_manager.as_ref().map(|cm| match &cm.issuer {
+        Some((kind, name)) => json!({"kind": kind, "issuer": name}),
+        None => json!({"kind": "Issuer", "issuer": format!("{}-selfsigned", o.name)}),
+    });
     let ctx = minijinja::Value::from(minijinja::value::Serde(json!({
         "webhook": {
             "name": o.name,
@@ -101,14 +131,12 @@ pub fn render(
             "image": o.image,
             "replicas": o.replicas,
             "config_text": o.config_text,
-            "cert": {
-                "ca": cert.ca, "crt": cert.crt, "key": cert.key,
-                "ca_bundle": ca_bundle, "not_after": cert.not_after,
-            },
+            "cert": cert_value,
+            "cert_manager": cert_manager,
         }
     })));
     let mut out = Vec::new();
-    for name in TEMPLATES {
+    for name in templates_for(o) {
         let text = templates.render(name, &ctx)?;
         let source = templates.source(name);
         let (object, value) = objects::parse(&text).map_err(|message| GenError::Object {

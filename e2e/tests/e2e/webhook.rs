@@ -77,10 +77,11 @@ async fn the_webhook_image_answers_the_api_servers_call_over_tls_and_drains() {
         replicas: 1,
         config_text,
         valid_days: 30,
+        cert_manager: None,
     };
     let cert = webhook::certificate(&options).unwrap();
     let rendered =
-        webhook::render(&config, &Templates::load(None).unwrap(), &options, &cert).unwrap();
+        webhook::render(&config, &Templates::load(None).unwrap(), &options, Some(&cert)).unwrap();
     let doc = |kind: &str| -> Value {
         let r = rendered.iter().find(|r| r.kind == kind).unwrap();
         serde_saphyr_free(&r.text)

@@ -284,3 +284,60 @@ fn the_webhook_is_rendered_whole_and_fails_open() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+/// With cert-manager: a Certificate (and a self-signed Issuer unless one is named) instead of a
+/// Secret made here, and the caBundle left to cert-manager's cainjector.
+#[test]
+fn with_cert_manager_the_certificate_is_cert_managers() {
+    let kinds = |args: &[&str]| -> (Vec<String>, Vec<serde_json::Value>) {
+        let mut all = vec!["webhook", "--config", "examples/identity-service.yaml"];
+        all.extend(args);
+        let out = run(&all);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let docs = meshscrape_gen::inject::read_inputs(&["-".into()], || Ok(text)).unwrap();
+        (docs.iter().map(|d| d["kind"].as_str().unwrap().to_string()).collect(), docs)
+    };
+    let (k, docs) = kinds(&["--cert-manager"]);
+    assert_eq!(
+        k,
+        [
+            "ServiceAccount",
+            "ConfigMap",
+            "Issuer",
+            "Certificate",
+            "Deployment",
+            "Service",
+            "MutatingWebhookConfiguration",
+            "ConfigMap"
+        ]
+    );
+    let hook = &docs[6];
+    assert_eq!(
+        hook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        "meshscrape-system/meshscrape-webhook"
+    );
+    assert!(hook["webhooks"][0]["clientConfig"].get("caBundle").is_none());
+    assert_eq!(
+        docs[3]["spec"]["secretName"], "meshscrape-webhook-tls",
+        "the Secret the webhook mounts"
+    );
+    assert_eq!(docs[3]["spec"]["issuerRef"]["name"], "meshscrape-webhook-selfsigned");
+
+    let (k, docs) = kinds(&["--cert-manager", "--issuer", "ClusterIssuer/internal-ca"]);
+    assert!(!k.contains(&"Issuer".to_string()));
+    let cert = docs.iter().find(|d| d["kind"] == "Certificate").unwrap();
+    assert_eq!(cert["spec"]["issuerRef"]["kind"], "ClusterIssuer");
+    assert_eq!(cert["spec"]["issuerRef"]["name"], "internal-ca");
+
+    let bad = run(&[
+        "webhook",
+        "--config",
+        "examples/identity-service.yaml",
+        "--cert-manager",
+        "--issuer",
+        "letsencrypt",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("ClusterIssuer/NAME"));
+}
