@@ -74,6 +74,11 @@ pub struct WebhookArgs {
     /// Days the serving certificate is valid
     #[arg(long, default_value_t = 365, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub valid_days: u32,
+    /// What the API server does when the webhook cannot be reached: Ignore admits the object
+    /// without the sidecar (fail open, as Linkerd's and the OpenTelemetry operator's injectors
+    /// do); Fail refuses it
+    #[arg(long, default_value = "Ignore", value_name = "POLICY", value_parser = ["Ignore", "Fail"])]
+    pub failure_policy: String,
     /// Let cert-manager issue and renew the serving certificate (a self-signed Issuer is
     /// rendered too, unless --issuer names one) instead of making it here
     #[arg(long)]
@@ -196,6 +201,7 @@ fn run_webhook(args: &WebhookArgs) -> Result<(), GenError> {
         },
     };
     let options = crate::webhook::Options {
+        failure_policy: args.failure_policy.clone(),
         cert_manager: args.cert_manager.then_some(crate::webhook::CertManager { issuer }),
         namespace: args.namespace.clone(),
         name: "meshscrape-webhook".into(),

@@ -30,6 +30,8 @@ pub struct Options {
     /// The application config file's text, as the webhook will read it.
     pub config_text: String,
     pub valid_days: u32,
+    /// `Ignore` (fail open) or `Fail`.
+    pub failure_policy: String,
     /// Let cert-manager issue and renew the certificate instead of making one here.
     pub cert_manager: Option<CertManager>,
 }
@@ -130,6 +132,7 @@ pub fn render(
             "namespace": o.namespace,
             "image": o.image,
             "replicas": o.replicas,
+            "failure_policy": o.failure_policy,
             "config_text": o.config_text,
             "cert": cert_value,
             "cert_manager": cert_manager,

@@ -183,8 +183,9 @@ fn the_access_example_agrees_with_its_monitor_and_a_missing_credential_is_named(
 }
 
 /// The admission webhook's patch, applied as the API server applies it, to the example's
-/// Deployment as a user would write it (no sidecar, `meshscrape.io/inject: "true"`): with gen's
-/// ConfigMap, Service and monitor beside it, the verifier finds every link of the chain.
+/// workload as a user would write it (no sidecar, `meshscrape.io/inject: "true"`), as a
+/// Deployment, a StatefulSet and a DaemonSet: with gen's ConfigMap, Service and monitor beside
+/// it, the verifier finds every link of the chain.
 #[test]
 fn a_workload_patched_by_the_webhook_passes_the_verifier() {
     use meshscrape_gen::admission::{self, Decision, Scope};
@@ -193,51 +194,68 @@ fn a_workload_patched_by_the_webhook_passes_the_verifier() {
     let templates = Templates::load(None).unwrap();
     let rendered = meshscrape_gen::render(&config, &templates).unwrap();
     let stream = meshscrape_gen::output::stream(&rendered);
-    let mut docs =
-        meshscrape_gen::inject::read_inputs(&["-".into()], || Ok(stream.clone())).unwrap();
+    let docs = meshscrape_gen::inject::read_inputs(&["-".into()], || Ok(stream.clone())).unwrap();
     let at = docs.iter().position(|d| d["kind"] == "Deployment").unwrap();
-    // The user's Deployment: the app alone, asking for injection.
-    let mut plain = docs[at].clone();
-    let template = &mut plain["spec"]["template"];
-    template["spec"]["containers"]
-        .as_array_mut()
-        .unwrap()
-        .retain(|c| c["name"] != "meshscrape-proxy");
-    template["spec"].as_object_mut().unwrap().remove("volumes");
-    template["metadata"]["annotations"] = serde_json::json!({"meshscrape.io/inject": "true"});
-    plain["metadata"].as_object_mut().unwrap().remove("namespace");
-    let review = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+    for kind in ["Deployment", "StatefulSet", "DaemonSet"] {
+        // The user's workload: the app alone, asking for injection.
+        let mut plain = docs[at].clone();
+        plain["kind"] = kind.into();
+        let spec = plain["spec"].as_object_mut().unwrap();
+        spec.remove("replicas");
+        if kind == "StatefulSet" {
+            spec.insert("serviceName".into(), "identity-service".into());
+        }
+        let template = &mut plain["spec"]["template"];
+        template["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|c| c["name"] != "meshscrape-proxy");
+        template["spec"].as_object_mut().unwrap().remove("volumes");
+        template["metadata"]["annotations"] = serde_json::json!({"meshscrape.io/inject": "true"});
+        plain["metadata"].as_object_mut().unwrap().remove("namespace");
+        let review = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "request": {"uid": "u-1", "operation": "CREATE", "namespace": "tools", "object": plain}});
-    let scope = Scope { own_namespace: "meshscrape-system".into(), namespace_opted_in: false };
-    let (answer, decision) =
-        admission::review(&config, &templates, &serde_json::to_vec(&review).unwrap(), &scope)
-            .unwrap();
-    assert_eq!(decision, Decision::Injected);
-    let bytes: k8s_openapi::ByteString =
-        serde_json::from_value(answer["response"]["patch"].clone()).unwrap();
-    let ops: Vec<serde_json::Value> = serde_json::from_slice(&bytes.0).unwrap();
-    let mut patched = plain.clone();
-    for op in &ops {
-        assert_eq!(op["op"], "add", "{op}");
-        let (parent, key) = op["path"].as_str().unwrap().rsplit_once('/').unwrap();
-        patched.pointer_mut(parent).unwrap()[key] = op["value"].clone();
+        let scope = Scope { own_namespace: "meshscrape-system".into(), namespace_opted_in: false };
+        let (answer, decision) =
+            admission::review(&config, &templates, &serde_json::to_vec(&review).unwrap(), &scope)
+                .unwrap();
+        assert_eq!(decision, Decision::Injected);
+        let bytes: k8s_openapi::ByteString =
+            serde_json::from_value(answer["response"]["patch"].clone()).unwrap();
+        let ops: Vec<serde_json::Value> = serde_json::from_slice(&bytes.0).unwrap();
+        let mut patched = plain.clone();
+        for op in &ops {
+            assert_eq!(op["op"], "add", "{op}");
+            let (parent, key) = op["path"].as_str().unwrap().rsplit_once('/').unwrap();
+            patched.pointer_mut(parent).unwrap()[key] = op["value"].clone();
+        }
+        patched["metadata"]["namespace"] = "tools".into();
+        let mut docs = docs.clone();
+        docs[at] = patched;
+        let mut text = String::new();
+        for d in &docs {
+            // JSON is YAML.
+            text += &format!("---\n{d}\n");
+        }
+        text += &format!("---\n{PROMETHEUS}");
+        let objects = manifests::load(&["-".into()], || Ok(text)).unwrap();
+        let report = manifests::check(&objects, &Options::default());
+        let not_passed: Vec<String> = report
+            .checks
+            .iter()
+            .filter(|c| c.status != Status::Pass)
+            .map(|c| format!("{} {:?}: {}", c.name, c.object, c.message))
+            .collect();
+        assert_eq!(not_passed, Vec::<String>::new(), "{kind}");
+        assert!(
+            report.checks.iter().any(|c| c.name == "sidecar route" && c.status == Status::Pass)
+        );
+        assert!(
+            report
+                .checks
+                .iter()
+                .any(|c| c.object.as_deref() == Some(&format!("{kind}/tools/identity-service"))),
+            "{kind} was checked"
+        );
     }
-    patched["metadata"]["namespace"] = "tools".into();
-    docs[at] = patched;
-    let mut text = String::new();
-    for d in &docs {
-        // JSON is YAML.
-        text += &format!("---\n{d}\n");
-    }
-    text += &format!("---\n{PROMETHEUS}");
-    let objects = manifests::load(&["-".into()], || Ok(text)).unwrap();
-    let report = manifests::check(&objects, &Options::default());
-    let not_passed: Vec<String> = report
-        .checks
-        .iter()
-        .filter(|c| c.status != Status::Pass)
-        .map(|c| format!("{} {:?}: {}", c.name, c.object, c.message))
-        .collect();
-    assert_eq!(not_passed, Vec::<String>::new());
-    assert!(report.checks.iter().any(|c| c.name == "sidecar route" && c.status == Status::Pass));
 }

@@ -78,6 +78,7 @@ async fn the_webhook_image_answers_the_api_servers_call_over_tls_and_drains() {
         config_text,
         valid_days: 30,
         cert_manager: None,
+        failure_policy: "Ignore".into(),
     };
     let cert = webhook::certificate(&options).unwrap();
     let rendered =

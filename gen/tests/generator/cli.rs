@@ -275,6 +275,10 @@ fn the_webhook_is_rendered_whole_and_fails_open() {
     let again = run(&["webhook", "--config", "examples/identity-service.yaml"]);
     assert_ne!(String::from_utf8(again.stdout).unwrap(), text);
 
+    let closed =
+        run(&["webhook", "--config", "examples/identity-service.yaml", "--failure-policy", "Fail"]);
+    assert!(String::from_utf8_lossy(&closed.stdout).contains("failurePolicy: \"Fail\""));
+
     let bad =
         run(&["webhook", "--config", "examples/identity-service.yaml", "--namespace", "Mesh_Ops"]);
     assert_eq!(bad.status.code(), Some(1));
