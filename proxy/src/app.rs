@@ -343,7 +343,7 @@ impl App {
             }
             path => match table.routes.get(path) {
                 Some(entry) if entry.parts.len() > 1 => {
-                    crate::merge::forward(self, table, entry, req).await
+                    self.forward_merged(table, entry, req).await
                 }
                 Some(entry) => self.forward(table, entry, req).await,
                 None => text(

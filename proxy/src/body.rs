@@ -14,7 +14,6 @@ use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 
-use crate::merge::MergedBody;
 use crate::metrics::{Metrics, RouteStats, UpstreamError};
 
 /// Errors that cut a streamed body; hyper then closes the client connection mid-body, which
@@ -33,8 +32,9 @@ pin_project_lite::pin_project! {
             #[pin] deadline: Sleep,
             stream: Stream,
         },
-        // Several targets of one route, one after the other (see `merge`).
-        Merged { #[pin] body: MergedBody },
+        // Several targets of one route, one after the other (see `merge`); boxed, so this module
+        // need not know how.
+        Merged { body: Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>, deadline: Instant },
     }
 }
 
@@ -63,7 +63,7 @@ impl ProxyBody {
         match self {
             ProxyBody::Local { .. } => None,
             ProxyBody::Upstream { deadline, .. } => Some(deadline.deadline()),
-            ProxyBody::Merged { body } => Some(body.deadline()),
+            ProxyBody::Merged { deadline, .. } => Some(*deadline),
         }
     }
 }
@@ -78,7 +78,7 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
             Proj::Local { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Proj::Merged { body } => body.poll_frame(cx),
+            Proj::Merged { body, .. } => body.as_mut().poll_frame(cx),
             Proj::Upstream { first, inner, deadline, stream } => {
                 match first
                     .take()
@@ -116,7 +116,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Local { data } => data.is_none(),
             ProxyBody::Upstream { first, inner, .. } => first.is_none() && inner.is_end_stream(),
-            ProxyBody::Merged { body } => body.is_end_stream(),
+            ProxyBody::Merged { body, .. } => body.is_end_stream(),
         }
     }
 

@@ -195,8 +195,19 @@ impl Ask<'_> {
     }
 }
 
-/// Answers a request for a merged route.
-pub(crate) async fn forward<B>(
+impl App {
+    /// Answers a request for a merged route.
+    pub(crate) async fn forward_merged<B>(
+        &self,
+        table: &Table,
+        entry: &Entry,
+        req: Request<B>,
+    ) -> Response<ProxyBody> {
+        forward(self, table, entry, req).await
+    }
+}
+
+async fn forward<B>(
     app: &App,
     table: &Table,
     entry: &Entry,
@@ -310,14 +321,15 @@ pub(crate) async fn forward<B>(
             _permit: permit,
         };
         Response::new(ProxyBody::Merged {
-            body: MergedBody::new(
+            deadline,
+            body: Box::pin(MergedBody::new(
                 format,
                 included,
                 &up,
                 table.config.limits.max_part_bytes,
                 deadline,
                 stream,
-            ),
+            )),
         })
     };
     resp.headers_mut().insert(header::CONTENT_TYPE, content_type);
@@ -424,11 +436,7 @@ impl MergedBody {
         }
     }
 
-    pub(crate) fn deadline(&self) -> Instant {
-        self.deadline.deadline()
-    }
-
-    pub(crate) fn is_end_stream(&self) -> bool {
+    fn done(&self) -> bool {
         self.trailer.is_none() && self.queued.is_none() && self.current.is_none()
     }
 
@@ -471,7 +479,7 @@ impl MergedBody {
         }
     }
 
-    pub(crate) fn poll_frame(
+    fn poll_merged(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
@@ -561,6 +569,22 @@ impl MergedBody {
                 }
             }
         }
+    }
+}
+
+impl Body for MergedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.poll_merged(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done()
     }
 }
 
