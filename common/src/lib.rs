@@ -7,6 +7,8 @@
 //! - `app`: the application config the generator renders from, Kubernetes name rules, and how
 //!   prometheus-operator names a monitor's scrape pool and job;
 //! - `k8s`: typed prometheus-operator objects and the CRD structural-schema validator.
+//!
+//! `x509` reads a certificate's validity period, for the sidecar's and the webhook's TLS.
 
 #[cfg(feature = "app")]
 pub mod app;
@@ -21,6 +23,7 @@ pub mod operator;
 pub mod proxy;
 #[cfg(feature = "k8s")]
 pub mod schema;
+pub mod x509;
 
 #[cfg(feature = "app")]
 pub use app::AppConfig;

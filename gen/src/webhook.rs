@@ -66,6 +66,8 @@ fn templates_for(o: &Options) -> Vec<&'static str> {
 /// A CA, and a serving certificate it signs for the Service's DNS names; PEM, and the expiry.
 pub struct Certificate {
     pub ca: String,
+    /// The CA's key: in the Secret, so the webhook renews its serving certificate itself.
+    pub ca_key: String,
     pub crt: String,
     pub key: String,
     pub not_after: String,
@@ -82,10 +84,13 @@ pub fn certificate(o: &Options) -> Result<Certificate, GenError> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca_params.distinguished_name.push(DnType::CommonName, format!("{} CA", o.name));
+    // The CA outlives the serving certificates it signs: the webhook renews its own from it, and
+    // the caBundle stays valid until the CA expires (ten years, or the certificate's validity).
     ca_params.not_before = now - time::Duration::hours(1);
-    ca_params.not_after = until;
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().map_err(fail)?)
-        .map_err(fail)?;
+    ca_params.not_after = now + time::Duration::days(i64::from(o.valid_days.max(3650)));
+    let ca_key = KeyPair::generate().map_err(fail)?;
+    let ca_key_pem = ca_key.serialize_pem();
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(fail)?;
     let names = vec![
         o.name.clone(),
         format!("{}.{}", o.name, o.namespace),
@@ -107,7 +112,13 @@ pub fn certificate(o: &Options) -> Result<Certificate, GenError> {
         until.minute(),
         until.second()
     );
-    Ok(Certificate { ca: ca.pem(), crt: cert.pem(), key: key.serialize_pem(), not_after })
+    Ok(Certificate {
+        ca: ca.pem(),
+        ca_key: ca_key_pem,
+        crt: cert.pem(),
+        key: key.serialize_pem(),
+        not_after,
+    })
 }
 
 /// Renders and checks every object of the webhook, in the order they can be applied.
@@ -120,7 +131,8 @@ pub fn render(
     let cert_value = cert.map(|c| {
         let ca_bundle = serde_json::to_value(k8s_openapi::ByteString(c.ca.as_bytes().to_vec()))
             .unwrap_or_default();
-        json!({"ca": c.ca, "crt": c.crt, "key": c.key, "ca_bundle": ca_bundle, "not_after": c.not_after})
+        json!({"ca": c.ca, "ca_key": c.ca_key, "crt": c.crt, "key": c.key, "ca_bundle": ca_bundle,
+            "not_after": c.not_after})
     });
     let cert_manager = o.cert_manager.as_ref().map(|cm| match &cm.issuer {
         Some((kind, name)) => json!({"kind": kind, "issuer": name}),

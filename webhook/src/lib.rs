@@ -44,6 +44,7 @@ pub struct Metrics {
     skipped: AtomicU64,
     refused: AtomicU64,
     tls_reloads: [AtomicU64; 2],
+    tls_renewals: [AtomicU64; 2],
 }
 
 /// What the webhook serves with.
@@ -154,12 +155,18 @@ impl Webhook {
              # HELP meshscrape_webhook_tls_reloads_total Rereads of the serving certificate, by result.\n\
              # TYPE meshscrape_webhook_tls_reloads_total counter\n\
              meshscrape_webhook_tls_reloads_total{{result=\"success\"}} {}\n\
-             meshscrape_webhook_tls_reloads_total{{result=\"failure\"}} {}\n",
+             meshscrape_webhook_tls_reloads_total{{result=\"failure\"}} {}\n\
+             # HELP meshscrape_webhook_tls_renewals_total Serving certificates the webhook renewed itself, by result.\n\
+             # TYPE meshscrape_webhook_tls_renewals_total counter\n\
+             meshscrape_webhook_tls_renewals_total{{result=\"success\"}} {}\n\
+             meshscrape_webhook_tls_renewals_total{{result=\"failure\"}} {}\n",
             m.injected.load(Relaxed),
             m.skipped.load(Relaxed),
             m.refused.load(Relaxed),
             m.tls_reloads[0].load(Relaxed),
             m.tls_reloads[1].load(Relaxed),
+            m.tls_renewals[0].load(Relaxed),
+            m.tls_renewals[1].load(Relaxed),
         )
     }
 }
@@ -175,28 +182,115 @@ fn text(status: StatusCode, reason: &str) -> Response<Full<Bytes>> {
 }
 
 /// The serving certificate and key files; reread when they change (a Secret's `..data` swap,
-/// cert-manager's renewal, or gen's rotation), kept when the new ones are broken.
+/// cert-manager's renewal, or gen's rotation), kept when the new ones are broken. When the CA's
+/// key sits beside them (`ca.key`, as `meshscrape-gen webhook` writes the Secret), the webhook
+/// also renews the serving certificate itself before it expires, signed by that CA, which the
+/// MutatingWebhookConfiguration's caBundle already trusts.
 pub struct Tls {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
     current: RwLock<Arc<ServerConfig>>,
     seen: RwLock<(Vec<u8>, Vec<u8>)>,
+    /// (not before, not after) of the certificate in force.
+    validity: RwLock<(i64, i64)>,
+    renewal: Option<Renewal>,
+}
+
+/// What the webhook renews its serving certificate with.
+pub struct Renewal {
+    /// The CA's common name, as meshscrape-gen named it (`<service> CA`): a certificate it signs
+    /// names it as its issuer.
+    pub ca_name: String,
+    pub ca_key: String,
+    /// The Service's DNS names the certificate must carry.
+    pub names: Vec<String>,
+}
+
+impl Renewal {
+    /// The names meshscrape-gen gives the webhook's certificate, and the CA key beside the
+    /// certificate file, if there is one.
+    pub fn beside(cert_file: &Path, service: &str, namespace: &str) -> Option<Renewal> {
+        let ca_key = std::fs::read_to_string(cert_file.with_file_name("ca.key")).ok()?;
+        Some(Renewal {
+            ca_name: format!("{service} CA"),
+            ca_key,
+            names: vec![
+                service.to_string(),
+                format!("{service}.{namespace}"),
+                format!("{service}.{namespace}.svc"),
+                format!("{service}.{namespace}.svc.cluster.local"),
+            ],
+        })
+    }
 }
 
 impl Tls {
-    pub fn load(cert_file: PathBuf, key_file: PathBuf) -> Result<Tls, String> {
+    pub fn load(
+        cert_file: PathBuf,
+        key_file: PathBuf,
+        renewal: Option<Renewal>,
+    ) -> Result<Tls, String> {
         let (cert, key) = read_pair(&cert_file, &key_file)?;
-        let config = server_config(&cert, &key, &cert_file, &key_file)?;
+        let (config, validity) = server_config(&cert, &key, &cert_file, &key_file)?;
         Ok(Tls {
             cert_file,
             key_file,
             current: RwLock::new(config),
             seen: RwLock::new((cert, key)),
+            validity: RwLock::new(validity),
+            renewal,
         })
     }
 
     fn config(&self) -> Arc<ServerConfig> {
         self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// When the certificate in force expires, in seconds since the epoch.
+    pub fn not_after(&self) -> i64 {
+        self.validity.read().unwrap_or_else(std::sync::PoisonError::into_inner).1
+    }
+
+    /// Renews the serving certificate in memory when a third of its lifetime (at most 30 days)
+    /// is left and the CA's key is at hand: `Some(Ok)` renewed, `Some(Err)` failed (the old one
+    /// stays), `None` not due or no CA key.
+    pub fn renew_if_due(&self, now: i64) -> Option<Result<(), String>> {
+        let renewal = self.renewal.as_ref()?;
+        let (not_before, not_after) =
+            *self.validity.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let margin = ((not_after - not_before) / 3).min(30 * 86_400);
+        if now < not_after - margin {
+            return None;
+        }
+        Some(self.renew(renewal, now, (not_after - not_before).clamp(86_400, 366 * 86_400)))
+    }
+
+    fn renew(&self, r: &Renewal, now: i64, lifetime: i64) -> Result<(), String> {
+        use rcgen::{CertificateParams, DnType, Issuer, KeyPair};
+        let fail = |e: rcgen::Error| format!("renewing the serving certificate: {e}");
+        let ca_key = KeyPair::from_pem(&r.ca_key).map_err(fail)?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+        ca_params.distinguished_name.push(DnType::CommonName, r.ca_name.clone());
+        let issuer = Issuer::new(ca_params, ca_key);
+        let mut params = CertificateParams::new(r.names.clone()).map_err(fail)?;
+        if let Some(cn) = r.names.get(2) {
+            params.distinguished_name.push(DnType::CommonName, cn.clone());
+        }
+        let at =
+            |secs: i64| time::OffsetDateTime::from_unix_timestamp(secs).map_err(|e| e.to_string());
+        params.not_before = at(now - 3600)?;
+        params.not_after = at(now + lifetime)?;
+        let key = KeyPair::generate().map_err(fail)?;
+        let cert = params.signed_by(&key, &issuer).map_err(fail)?;
+        let (config, validity) = server_config(
+            cert.pem().as_bytes(),
+            key.serialize_pem().as_bytes(),
+            &self.cert_file,
+            &self.key_file,
+        )?;
+        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = config;
+        *self.validity.write().unwrap_or_else(std::sync::PoisonError::into_inner) = validity;
+        Ok(())
     }
 
     /// Rereads the files; `Some(Ok)` when a new pair took effect, `Some(Err)` when a changed pair
@@ -212,9 +306,13 @@ impl Tls {
                 return None;
             }
         }
-        let result = server_config(&cert, &key, &self.cert_file, &self.key_file).map(|config| {
-            *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = config;
-        });
+        let result = server_config(&cert, &key, &self.cert_file, &self.key_file).map(
+            |(config, validity)| {
+                *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = config;
+                *self.validity.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    validity;
+            },
+        );
         *self.seen.write().unwrap_or_else(std::sync::PoisonError::into_inner) = (cert, key);
         Some(result)
     }
@@ -230,13 +328,15 @@ fn server_config(
     key: &[u8],
     cert_file: &Path,
     key_file: &Path,
-) -> Result<Arc<ServerConfig>, String> {
+) -> Result<(Arc<ServerConfig>, (i64, i64)), String> {
     let chain = CertificateDer::pem_slice_iter(cert)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: {e}", cert_file.display()))?;
-    if chain.is_empty() {
+    let Some(leaf) = chain.first() else {
         return Err(format!("{} holds no PEM certificate", cert_file.display()));
-    }
+    };
+    let validity = meshscrape_common::x509::validity(leaf)
+        .ok_or_else(|| format!("{}: not a valid X.509 certificate", cert_file.display()))?;
     let key =
         PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("{}: {e}", key_file.display()))?;
     let mut config =
@@ -249,7 +349,7 @@ fn server_config(
                 format!("{} does not go with {}: {e}", key_file.display(), cert_file.display())
             })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), validity))
 }
 
 /// Serves `webhook` over TLS on `listener` until `shutdown`, then drains for up to `grace`.
@@ -279,6 +379,20 @@ pub async fn serve(
                         tracing::error!(
                             "kept the serving certificate; the new one is unusable: {e}"
                         );
+                    }
+                    None => {}
+                }
+                match tls.renew_if_due(meshscrape_common::x509::now_secs()) {
+                    Some(Ok(())) => {
+                        webhook.metrics.tls_renewals[0].fetch_add(1, Relaxed);
+                        tracing::info!(
+                            not_after = tls.not_after(),
+                            "renewed the serving certificate"
+                        );
+                    }
+                    Some(Err(e)) => {
+                        webhook.metrics.tls_renewals[1].fetch_add(1, Relaxed);
+                        tracing::error!("{e}");
                     }
                     None => {}
                 }

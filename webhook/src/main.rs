@@ -44,6 +44,10 @@ struct Args {
     /// meshscrape-system]
     #[arg(long, value_name = "NS")]
     namespace: Option<String>,
+    /// The webhook's Service name, for renewing its own certificate when the CA's key (ca.key)
+    /// is beside the certificate file
+    #[arg(long, default_value = "meshscrape-webhook", value_name = "NAME")]
+    service_name: String,
     /// How long open requests may finish after SIGTERM, in seconds
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     shutdown_grace: u64,
@@ -78,7 +82,14 @@ fn main() -> ExitCode {
         Ok(t) => t,
         Err(e) => return bad(e.to_string()),
     };
-    let tls = match Tls::load(args.tls_cert_file.clone(), args.tls_key_file.clone()) {
+    let namespace = args
+        .namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| "meshscrape-system".into());
+    let renewal =
+        meshscrape_webhook::Renewal::beside(&args.tls_cert_file, &args.service_name, &namespace);
+    let tls = match Tls::load(args.tls_cert_file.clone(), args.tls_key_file.clone(), renewal) {
         Ok(t) => Arc::new(t),
         Err(e) => return bad(e),
     };
@@ -86,10 +97,6 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(_) => return bad(format!("--listen `{}` is not IP:PORT", args.listen)),
     };
-    let namespace = args
-        .namespace
-        .or_else(|| std::env::var("POD_NAMESPACE").ok())
-        .unwrap_or_else(|| "meshscrape-system".into());
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

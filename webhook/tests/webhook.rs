@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use meshscrape_common::AppConfig;
 use meshscrape_gen::templates::Templates;
-use meshscrape_webhook::{Tls, Webhook, serve};
+use meshscrape_webhook::{Renewal, Tls, Webhook, serve};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 struct Pki {
     dir: PathBuf,
     ca: CertifiedIssuer<'static, KeyPair>,
+    ca_key: String,
 }
 
 impl Pki {
@@ -29,21 +30,39 @@ impl Pki {
         std::fs::create_dir_all(&dir).unwrap();
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name.push(rcgen::DnType::CommonName, "webhook CA");
-        Pki { dir, ca: CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap() }
+        // The name meshscrape-gen gives the webhook's CA, which the webhook's renewals name as
+        // their issuer.
+        p.distinguished_name.push(rcgen::DnType::CommonName, "meshscrape-webhook CA");
+        let key = KeyPair::generate().unwrap();
+        let ca_key = key.serialize_pem();
+        Pki { dir, ca: CertifiedIssuer::self_signed(p, key).unwrap(), ca_key }
     }
 
     /// A serving certificate for the webhook's Service name, written as tls.crt and tls.key.
     fn issue(&self) -> CertificateDer<'static> {
+        self.issue_for(365 * 24)
+    }
+
+    /// The same, valid from two days ago for `hours` more hours.
+    fn issue_for(&self, hours: u64) -> CertificateDer<'static> {
         let key = KeyPair::generate().unwrap();
-        let cert =
+        let mut params =
             CertificateParams::new(vec!["meshscrape-webhook.meshscrape-system.svc".to_string()])
-                .unwrap()
-                .signed_by(&key, &self.ca)
                 .unwrap();
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let epoch = rcgen::date_time_ymd(1970, 1, 1);
+        params.not_before = epoch + Duration::from_secs(now - 2 * 86_400);
+        params.not_after = epoch + Duration::from_secs(now + hours * 3600);
+        let cert = params.signed_by(&key, &self.ca).unwrap();
         std::fs::write(self.dir.join("tls.crt"), cert.pem()).unwrap();
         std::fs::write(self.dir.join("tls.key"), key.serialize_pem()).unwrap();
         cert.der().clone()
+    }
+
+    /// Puts the CA's key beside the certificate, as meshscrape-gen's Secret does.
+    fn with_ca_key(&self) {
+        std::fs::write(self.dir.join("ca.key"), &self.ca_key).unwrap();
     }
 }
 
@@ -61,7 +80,14 @@ async fn start(pki: &Pki) -> (SocketAddr, Arc<Webhook>, Arc<Tls>) {
     let config = AppConfig::load(&root().join("examples/identity-service.yaml")).unwrap();
     let webhook =
         Arc::new(Webhook::new(config, Templates::load(None).unwrap(), "meshscrape-system".into()));
-    let tls = Arc::new(Tls::load(pki.dir.join("tls.crt"), pki.dir.join("tls.key")).unwrap());
+    let tls = Arc::new(
+        Tls::load(
+            pki.dir.join("tls.crt"),
+            pki.dir.join("tls.key"),
+            Renewal::beside(&pki.dir.join("tls.crt"), "meshscrape-webhook", "meshscrape-system"),
+        )
+        .unwrap(),
+    );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (w, t) = (webhook.clone(), tls.clone());
@@ -206,4 +232,30 @@ async fn a_rotated_certificate_is_served_and_a_broken_one_keeps_the_old() {
     assert!(tls.reload().unwrap().is_ok());
     assert_eq!(call(addr, &ca, "GET", "/healthz", "text/plain", b"").await.unwrap().2, second);
     drop(webhook);
+}
+
+/// With the CA's key beside its certificate (as meshscrape-gen writes the Secret), the webhook
+/// renews a certificate near its end itself: the next client gets one that lasts, signed by the
+/// CA the caBundle trusts. Without the key, it does not try.
+#[tokio::test]
+async fn a_certificate_near_its_end_is_renewed_from_the_ca_key() {
+    let pki = Pki::new("renewal");
+    let ca = pki.ca.der().clone();
+    let first = pki.issue_for(1); // an hour left of a two-day life: due
+    let (addr, _webhook, tls) = start(&pki).await;
+    let now = meshscrape_common::x509::now_secs();
+    assert!(tls.renew_if_due(now).is_none(), "no CA key: no renewal");
+
+    pki.with_ca_key();
+    let (addr2, _webhook2, tls2) = start(&pki).await;
+    let before = tls2.not_after();
+    assert!(matches!(tls2.renew_if_due(now), Some(Ok(()))));
+    assert!(tls2.not_after() > before, "the new certificate lasts longer");
+    let (status, _, served) = call(addr2, &ca, "GET", "/healthz", "text/plain", b"").await.unwrap();
+    assert_eq!(status, 200, "the client trusts the renewed certificate through the same CA");
+    assert_ne!(served, first);
+    assert!(tls2.renew_if_due(now).is_none(), "not due again");
+    // The first webhook, without the key, still serves its own.
+    assert_eq!(call(addr, &ca, "GET", "/healthz", "text/plain", b"").await.unwrap().2, first);
+    drop(tls);
 }

@@ -104,7 +104,7 @@ async fn the_webhook_image_answers_the_api_servers_call_over_tls_and_drains() {
     let cm = doc("ConfigMap");
     scratch.file("config/app.yaml", cm["data"]["app.yaml"].as_str().unwrap());
     let secret = doc("Secret");
-    for key in ["tls.crt", "tls.key", "ca.crt"] {
+    for key in ["tls.crt", "tls.key", "ca.crt", "ca.key"] {
         scratch.file(&format!("tls/{key}"), secret["stringData"][key].as_str().unwrap());
     }
     let sc = &container["securityContext"];

@@ -271,6 +271,10 @@ fn the_webhook_is_rendered_whole_and_fails_open() {
         std::fs::read_to_string(root().join("examples/identity-service.yaml")).unwrap()
     );
     assert_eq!(docs[0]["automountServiceAccountToken"], false, "it calls no API");
+    assert!(
+        secret["stringData"]["ca.key"].as_str().unwrap().contains("PRIVATE KEY"),
+        "the CA's key, for the webhook's own renewals"
+    );
     // Two renderings make two certificates: rendering again rotates it.
     let again = run(&["webhook", "--config", "examples/identity-service.yaml"]);
     assert_ne!(String::from_utf8(again.stdout).unwrap(), text);
