@@ -214,7 +214,7 @@ fn run_webhook(args: &WebhookArgs) -> Result<(), GenError> {
         Some(_) => None,
         None => Some(crate::webhook::certificate(&options)?),
     };
-    let mut rendered = crate::webhook::render(&config, &templates, &options, cert.as_ref())?;
+    let mut rendered = crate::webhook::render(&templates, &options, cert.as_ref())?;
     // The sidecar's ConfigMap in every namespace whose pods may be injected.
     let config = if args.app_namespaces.is_empty() {
         config

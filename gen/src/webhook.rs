@@ -11,7 +11,6 @@
 //! rendered instead: cert-manager issues and renews the Secret, and its cainjector keeps the
 //! caBundle in step.
 
-use meshscrape_common::AppConfig;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use serde_json::json;
 
@@ -123,7 +122,6 @@ pub fn certificate(o: &Options) -> Result<Certificate, GenError> {
 
 /// Renders and checks every object of the webhook, in the order they can be applied.
 pub fn render(
-    _config: &AppConfig,
     templates: &Templates,
     o: &Options,
     cert: Option<&Certificate>,

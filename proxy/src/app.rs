@@ -551,12 +551,14 @@ fn restart_required(started: &ProxyConfig, new: &ProxyConfig) -> Vec<&'static st
 /// A short, stable name for a configuration: FNV-1a (64 bits) of the YAML it reads back from,
 /// so the same settings have the same hash whether they came from flags or a file.
 pub fn config_hash(config: &ProxyConfig) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in config.to_yaml().bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    format!("{:016x}", fnv1a(config.to_yaml().as_bytes()))
+}
+
+/// FNV-1a, 64 bits: a stable digest for the configuration's name and for noticing a file change.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// A bound on requests in flight that also says how much of it is taken, so the gauge needs no

@@ -436,10 +436,6 @@ impl MergedBody {
         }
     }
 
-    fn done(&self) -> bool {
-        self.trailer.is_none() && self.queued.is_none() && self.current.is_none()
-    }
-
     fn emit(&mut self, data: Bytes) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.stream.bytes += data.len() as u64;
         Poll::Ready(Some(Ok(Frame::data(data))))
@@ -478,8 +474,13 @@ impl MergedBody {
             }
         }
     }
+}
 
-    fn poll_merged(
+impl Body for MergedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
@@ -570,21 +571,9 @@ impl MergedBody {
             }
         }
     }
-}
-
-impl Body for MergedBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.poll_merged(cx)
-    }
 
     fn is_end_stream(&self) -> bool {
-        self.done()
+        self.trailer.is_none() && self.queued.is_none() && self.current.is_none()
     }
 }
 

@@ -17,7 +17,7 @@ use meshscrape_common::{ProxyConfig, ProxyOverrides};
 use tokio::signal::unix::Signal;
 
 use crate::App;
-use crate::app::config_hash;
+use crate::app::{config_hash, fnv1a};
 
 /// How often the file is read to see whether it changed.
 pub const POLL: Duration = Duration::from_secs(2);
@@ -31,14 +31,7 @@ enum Seen {
 
 fn look(path: &std::path::Path) -> Seen {
     match std::fs::read(path) {
-        Ok(bytes) => {
-            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-            for b in bytes {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0000_0100_0000_01b3);
-            }
-            Seen::Bytes(h)
-        }
+        Ok(bytes) => Seen::Bytes(fnv1a(&bytes)),
         Err(e) => Seen::Unreadable(e.kind()),
     }
 }

@@ -382,13 +382,13 @@ pub async fn check(
                     tls: credentials.tls.or(endpoint_options.tls.clone()),
                     ..endpoint_options
                 };
-                let https = credentials.https;
-                let found = through_forward(connector.clone(), ns, pod, *port, &target, |base| {
-                    let base = if https { base.replacen("http://", "https://", 1) } else { base };
-                    let url = format!("{base}{path}");
-                    async move { endpoint::check(&url, &endpoint_options).await }
-                })
-                .await;
+                let scheme = if credentials.https { "https" } else { "http" };
+                let found =
+                    through_forward(connector.clone(), ns, pod, *port, &target, scheme, |base| {
+                        let url = format!("{base}{path}");
+                        async move { endpoint::check(&url, &endpoint_options).await }
+                    })
+                    .await;
                 report.checks.extend(found.checks);
             }
             None if pods.is_none() => {

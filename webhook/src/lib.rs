@@ -288,9 +288,14 @@ impl Tls {
             &self.cert_file,
             &self.key_file,
         )?;
+        self.install(config, validity);
+        Ok(())
+    }
+
+    /// Puts a certificate in force for the next connections.
+    fn install(&self, config: Arc<ServerConfig>, validity: (i64, i64)) {
         *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = config;
         *self.validity.write().unwrap_or_else(std::sync::PoisonError::into_inner) = validity;
-        Ok(())
     }
 
     /// Rereads the files; `Some(Ok)` when a new pair took effect, `Some(Err)` when a changed pair
@@ -306,13 +311,8 @@ impl Tls {
                 return None;
             }
         }
-        let result = server_config(&cert, &key, &self.cert_file, &self.key_file).map(
-            |(config, validity)| {
-                *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = config;
-                *self.validity.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                    validity;
-            },
-        );
+        let result = server_config(&cert, &key, &self.cert_file, &self.key_file)
+            .map(|(config, validity)| self.install(config, validity));
         *self.seen.write().unwrap_or_else(std::sync::PoisonError::into_inner) = (cert, key);
         Some(result)
     }

@@ -69,7 +69,8 @@ async fn the_webhook_image_answers_the_api_servers_call_over_tls_and_drains() {
     let root = meshscrape_e2e::root();
     let config_path = root.join("examples/identity-service.yaml");
     let config_text = std::fs::read_to_string(&config_path).unwrap();
-    let config = AppConfig::from_yaml(&config_path, &config_text).unwrap();
+    // The file the webhook will read must be a valid application config.
+    AppConfig::from_yaml(&config_path, &config_text).unwrap();
     let options = Options {
         namespace: "meshscrape-system".into(),
         name: "meshscrape-webhook".into(),
@@ -81,8 +82,7 @@ async fn the_webhook_image_answers_the_api_servers_call_over_tls_and_drains() {
         failure_policy: "Ignore".into(),
     };
     let cert = webhook::certificate(&options).unwrap();
-    let rendered =
-        webhook::render(&config, &Templates::load(None).unwrap(), &options, Some(&cert)).unwrap();
+    let rendered = webhook::render(&Templates::load(None).unwrap(), &options, Some(&cert)).unwrap();
     let doc = |kind: &str| -> Value {
         let r = rendered.iter().find(|r| r.kind == kind).unwrap();
         serde_saphyr_free(&r.text)

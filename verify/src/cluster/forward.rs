@@ -55,13 +55,15 @@ impl Connector for PortForward {
 }
 
 /// Opens a local port whose connections are forwarded to the pod's port, runs `run` with its
-/// base URL, and names the pod instead of the local address in the checks it returns.
+/// base URL (`scheme://127.0.0.1:port`: the pod may serve https), and names the pod instead of
+/// the local address in the checks it returns.
 pub(super) async fn through_forward<F, Fut>(
     connector: Arc<dyn Connector>,
     ns: &str,
     pod: &str,
     port: u16,
     target: &str,
+    scheme: &str,
     run: F,
 ) -> Report
 where
@@ -85,18 +87,14 @@ where
                 return r;
             }
         };
-    let base = format!("http://{addr}");
+    let base = format!("{scheme}://{addr}");
     let mut found = run(base.clone()).await;
     task.abort();
-    // The scrape may have gone over https (a sidecar that serves TLS): both forms are local.
-    let https = format!("https://{addr}");
     for c in &mut found.checks {
-        for local in [&https, &base] {
-            if let Some(o) = &mut c.object {
-                *o = o.replace(local.as_str(), target);
-            }
-            c.message = c.message.replace(local.as_str(), target);
+        if let Some(o) = &mut c.object {
+            *o = o.replace(&base, target);
         }
+        c.message = c.message.replace(&base, target);
     }
     if let Some(e) = errors.lock().ok().and_then(|mut e| e.take()) {
         found.checks.insert(

@@ -268,17 +268,19 @@ pub(super) async fn check_prometheus(
         version: options.prometheus_version,
     };
     let target = format!("pod/{ns}/{}:{port}", name_of(pod));
-    let found = through_forward(connector, ns, name_of(pod), port, &target, |base| async move {
-        // Reached through the forward but not answering as Prometheus: a failed link here.
-        prometheus::check(&base, &popts).await.unwrap_or_else(|e| {
-            let mut r = Report::default();
-            r.push(
-                Check::fail("Prometheus API", e.to_string(), "check the Prometheus pod").on(&base),
-            );
-            r
+    let found =
+        through_forward(connector, ns, name_of(pod), port, &target, "http", |base| async move {
+            // Reached through the forward but not answering as Prometheus: a failed link here.
+            prometheus::check(&base, &popts).await.unwrap_or_else(|e| {
+                let mut r = Report::default();
+                r.push(
+                    Check::fail("Prometheus API", e.to_string(), "check the Prometheus pod")
+                        .on(&base),
+                );
+                r
+            })
         })
-    })
-    .await;
+        .await;
     report.checks.extend(found.checks);
     Ok(())
 }
